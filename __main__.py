@@ -1,0 +1,16 @@
+"""gpu-platform: load the stack's config, resolve its phase, build what the phase enables, export.
+
+Config is validated as a whole before any resource exists; a mistake stops here with a message
+naming the key (see components/config.py).
+"""
+
+import pulumi
+
+from components import config, phases, stack
+
+loaded = config.load()
+phase = phases.resolve(loaded.config.phase)
+outputs = stack.build(loaded, phase)
+
+for name, value in outputs.items():
+    pulumi.export(name, value)

@@ -1,0 +1,1 @@
+"""Pulumi components for the gpu-platform migration, one component per module."""

@@ -1,0 +1,366 @@
+"""The recording harness: the real program under Pulumi mocks, every registration captured.
+
+`record(stack, phase)` runs `__main__.py` exactly as `pulumi up` would run it, but against a
+`CapturingMonitor` instead of the engine. Every `RegisterResource` request is kept with what the
+engine would see: type, name, URN, parent, inputs (secrets marked), dependencies, provider and the
+resource options that matter for safety. Mock outputs come from `migrate.mocks`, which fails loudly
+on a resource type it has no rule for.
+
+Tests, `python -m migrate plan|diff|check` and the offline policy runner all use this one harness;
+nothing else in the project describes the resources a second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import runpy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.config import NAMESPACE, SECRET_KEYS
+from components.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "gpu-platform"
+SECRET = "[secret]"
+UNKNOWN = "[unknown]"
+
+# Pulumi's wire markers (sdk/python/lib/pulumi/runtime/rpc.py).
+_SIG = "4dabf18193072939515e22adb298388d"
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+_UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+
+
+@dataclass(frozen=True)
+class RecordedResource:
+    urn: str
+    type: str
+    name: str
+    parent: str
+    custom: bool
+    inputs: dict[str, Any]  # secret leaves replaced by "[secret]"
+    secret_inputs: tuple[str, ...]  # dotted paths of the inputs that were secret
+    dependencies: tuple[str, ...]
+    property_dependencies: dict[str, tuple[str, ...]]
+    provider: str  # URN of the explicit provider, "" for the default one
+    protect: bool
+    retain_on_delete: bool
+    ignore_changes: tuple[str, ...]
+    delete_before_replace: bool
+    replace_on_changes: tuple[str, ...]
+    additional_secret_outputs: tuple[str, ...]
+    deleted_with: str
+    aliases: tuple[str, ...]
+    custom_timeouts: dict[str, str]
+    import_id: str
+    outputs: dict[str, Any] = field(default_factory=dict)
+    secret_outputs: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "urn": self.urn,
+            "type": self.type,
+            "name": self.name,
+            "parent": self.parent,
+            "custom": self.custom,
+            "inputs": self.inputs,
+            "secret_inputs": list(self.secret_inputs),
+            "protect": self.protect,
+            "retain_on_delete": self.retain_on_delete,
+            "ignore_changes": list(self.ignore_changes),
+            "delete_before_replace": self.delete_before_replace,
+            "replace_on_changes": list(self.replace_on_changes),
+            "additional_secret_outputs": list(self.additional_secret_outputs),
+            "dependencies": list(self.dependencies),
+            "property_dependencies": {k: list(v) for k, v in self.property_dependencies.items()},
+            "provider": self.provider,
+            "deleted_with": self.deleted_with,
+            "aliases": list(self.aliases),
+            "custom_timeouts": self.custom_timeouts,
+            "import_id": self.import_id,
+            "secret_outputs": list(self.secret_outputs),
+        }
+
+
+@dataclass(frozen=True)
+class RecordedPlan:
+    stack: str
+    phase: str
+    resources: tuple[RecordedResource, ...]
+    outputs: dict[str, Any]
+    secret_stack_outputs: tuple[str, ...]
+
+    def by_urn(self) -> dict[str, RecordedResource]:
+        return {r.urn: r for r in self.resources}
+
+    def of_type(self, type_: str) -> list[RecordedResource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def named(self, name: str) -> RecordedResource:
+        matches = [r for r in self.resources if r.name == name]
+        if len(matches) != 1:
+            raise KeyError(f"{len(matches)} resources named {name!r}")
+        return matches[0]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "phase": self.phase,
+            "resources": [r.to_json() for r in self.resources],
+            "outputs": self.outputs,
+            "secret_outputs": list(self.secret_stack_outputs),
+        }
+
+
+# --- value normalisation ------------------------------------------------------------------------
+
+
+def _clean(value: Any, path: str, secrets: list[str]) -> Any:
+    """Plain JSON-able data from a deserialised property value, noting where secrets were."""
+    from pulumi import Resource
+
+    if isinstance(value, Mapping):
+        if value.get(_SIG) == _SECRET_SIG:
+            secrets.append(path)
+            _clean(value.get("value"), path, [])
+            return SECRET
+        return {str(k): _clean(v, f"{path}.{k}" if path else str(k), secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v, f"{path}[{i}]", secrets) for i, v in enumerate(value)]
+    if isinstance(value, Resource):
+        return getattr(value, "_recorded_urn", None) or f"<resource {type(value).__name__}>"
+    if value == _UNKNOWN:
+        return UNKNOWN
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return repr(value)
+
+
+def _plain(value: Any) -> Any:
+    """The value with secret wrappers removed, for the mocks to compute outputs from."""
+    if isinstance(value, Mapping):
+        if value.get(_SIG) == _SECRET_SIG:
+            return _plain(value.get("value"))
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _provider_urn(ref: str) -> str:
+    # A provider reference is "<urn>::<id>"; the URN itself contains "::" separators.
+    return ref.rsplit("::", 1)[0] if ref else ""
+
+
+# --- the monitor --------------------------------------------------------------------------------
+
+
+def _capturing_monitor_class() -> type:
+    from pulumi.runtime import rpc
+    from pulumi.runtime.mocks import MockMonitor
+    from pulumi.runtime.proto import resource_pb2
+    from pulumi.runtime.sync_await import _sync_await
+
+    from migrate.mocks import Mocks
+
+    class CapturingMonitor(MockMonitor):
+        """A MockMonitor that keeps every registration request, in order."""
+
+        def __init__(self, mocks: Mocks) -> None:
+            super().__init__(mocks)
+            self.recorded: dict[str, RecordedResource] = {}
+            self.stack_outputs: dict[str, Any] = {}
+            self.secret_stack_outputs: list[str] = []
+
+        def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+            if request.type == "pulumi:pulumi:Stack":
+                return super().RegisterResource(request)
+            raw = rpc.deserialize_properties(request.object, keep_unknowns=True)
+            secret_paths: list[str] = []
+            inputs = _clean({k: v for k, v in raw.items() if k != "__provider"}, "", secret_paths)
+            urn = self.make_urn(request.parent, request.type, request.name)
+            from pulumi.runtime.mocks import MockResourceArgs
+
+            args = MockResourceArgs(
+                typ=request.type,
+                name=request.name,
+                inputs=_plain({k: v for k, v in raw.items() if k != "__provider"}),
+                provider=request.provider,
+                resource_id=request.importId,
+                custom=request.custom or False,
+            )
+            id_, state = self.mocks.new_resource(args)
+            obj_proto = _sync_await(rpc.serialize_properties(state, {}))
+            self.resources[urn] = MockMonitor.ResourceRegistration(urn, id_, state)
+
+            out_secrets: list[str] = []
+            outputs = _clean(state, "", out_secrets)
+            secret_top = {p.split(".")[0].split("[")[0] for p in secret_paths + out_secrets}
+            secret_top |= set(request.additionalSecretOutputs)
+            timeouts = request.customTimeouts
+            self.recorded[urn] = RecordedResource(
+                urn=urn,
+                type=request.type,
+                name=request.name,
+                parent=request.parent,
+                custom=bool(request.custom),
+                inputs=inputs,
+                secret_inputs=tuple(secret_paths),
+                dependencies=tuple(request.dependencies),
+                property_dependencies={
+                    k: tuple(v.urns) for k, v in request.propertyDependencies.items() if k != "__provider"
+                },
+                provider=_provider_urn(request.provider),
+                protect=bool(request.protect),
+                retain_on_delete=bool(request.retainOnDelete),
+                ignore_changes=tuple(request.ignoreChanges),
+                delete_before_replace=bool(request.deleteBeforeReplace),
+                replace_on_changes=tuple(request.replaceOnChanges),
+                additional_secret_outputs=tuple(request.additionalSecretOutputs),
+                deleted_with=request.deletedWith,
+                aliases=tuple(a.spec.name or a.urn for a in request.aliases) if request.aliases else (),
+                custom_timeouts={
+                    k: getattr(timeouts, k) for k in ("create", "update", "delete") if getattr(timeouts, k, "")
+                },
+                import_id=request.importId,
+                outputs=outputs if request.custom else {},
+                secret_outputs=tuple(sorted(secret_top)) if request.custom else (),
+            )
+            return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj_proto)
+
+        def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802
+            if "::pulumi:pulumi:Stack::" in request.urn:
+                raw = rpc.deserialize_properties(request.outputs, keep_unknowns=True)
+                secrets: list[str] = []
+                self.stack_outputs = _clean(raw, "", secrets)
+                self.secret_stack_outputs = sorted({s.split(".")[0].split("[")[0] for s in secrets})
+            return super().RegisterResourceOutputs(request)
+
+    return CapturingMonitor
+
+
+# --- reading stack files ------------------------------------------------------------------------
+
+
+def stack_file(stack: str) -> Path:
+    return ROOT / f"Pulumi.{stack}.yaml"
+
+
+def read_stack_file(path: Path) -> dict[str, Any]:
+    """The `gpu-platform:*` config of a stack settings file, keys without the namespace."""
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read stack file ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
+        raise ConfigError(f"{path}: a stack file needs a top-level 'config:' mapping")
+    prefix = f"{NAMESPACE}:"
+    out: dict[str, Any] = {}
+    for key, value in doc["config"].items():
+        if not isinstance(key, str):
+            raise ConfigError(f"{path}: config key {key!r} is not a string")
+        if key.startswith(prefix):
+            out[key[len(prefix) :]] = value
+        elif ":" not in key:
+            raise ConfigError(f"{path}: config key {key!r} needs a namespace, e.g. {prefix}{key}")
+    return out
+
+
+def _as_config_string(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+def _engine_config(raw: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """What the engine would hand the program: every value a string, secrets filled offline."""
+    config: dict[str, str] = {}
+    secret_keys: list[str] = []
+    secret_names = {name for name, _ in SECRET_KEYS}
+    for key, value in raw.items():
+        if key in secret_names:
+            continue
+        config[f"{NAMESPACE}:{key}"] = _as_config_string(value)
+    for name, _required in SECRET_KEYS:
+        full = f"{NAMESPACE}:{name}"
+        # Offline there is nothing to decrypt `secure:` values with, so every secret key gets a
+        # placeholder; the plan shows it as [secret] and a test proves it never leaks.
+        config[full] = f"offline-placeholder-{name}"
+        secret_keys.append(full)
+    return config, secret_keys
+
+
+# --- running ------------------------------------------------------------------------------------
+
+
+def _run(stack: str, config: dict[str, str], secret_keys: list[str], phase: str) -> RecordedPlan:
+    import pulumi
+    from pulumi.runtime import settings as runtime_settings
+    from pulumi.runtime.mocks import MockEngine, MockSettings
+    from pulumi.runtime.stack import run_in_stack
+    from pulumi.runtime.sync_await import _sync_await
+
+    from migrate.mocks import Mocks
+
+    monitor = _capturing_monitor_class()(Mocks())
+    runtime_settings.ROOT.set(None)
+    runtime_settings.configure(
+        MockSettings(
+            monitor=monitor,
+            monitor_features=set(monitor.GetDeploymentInfo(None).supportedFeatures),
+            engine=MockEngine(None),
+            project=PROJECT,
+            stack=stack,
+            dry_run=False,
+            organization="organization",
+            callbacks=None,
+        )
+    )
+    pulumi.runtime.set_all_config(config, secret_keys)
+
+    def program() -> None:
+        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    try:
+        _sync_await(run_in_stack(program))
+    finally:
+        asyncio.get_event_loop().close()
+        runtime_settings.ROOT.set(None)
+    return RecordedPlan(
+        stack=stack,
+        phase=phase,
+        resources=tuple(monitor.recorded.values()),
+        outputs=monitor.stack_outputs,
+        secret_stack_outputs=tuple(monitor.secret_stack_outputs),
+    )
+
+
+def record(
+    stack: str,
+    phase: str | None = None,
+    stack_path: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> RecordedPlan:
+    """Run the program for `stack` (optionally at `phase`, from another file, with overrides).
+
+    Raises ConfigError for bad config before the program registers anything.
+    """
+    raw = read_stack_file(stack_path or stack_file(stack))
+    raw.update(overrides or {})
+    if phase is not None:
+        raw["phase"] = phase
+    config, secret_keys = _engine_config(raw)
+    chosen = str(raw.get("phase", ""))
+    # Each run gets a fresh context: Pulumi keeps its runtime state in ContextVars.
+    return contextvars.Context().run(_run, stack, config, secret_keys, chosen)
