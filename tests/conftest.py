@@ -1,0 +1,39 @@
+"""Shared fixtures: recorded plans are expensive enough to record once per session."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from components.phases import phase_ids
+from migrate.harness import RecordedPlan, record
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ROOT.parent / "shared" / "specs"
+STACKS = ("dev", "prod")
+
+
+@functools.lru_cache(maxsize=64)
+def recorded(stack: str, phase: str) -> RecordedPlan:
+    """The real program's plan for `stack` at `phase`, recorded once per test session."""
+    return record(stack, phase=phase)
+
+
+@pytest.fixture
+def plan() -> Callable[[str, str], RecordedPlan]:
+    return recorded
+
+
+@pytest.fixture(scope="session")
+def all_phases() -> tuple[str, ...]:
+    return phase_ids()
+
+
+@pytest.fixture(scope="session")
+def specs_dir() -> Path:
+    if not SPECS.is_dir():
+        pytest.skip(f"{SPECS} is not present; the contract tests need the shared API specs")
+    return SPECS
