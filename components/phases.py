@@ -135,8 +135,7 @@ class PhaseState(Frozen):
                 "platform.restoreFromBackup needs platform.servicesStateful and backups.composeData",
             ),
             (
-                self.traffic.k3s_weight > 0
-                and not (self.platform.services_stateless and self.platform.cert_manager),
+                self.traffic.k3s_weight > 0 and not (self.platform.services_stateless and self.platform.cert_manager),
                 "traffic.k3sWeight > 0 needs platform.servicesStateless and platform.certManager",
             ),
             (self.llama.cluster and not self.k3s.device_plugin, "llama.cluster needs k3s.devicePlugin"),

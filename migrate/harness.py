@@ -196,6 +196,7 @@ def _capturing_monitor_class() -> type:
                 custom=request.custom or False,
             )
             id_, state = self.mocks.new_resource(args)
+            id_ = id_ or ""
             obj_proto = _sync_await(rpc.serialize_properties(state, {}))
             self.resources[urn] = MockMonitor.ResourceRegistration(urn, id_, state)
 

@@ -1,7 +1,7 @@
 """Realistic mock outputs for every resource type the program registers.
 
 A rule takes the resource's name and (plain) inputs and returns the outputs a real provider would
-report after create. A type without a rule raises `MissingMockRule`, so a new resource type can
+report after create. A type without a rule raises `MissingMockRuleError`, so a new resource type can
 never pass through the recorded plan unexamined. Outputs are deterministic (hashes of the URN
 parts), so two recordings of one stack and phase are identical.
 """
@@ -18,7 +18,7 @@ from pulumi.runtime.mocks import Mocks as _PulumiMocks
 Rule = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
-class MissingMockRule(Exception):
+class MissingMockRuleError(Exception):
     pass
 
 
@@ -103,7 +103,7 @@ class Mocks(_PulumiMocks):
         if fn is None:
             fn = next((r for p, r in PREFIX_RULES.items() if args.typ.startswith(p)), None)
         if fn is None:
-            raise MissingMockRule(
+            raise MissingMockRuleError(
                 f"no mock rule for resource type {args.typ!r} ({args.name}); add one to migrate/mocks.py"
             )
         outputs = fn(args.name, dict(args.inputs))
@@ -112,5 +112,5 @@ class Mocks(_PulumiMocks):
     def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         fn = CALL_RULES.get(args.token)
         if fn is None:
-            raise MissingMockRule(f"no mock rule for function {args.token!r}; add one to migrate/mocks.py")
+            raise MissingMockRuleError(f"no mock rule for function {args.token!r}; add one to migrate/mocks.py")
         return fn(dict(args.args)), None
