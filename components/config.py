@@ -26,6 +26,7 @@ from components import versions
 from components.catalog import GCP_ACCELERATORS, GPUS, LAMBDA_INSTANCE_TYPES, LAMBDA_REGIONS, GpuModel
 from components.errors import ConfigError, format_validation_error
 from components.model import Frozen
+from components.phases import phase_ids
 
 NAMESPACE = "gpu-platform"
 
@@ -270,6 +271,14 @@ class StackConfig(Frozen):
     backups: Backups
     llama: LlamaConfig = LlamaConfig()
     router: RouterConfig = RouterConfig()
+
+    @field_validator("phase")
+    @classmethod
+    def _phase(cls, v: str) -> str:
+        ids = phase_ids()
+        if v not in ids:
+            raise ValueError(f"unknown phase; expected one of: {', '.join(ids)}")
+        return v
 
     @field_validator("k3s_version")
     @classmethod

@@ -1,0 +1,1 @@
+"""Offline and real phase moves for gpu-platform: `python -m migrate --help`."""

@@ -153,6 +153,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _alias(alias: Any) -> str:
+    if alias.urn:
+        return str(alias.urn)
+    spec = alias.spec
+    parts = [f"name={spec.name}" if spec.name else "", f"type={spec.type}" if spec.type else ""]
+    parts.append("no-parent" if spec.noParent else (f"parent={spec.parentUrn}" if spec.parentUrn else ""))
+    return " ".join(p for p in parts if p)
+
+
 def _provider_urn(ref: str) -> str:
     # A provider reference is "<urn>::<id>"; the URN itself contains "::" separators.
     return ref.rsplit("::", 1)[0] if ref else ""
@@ -225,7 +234,7 @@ def _capturing_monitor_class() -> type:
                 replace_on_changes=tuple(request.replaceOnChanges),
                 additional_secret_outputs=tuple(request.additionalSecretOutputs),
                 deleted_with=request.deletedWith,
-                aliases=tuple(a.spec.name or a.urn for a in request.aliases) if request.aliases else (),
+                aliases=tuple(_alias(a) for a in request.aliases),
                 custom_timeouts={
                     k: getattr(timeouts, k) for k in ("create", "update", "delete") if getattr(timeouts, k, "")
                 },
@@ -304,7 +313,7 @@ def _engine_config(raw: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
 # --- running ------------------------------------------------------------------------------------
 
 
-def _run(stack: str, config: dict[str, str], secret_keys: list[str], phase: str) -> RecordedPlan:
+def _run(stack: str, config: dict[str, str], secret_keys: list[str], phase: str, program_path: Path) -> RecordedPlan:
     import pulumi
     from pulumi.runtime import settings as runtime_settings
     from pulumi.runtime.mocks import MockEngine, MockSettings
@@ -330,11 +339,17 @@ def _run(stack: str, config: dict[str, str], secret_keys: list[str], phase: str)
     pulumi.runtime.set_all_config(config, secret_keys)
 
     def program() -> None:
-        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+        runpy.run_path(str(program_path), run_name="__main__")
 
     asyncio.set_event_loop(asyncio.new_event_loop())
     try:
         _sync_await(run_in_stack(program))
+    except ConfigError as exc:
+        # Config is validated before the first resource; if anything was registered first, that
+        # ordering broke and the error says so rather than hiding a half-built plan.
+        if monitor.recorded:
+            raise ConfigError(f"{exc} (after {len(monitor.recorded)} resources were already registered)") from None
+        raise
     finally:
         asyncio.get_event_loop().close()
         runtime_settings.ROOT.set(None)
@@ -352,6 +367,7 @@ def record(
     phase: str | None = None,
     stack_path: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
+    program: Path | None = None,
 ) -> RecordedPlan:
     """Run the program for `stack` (optionally at `phase`, from another file, with overrides).
 
@@ -364,4 +380,4 @@ def record(
     config, secret_keys = _engine_config(raw)
     chosen = str(raw.get("phase", ""))
     # Each run gets a fresh context: Pulumi keeps its runtime state in ContextVars.
-    return contextvars.Context().run(_run, stack, config, secret_keys, chosen)
+    return contextvars.Context().run(_run, stack, config, secret_keys, chosen, program or ROOT / "__main__.py")

@@ -1,0 +1,115 @@
+"""`python -m migrate`: see what a phase builds and what a phase change does, offline.
+
+Exit codes: 0 ok; 1 a check failed (policy violation, failed exit check); 2 bad input (config,
+stack file, arguments) or a missing tool; 3 the transition would delete a protected resource.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from components.errors import ConfigError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PROTECTED = 0, 1, 2, 3
+
+
+def _stack_path(stack: str, stack_file: str | None) -> Path:
+    from migrate.harness import stack_file as default_file
+
+    if stack_file:
+        path = Path(stack_file)
+        if not path.is_file():
+            raise ConfigError(f"--stack-file {stack_file}: no such file")
+        return path
+    path = default_file(stack)
+    if not path.is_file():
+        known = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in path.parent.glob("Pulumi.*.yaml"))
+        raise ConfigError(f"--stack {stack}: no Pulumi.{stack}.yaml; known stacks: {', '.join(known)}")
+    return path
+
+
+def _console():  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from components.phases import resolve
+    from migrate import render
+    from migrate.harness import record
+    from migrate.plan import counts, critical_path
+
+    recorded = record(args.stack, phase=args.phase, stack_path=_stack_path(args.stack, args.stack_file))
+    phase = resolve(recorded.phase)
+    if args.json:
+        path = critical_path(recorded)
+        doc = recorded.to_json()
+        doc["counts"] = counts(recorded)
+        doc["critical_path"] = {"length": path.length, "urns": list(path.urns)}
+        doc["exit_criteria"] = {
+            "checklist": list(phase.exit_criteria.checklist),
+            "checks": list(phase.exit_criteria.checks),
+        }
+        print(json.dumps(doc, indent=2, sort_keys=False))
+    else:
+        render.plan(_console(), recorded, phase)
+    return EXIT_OK
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from components.phases import resolve
+    from migrate import render
+    from migrate.harness import record
+    from migrate.plan import diff_plans
+
+    path = _stack_path(args.stack, args.stack_file)
+    resolve(args.from_phase), resolve(args.to_phase)  # unknown phase ids fail before any recording
+    before = record(args.stack, phase=args.from_phase, stack_path=path)
+    after = record(args.stack, phase=args.to_phase, stack_path=path)
+    result = diff_plans(before, after)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        render.diff(_console(), args.stack, result)
+    return EXIT_PROTECTED if result.deletes_protected else EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m migrate", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def stack_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--stack", required=True, help="stack name: dev or prod (reads Pulumi.<stack>.yaml)")
+        p.add_argument("--stack-file", help="any stack config file, e.g. a proposed change under review")
+        p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+
+    p_plan = sub.add_parser("plan", help="the resource tree a phase builds, offline")
+    stack_args(p_plan)
+    p_plan.add_argument("--phase", help="phase id (default: the stack's gpu-platform:phase)")
+    p_plan.set_defaults(func=cmd_plan)
+
+    p_diff = sub.add_parser("diff", help="creates, updates and deletes between two phases")
+    stack_args(p_diff)
+    p_diff.add_argument("--from", dest="from_phase", required=True, help="phase the stack is at")
+    p_diff.add_argument("--to", dest="to_phase", required=True, help="phase to move to")
+    p_diff.set_defaults(func=cmd_diff)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,262 @@
+"""What a recorded plan means: its component tree, counts, critical path, and the diff between two.
+
+Pure functions over `RecordedPlan`; the command line renders them, tests and the policy runner
+assert on them.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from migrate.harness import RecordedPlan, RecordedResource
+
+# Types that hold data: deleting or replacing one loses it unless a backup says otherwise.
+STATEFUL_TYPES: frozenset[str] = frozenset(
+    {
+        "kubernetes:core/v1:PersistentVolumeClaim",
+        "kubernetes:core/v1:PersistentVolume",
+        "kubernetes:apps/v1:StatefulSet",
+        "aws:s3/bucket:Bucket",
+        "aws:s3/bucketV2:BucketV2",
+        "gcp:storage/bucket:Bucket",
+        "gcp:compute/snapshot:Snapshot",
+    }
+)
+
+# Input paths a provider cannot change in place; a change replaces the resource. Kubernetes
+# rejects updates to these fields (the API server answers "field is immutable"), Pulumi replaces.
+_IMMUTABLE: dict[str, tuple[str, ...]] = {
+    "kubernetes:apps/v1:StatefulSet": ("spec.selector", "spec.volumeClaimTemplates", "spec.serviceName"),
+    "kubernetes:apps/v1:Deployment": ("spec.selector",),
+    "kubernetes:apps/v1:DaemonSet": ("spec.selector",),
+    "kubernetes:core/v1:PersistentVolumeClaim": ("spec.storageClassName", "spec.accessModes", "spec.volumeName"),
+    "kubernetes:batch/v1:Job": ("spec.template", "spec.selector"),
+    "kubernetes:storage.k8s.io/v1:StorageClass": ("provisioner", "parameters", "reclaimPolicy", "volumeBindingMode"),
+}
+
+
+def is_stateful(res: RecordedResource) -> bool:
+    return res.type in STATEFUL_TYPES or res.protect or res.retain_on_delete
+
+
+# --- tree and counts ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Node:
+    resource: RecordedResource
+    children: tuple[Node, ...]
+
+
+def tree(plan: RecordedPlan) -> list[Node]:
+    """The resources as a forest under the stack, in registration order."""
+    children: dict[str, list[RecordedResource]] = {}
+    urns = {r.urn for r in plan.resources}
+    roots: list[RecordedResource] = []
+    for res in plan.resources:
+        if res.parent in urns:
+            children.setdefault(res.parent, []).append(res)
+        else:
+            roots.append(res)
+
+    def build(res: RecordedResource) -> Node:
+        return Node(res, tuple(build(c) for c in children.get(res.urn, [])))
+
+    return [build(r) for r in roots]
+
+
+def counts(plan: RecordedPlan) -> dict[str, int]:
+    return dict(sorted(Counter(r.type for r in plan.resources).items()))
+
+
+# --- dependency graph ------------------------------------------------------------------------------
+
+
+def _expand(plan: RecordedPlan) -> dict[str, set[str]]:
+    """custom resource URN -> custom resource URNs it waits for before it can be created.
+
+    Depending on a component means waiting for every custom resource under it; a resource with an
+    explicit provider waits for the provider (which in turn may wait for a kubeconfig).
+    """
+    by_urn = plan.by_urn()
+    kids: dict[str, list[str]] = {}
+    for r in plan.resources:
+        kids.setdefault(r.parent, []).append(r.urn)
+
+    @functools.cache
+    def customs_under(urn: str) -> frozenset[str]:
+        res = by_urn.get(urn)
+        if res is None:
+            return frozenset()
+        if res.custom:
+            return frozenset({urn})
+        out: set[str] = set()
+        for child in kids.get(urn, []):
+            out |= customs_under(child)
+        return frozenset(out)
+
+    graph: dict[str, set[str]] = {}
+    for r in plan.resources:
+        if not r.custom:
+            continue
+        direct = set(r.dependencies)
+        for deps in r.property_dependencies.values():
+            direct |= set(deps)
+        if r.provider:
+            direct.add(r.provider)
+        waits: set[str] = set()
+        for dep in direct:
+            waits |= customs_under(dep)
+        waits.discard(r.urn)
+        graph[r.urn] = waits
+    return graph
+
+
+@dataclass(frozen=True)
+class CriticalPath:
+    length: int
+    urns: tuple[str, ...]
+
+
+def critical_path(plan: RecordedPlan) -> CriticalPath:
+    """The longest chain of resources that must be created one after another."""
+    graph = _expand(plan)
+
+    @functools.cache
+    def longest(urn: str) -> tuple[str, ...]:
+        best: tuple[str, ...] = ()
+        for dep in sorted(graph.get(urn, ())):
+            if dep in graph:
+                chain = longest(dep)
+                if len(chain) > len(best):
+                    best = chain
+        return (*best, urn)
+
+    best: tuple[str, ...] = ()
+    for urn in graph:
+        chain = longest(urn)
+        if len(chain) > len(best):
+            best = chain
+    return CriticalPath(length=len(best), urns=best)
+
+
+# --- diff ------------------------------------------------------------------------------------------
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out or {prefix: {}}
+    return {prefix: value}
+
+
+def changed_paths(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Dotted input paths whose values differ (lists compare whole)."""
+    a, b = _flatten(before), _flatten(after)
+    return sorted(k for k in a.keys() | b.keys() if a.get(k, _MISSING) != b.get(k, _MISSING))
+
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Change:
+    urn: str
+    type: str
+    name: str
+    kind: str  # create | update | replace | delete
+    changed: tuple[str, ...] = ()  # input paths, for update/replace
+    options: tuple[str, ...] = ()  # resource options that changed
+    stateful: bool = False
+    protected: bool = False
+
+
+@dataclass(frozen=True)
+class PlanDiff:
+    before: str
+    after: str
+    changes: tuple[Change, ...] = field(default_factory=tuple)
+
+    def of_kind(self, kind: str) -> list[Change]:
+        return [c for c in self.changes if c.kind == kind]
+
+    @property
+    def deletes_protected(self) -> list[Change]:
+        return [c for c in self.changes if c.kind in ("delete", "replace") and c.protected]
+
+    @property
+    def loses_state(self) -> list[Change]:
+        return [c for c in self.changes if c.kind in ("delete", "replace") and c.stateful]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "from": self.before,
+            "to": self.after,
+            "summary": {k: len(self.of_kind(k)) for k in ("create", "update", "replace", "delete")},
+            "changes": [
+                {
+                    "urn": c.urn,
+                    "type": c.type,
+                    "name": c.name,
+                    "kind": c.kind,
+                    "changed": list(c.changed),
+                    "options": list(c.options),
+                    "stateful": c.stateful,
+                    "protected": c.protected,
+                }
+                for c in self.changes
+            ],
+        }
+
+
+_OPTIONS = ("protect", "retain_on_delete", "ignore_changes", "delete_before_replace", "deleted_with", "provider")
+
+
+def _replaces(res: RecordedResource, changed: list[str], provider_changed: bool) -> bool:
+    if provider_changed:
+        return True
+    triggers = set(res.replace_on_changes) | set(_IMMUTABLE.get(res.type, ()))
+    if "*" in triggers and changed:
+        return True
+    top = [p for p in changed if not p.startswith("metadata.annotations") and not p.startswith("metadata.labels")]
+    names = ("metadata.name", "metadata.namespace")
+    return any(p == t or p.startswith(t + ".") for p in top for t in (*triggers, *names))
+
+
+def diff_plans(before: RecordedPlan, after: RecordedPlan) -> PlanDiff:
+    """What `pulumi up` would do to move a stack from `before` to `after`."""
+    a, b = before.by_urn(), after.by_urn()
+    changes: list[Change] = []
+    for urn, res in b.items():
+        if urn not in a:
+            changes.append(Change(urn, res.type, res.name, "create", stateful=is_stateful(res), protected=res.protect))
+    for urn, old in a.items():
+        new = b.get(urn)
+        if new is None:
+            changes.append(Change(urn, old.type, old.name, "delete", stateful=is_stateful(old), protected=old.protect))
+            continue
+        changed = changed_paths(old.inputs, new.inputs)
+        options = [o for o in _OPTIONS if getattr(old, o) != getattr(new, o)]
+        if not changed and not options:
+            continue
+        kind = "replace" if _replaces(old, changed, "provider" in options) else "update"
+        changes.append(
+            Change(
+                urn,
+                new.type,
+                new.name,
+                kind,
+                tuple(changed),
+                tuple(options),
+                stateful=is_stateful(old),
+                protected=old.protect,
+            )
+        )
+    order = {"delete": 0, "replace": 1, "update": 2, "create": 3}
+    changes.sort(key=lambda c: (order[c.kind], c.urn))
+    return PlanDiff(before.phase, after.phase, tuple(changes))
