@@ -17,10 +17,10 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pulumi
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
 from components import versions
 from components.catalog import GCP_ACCELERATORS, GPUS, LAMBDA_INSTANCE_TYPES, LAMBDA_REGIONS, GpuModel
@@ -50,6 +50,9 @@ def _cidr(value: str) -> str:
         return str(ipaddress.ip_network(value, strict=True))
     except ValueError:
         raise ValueError("not a valid CIDR such as 203.0.113.0/24 (host bits must be zero)") from None
+
+
+Cidr = Annotated[str, AfterValidator(_cidr)]
 
 
 def _host_key(value: str) -> str:
@@ -202,6 +205,12 @@ class ComposeHost(Frozen):
     ssh_user: str = "ubuntu"
     host_key: str
     compose_dir: str = Field(default="/srv/platform", pattern=r"^/[A-Za-z0-9._/-]+$")
+    # Where the data services answer on the Compose host; the backup scripts read them there.
+    qdrant_url: str = Field(default="http://127.0.0.1:6333", pattern=r"^https?://[A-Za-z0-9.:\[\]-]+(:\d+)?/?$")
+    redis_service: str = Field(default="redis", pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+    postgres_service: str = Field(default="postgres", pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+    postgres_user: str = Field(default="postgres", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    postgres_database: str = Field(default="platform", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
 
     @field_validator("address")
     @classmethod
@@ -221,6 +230,8 @@ class GcpVm(Frozen):
     zone: str = Field(pattern=r"^[a-z]+-[a-z]+[0-9]-[a-z]$")
     name: str = Field(pattern=r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
     machine_type: str = "e2-standard-4"
+    # The boot disk snapshotted before the VM is stopped; GCP names it after the VM by default.
+    boot_disk: str | None = Field(default=None, pattern=r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 class Backups(Frozen):
@@ -229,7 +240,11 @@ class Backups(Frozen):
     # S3-compatible endpoint (R2, MinIO, GCS interop); None means AWS S3 itself.
     endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/.*)?$")
     retention_days: int = Field(default=90, ge=7, le=3650)
-    gcs_bucket: str | None = None
+    gcs_bucket: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
+    gcs_location: str = Field(default="US", pattern=r"^[A-Za-z0-9-]+$")
+    # Fly keeps volume snapshots 1 to 60 days; p1 raises every volume's retention to this before
+    # taking the on-demand snapshot (never lowers it).
+    fly_snapshot_retention_days: int = Field(default=60, ge=1, le=60)
 
 
 class LlamaConfig(Frozen):
@@ -255,7 +270,7 @@ class StackConfig(Frozen):
     phase: str
     environment: Literal["dev", "prod"]
     k3s_version: str = versions.K3S_VERSION
-    admin_cidrs: tuple[str, ...] = Field(min_length=1)
+    admin_cidrs: tuple[Cidr, ...] = Field(min_length=1)
     cluster_cidr: str = "10.42.0.0/16"
     service_cidr: str = "10.43.0.0/16"
     domain: str
@@ -290,10 +305,9 @@ class StackConfig(Frozen):
     @field_validator("admin_cidrs")
     @classmethod
     def _admin(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        cidrs = tuple(_cidr(c) for c in v)
-        if any(ipaddress.ip_network(c).prefixlen == 0 for c in cidrs):
+        if any(ipaddress.ip_network(c).prefixlen == 0 for c in v):
             raise ValueError("0.0.0.0/0 opens SSH and the K3s API to the internet; list your admin networks")
-        return cidrs
+        return v
 
     @field_validator("cluster_cidr", "service_cidr")
     @classmethod
@@ -373,6 +387,9 @@ SECRET_KEYS: tuple[tuple[str, bool], ...] = (
     ("cloudLlmApiKey", False),
     ("backupAccessKeyId", False),
     ("backupSecretAccessKey", False),
+    # Login key of the legacy Compose host (its host key is pinned in composeHost.hostKey); needed
+    # from the phase that dumps its data (backups.composeData) on.
+    ("composeSshPrivateKey", False),
 )
 
 
@@ -383,6 +400,7 @@ class Secrets:
     cloud_llm_api_key: pulumi.Output[str] | None
     backup_access_key_id: pulumi.Output[str] | None
     backup_secret_access_key: pulumi.Output[str] | None
+    compose_ssh_private_key: pulumi.Output[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -446,5 +464,6 @@ def load() -> Loaded:
         cloud_llm_api_key=pc.get_secret("cloudLlmApiKey"),
         backup_access_key_id=pc.get_secret("backupAccessKeyId"),
         backup_secret_access_key=pc.get_secret("backupSecretAccessKey"),
+        compose_ssh_private_key=pc.get_secret("composeSshPrivateKey"),
     )
     return Loaded(config=cfg, secrets=secrets)

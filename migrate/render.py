@@ -96,7 +96,9 @@ def diff(console: Console, stack: str, d: PlanDiff) -> None:
         if c.options:
             line.append(f"  options: {', '.join(c.options)}", style="cyan")
         if c.kind in ("delete", "replace") and (c.protected or c.stateful):
-            line.append("  !! " + ("PROTECTED " if c.protected else "") + ("STATEFUL" if c.stateful else ""), "bold red")
+            line.append(
+                "  !! " + ("PROTECTED " if c.protected else "") + ("STATEFUL" if c.stateful else ""), "bold red"
+            )
         console.print(line)
     summary = ", ".join(f"{len(d.of_kind(k))} {k}" for k in ("create", "update", "replace", "delete"))
     console.print(f"\n{summary}")
