@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from tests.test_plan_logic import res
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "migrate", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "migrate", *args], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
     )
 
 
@@ -83,7 +84,7 @@ def test_diff_runs_for_every_adjacent_pair_in_both_directions(
     stack: str, cached_record: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ids = phase_ids()
-    for before, after in zip(ids, ids[1:], strict=False):
+    for before, after in itertools.pairwise(ids):
         for a, b in ((before, after), (after, before)):
             code = cli.main(["diff", "--stack", stack, "--from", a, "--to", b, "--json"])
             doc = json.loads(capsys.readouterr().out)

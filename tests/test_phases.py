@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ def test_each_file_declares_only_its_delta_and_the_state_is_cumulative() -> None
     assert k3s.state.backups.bucket, "p0's bucket is still there at p2a"
     assert k3s.state.legacy.fly_apps == "stopped", "p1's freeze is still in force at p2a"
     # Every later phase keeps everything an earlier phase switched on, unless it says otherwise.
-    for earlier, later in zip(loaded, loaded[1:], strict=False):
+    for earlier, later in itertools.pairwise(loaded):
         assert later.index == earlier.index + 1
         assert later.state.backups.bucket >= earlier.state.backups.bucket
         assert later.state.k3s.cluster >= earlier.state.k3s.cluster
