@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Dump one data service of the legacy Docker Compose host and upload the dump to the backup bucket.
+#
+# usage: compose-backup.sh --service qdrant|redis|postgres --compose-dir DIR --bucket B --region R
+#          [--endpoint URL] [--prefix compose] --image AWS_CLI_IMAGE [--qdrant-url URL]
+#          [--redis-service S] [--postgres-service S] [--postgres-user U] [--postgres-db D]
+# stdin:  two lines, the bucket's access key id and secret access key (never on a command line).
+# stdout: one JSON line {"service", "key", "size", "sha256"}: the record the verification checks.
+# stderr: what it did, step by step.
+#
+# The source is only read: Qdrant's full-storage snapshot API, Redis BGSAVE, pg_dump -Fc. Each run
+# writes a new, time-stamped key, so running it twice leaves two complete dumps and nothing else.
+set -euo pipefail
+
+log() { printf 'compose-backup: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+service="" compose_dir="" bucket="" region="" endpoint="" prefix="compose" image=""
+qdrant_url="http://127.0.0.1:6333" redis_service="redis" postgres_service="postgres"
+postgres_user="postgres" postgres_db="platform"
+while [ "$#" -gt 0 ]; do
+  [ "$#" -ge 2 ] || die "flag $1 needs a value"
+  case "$1" in
+    --service) service="$2" ;;
+    --compose-dir) compose_dir="$2" ;;
+    --bucket) bucket="$2" ;;
+    --region) region="$2" ;;
+    --endpoint) endpoint="$2" ;;
+    --prefix) prefix="$2" ;;
+    --image) image="$2" ;;
+    --qdrant-url) qdrant_url="$2" ;;
+    --redis-service) redis_service="$2" ;;
+    --postgres-service) postgres_service="$2" ;;
+    --postgres-user) postgres_user="$2" ;;
+    --postgres-db) postgres_db="$2" ;;
+    *) die "unknown flag $1" ;;
+  esac
+  shift 2
+done
+case "$service" in qdrant | redis | postgres) ;; *) die "--service must be qdrant, redis or postgres (got '$service')" ;; esac
+[ -n "$compose_dir" ] || die "--compose-dir is required"
+[ -n "$bucket" ] || die "--bucket is required"
+[ -n "$region" ] || die "--region is required"
+[ -n "$image" ] || die "--image is required"
+
+IFS= read -r AWS_ACCESS_KEY_ID || die "stdin: expected the access key id on the first line"
+IFS= read -r AWS_SECRET_ACCESS_KEY || die "stdin: expected the secret access key on the second line"
+[ -n "$AWS_ACCESS_KEY_ID" ] && [ -n "$AWS_SECRET_ACCESS_KEY" ] || die "stdin: empty access key"
+export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+export AWS_DEFAULT_REGION="$region"
+
+cd "$compose_dir" || die "compose directory $compose_dir does not exist"
+workdir="$(mktemp -d "${TMPDIR:-/var/tmp}/compose-backup.XXXXXX")"
+trap 'rm -rf "$workdir"' EXIT
+dump="$workdir/dump"
+stamp="$(date -u +%Y%m%dT%H%M%SZ)"
+
+compose() { docker compose "$@"; }
+
+dump_qdrant() {
+  log "qdrant: creating a full-storage snapshot at $qdrant_url"
+  local answer name
+  answer="$(curl -fsS -X POST "$qdrant_url/snapshots?wait=true")" || die "qdrant: snapshot request failed"
+  name="$(printf '%s' "$answer" | sed -n 's/.*"name"[[:space:]]*:[[:space:]]*"\([^"]*\)".*/\1/p')"
+  [ -n "$name" ] || die "qdrant: the answer names no snapshot: $answer"
+  curl -fsS -o "$dump" "$qdrant_url/snapshots/$name" || die "qdrant: download of snapshot $name failed"
+  # The snapshot also sits in Qdrant's own storage; remove that copy so the host disk does not fill.
+  curl -fsS -X DELETE "$qdrant_url/snapshots/$name?wait=true" >/dev/null || log "qdrant: could not delete snapshot $name on the host (harmless)"
+  tar -tf "$dump" >/dev/null || die "qdrant: snapshot $name is not a readable tar archive"
+  ext="snapshot"
+}
+
+dump_redis() {
+  local before after status dir file i
+  before="$(compose exec -T "$redis_service" redis-cli LASTSAVE | tr -d '\r')"
+  log "redis: BGSAVE (last save $before)"
+  compose exec -T "$redis_service" redis-cli BGSAVE >/dev/null
+  after="$before"
+  for i in $(seq 1 150); do
+    after="$(compose exec -T "$redis_service" redis-cli LASTSAVE | tr -d '\r')"
+    [ "$after" != "$before" ] && break
+    sleep 2
+  done
+  [ "$after" != "$before" ] || die "redis: BGSAVE did not finish within 300s (tried $i times)"
+  status="$(compose exec -T "$redis_service" redis-cli INFO persistence | tr -d '\r' | sed -n 's/^rdb_last_bgsave_status://p')"
+  [ "$status" = "ok" ] || die "redis: last BGSAVE status is '$status'"
+  dir="$(compose exec -T "$redis_service" redis-cli CONFIG GET dir | tr -d '\r' | sed -n 2p)"
+  file="$(compose exec -T "$redis_service" redis-cli CONFIG GET dbfilename | tr -d '\r' | sed -n 2p)"
+  compose exec -T "$redis_service" cat "$dir/$file" >"$dump"
+  [ "$(head -c 5 "$dump")" = "REDIS" ] || die "redis: $dir/$file does not start with the RDB magic"
+  ext="rdb"
+}
+
+dump_postgres() {
+  log "postgres: pg_dump -Fc $postgres_db as $postgres_user"
+  compose exec -T "$postgres_service" pg_dump -Fc -U "$postgres_user" "$postgres_db" >"$dump"
+  # The archive's table of contents must read back before the dump counts.
+  compose exec -T "$postgres_service" pg_restore --list <"$dump" >/dev/null || die "postgres: pg_restore cannot read the dump"
+  ext="dump"
+}
+
+ext=""
+"dump_$service"
+size="$(stat -c %s "$dump")"
+sha="$(sha256sum "$dump" | cut -d' ' -f1)"
+[ "$size" -gt 0 ] || die "$service: the dump is empty"
+key="$prefix/$service/$stamp.$ext"
+
+endpoint_args=()
+if [ -n "$endpoint" ]; then endpoint_args=(--endpoint-url "$endpoint"); fi
+log "$service: uploading $size bytes (sha256 $sha) to s3://$bucket/$key"
+docker run --rm -e AWS_ACCESS_KEY_ID -e AWS_SECRET_ACCESS_KEY -e AWS_DEFAULT_REGION \
+  -v "$workdir:/backup:ro" "$image" \
+  s3 cp /backup/dump "s3://$bucket/$key" --only-show-errors --metadata "sha256=$sha" "${endpoint_args[@]}"
+log "$service: done"
+printf '{"service":"%s","key":"%s","size":%s,"sha256":"%s"}\n' "$service" "$key" "$size" "$sha"
