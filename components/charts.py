@@ -1,0 +1,432 @@
+"""Third-party charts on K3s: cert-manager, monitoring, SLO alerts, and K3s's Traefik settings.
+
+Each chart is a `helm.v3.Release` whose (repository, chart, version) comes from
+components/versions.py; the value paths given here are the ones tests/test_platform.py asserts
+on, and each was checked against the pinned chart's values.yaml (noted next to it).
+
+- cert-manager (platform.certManager, p2a) with its CRDs (`crds.enabled`, kept on uninstall so
+  deleting the release never deletes every Certificate) and a Let's Encrypt ClusterIssuer whose
+  directory (staging | production) is stack config. HTTP-01 through K3s's Traefik.
+- K3s's Traefik is configured, not installed: a HelmChartConfig `kube-system/traefik` (K3s's
+  helm-controller merges it into the chart it ships) redirects HTTP to HTTPS and, with
+  monitoring, exposes its metrics to Prometheus. Those metrics feed the SLO alerts.
+- monitoring (platform.monitoring, p2a): kube-prometheus-stack, Loki in single-binary mode and
+  Grafana Alloy shipping pod logs to Loki.
+- SLO alerts (platform.sloAlerts, p2c): PrometheusRule objects on the public routes' error rate
+  and latency (multi-window burn rates for a 99.9% availability objective) and on the stores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pulumi
+import yaml
+
+from components import versions
+from components.errors import ConfigError
+from components.handles import ClusterHandle
+from components.services import k8s_opts, labels
+
+CERT_MANAGER_NAMESPACE = "cert-manager"
+MONITORING_NAMESPACE = "monitoring"
+ACME_DIRECTORIES = {
+    "staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
+    "production": "https://acme-v02.api.letsencrypt.org/directory",
+}
+GRAFANA_ADMIN_SECRET = "grafana-admin"
+LOKI_URL = f"http://loki.{MONITORING_NAMESPACE}.svc.cluster.local:3100"
+SLO_AVAILABILITY = 0.999  # the public routes' availability objective
+
+
+def cluster_issuer_name(acme_server: str) -> str:
+    return f"letsencrypt-{acme_server}"
+
+
+# --- chart values (pure; tests read them through the recorded Release inputs) ------------------
+
+
+def cert_manager_values(monitoring: bool) -> dict[str, Any]:
+    # cert-manager values.yaml v1.21: crds.enabled / crds.keep (since v1.15),
+    # prometheus.servicemonitor.enabled.
+    return {
+        "crds": {"enabled": True, "keep": True},
+        "prometheus": {"enabled": True, "servicemonitor": {"enabled": monitoring}},
+    }
+
+
+def kube_prometheus_stack_values(environment: str) -> dict[str, Any]:
+    # kube-prometheus-stack values.yaml 86.x: prometheus.prometheusSpec.*SelectorNilUsesHelmValues,
+    # grafana.admin.existingSecret/userKey/passwordKey, grafana.additionalDataSources, kube*.enabled.
+    return {
+        "prometheus": {
+            "prometheusSpec": {
+                "retention": "30d" if environment == "prod" else "7d",
+                # Pick up our PrometheusRules and Traefik's ServiceMonitor, not only the chart's own.
+                "ruleSelectorNilUsesHelmValues": False,
+                "serviceMonitorSelectorNilUsesHelmValues": False,
+                "podMonitorSelectorNilUsesHelmValues": False,
+            }
+        },
+        "grafana": {
+            "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
+            "additionalDataSources": [{"name": "Loki", "type": "loki", "access": "proxy", "url": LOKI_URL}],
+        },
+        # K3s runs the controller manager, scheduler and proxy inside one process with no metrics
+        # endpoints where the chart looks for them, and etcd's metrics are off by default: scraping
+        # them only produces TargetDown alerts.
+        "kubeControllerManager": {"enabled": False},
+        "kubeScheduler": {"enabled": False},
+        "kubeProxy": {"enabled": False},
+        "kubeEtcd": {"enabled": False},
+    }
+
+
+def loki_values(environment: str) -> dict[str, Any]:
+    # grafana-community loki values.yaml 6.56: deploymentMode, loki.auth_enabled,
+    # loki.commonConfig.replication_factor, loki.storage.type, loki.schemaConfig.configs,
+    # loki.limits_config, singleBinary.replicas, {backend,read,write}.replicas,
+    # chunksCache/resultsCache/gateway/lokiCanary.enabled, test.enabled.
+    return {
+        "deploymentMode": "SingleBinary",
+        "loki": {
+            "auth_enabled": False,
+            "commonConfig": {"replication_factor": 1},
+            "storage": {"type": "filesystem"},
+            "schemaConfig": {
+                "configs": [
+                    {
+                        "from": "2026-01-01",
+                        "store": "tsdb",
+                        "object_store": "filesystem",
+                        "schema": "v13",
+                        "index": {"prefix": "index_", "period": "24h"},
+                    }
+                ]
+            },
+            "limits_config": {"retention_period": "744h" if environment == "prod" else "168h"},
+        },
+        "singleBinary": {"replicas": 1},
+        "backend": {"replicas": 0},
+        "read": {"replicas": 0},
+        "write": {"replicas": 0},
+        "chunksCache": {"enabled": False},
+        "resultsCache": {"enabled": False},
+        "gateway": {"enabled": False},
+        "lokiCanary": {"enabled": False},
+        "test": {"enabled": False},
+    }
+
+
+ALLOY_CONFIG = f"""\
+discovery.kubernetes "pods" {{
+  role = "pod"
+}}
+
+discovery.relabel "pods" {{
+  targets = discovery.kubernetes.pods.targets
+  rule {{
+    source_labels = ["__meta_kubernetes_namespace"]
+    target_label  = "namespace"
+  }}
+  rule {{
+    source_labels = ["__meta_kubernetes_pod_name"]
+    target_label  = "pod"
+  }}
+  rule {{
+    source_labels = ["__meta_kubernetes_pod_container_name"]
+    target_label  = "container"
+  }}
+  rule {{
+    source_labels = ["__meta_kubernetes_pod_label_app_kubernetes_io_name"]
+    target_label  = "app"
+  }}
+}}
+
+loki.source.kubernetes "pods" {{
+  targets    = discovery.relabel.pods.output
+  forward_to = [loki.write.default.receiver]
+}}
+
+loki.write "default" {{
+  endpoint {{
+    url = "{LOKI_URL}/loki/api/v1/push"
+  }}
+}}
+"""
+
+
+def alloy_values() -> dict[str, Any]:
+    # alloy values.yaml 1.5: alloy.configMap.content, controller.type, controller.replicas.
+    # loki.source.kubernetes tails logs through the API server, so one Deployment replica serves
+    # the whole cluster and no hostPath mount of /var/log is needed.
+    return {
+        "alloy": {"configMap": {"content": ALLOY_CONFIG}},
+        "controller": {"type": "deployment", "replicas": 1},
+    }
+
+
+def traefik_values(monitoring: bool) -> dict[str, Any]:
+    # traefik values.yaml (chart shipped by K3s v1.35): ports.web.redirections.entryPoint,
+    # logs.access.enabled, metrics.prometheus.service.enabled / serviceMonitor.enabled.
+    values: dict[str, Any] = {
+        "ports": {"web": {"redirections": {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": True}}}},
+        "logs": {"access": {"enabled": True}},
+    }
+    if monitoring:
+        values["metrics"] = {"prometheus": {"service": {"enabled": True}, "serviceMonitor": {"enabled": True}}}
+    return values
+
+
+def slo_rules(platform_namespace: str, data_namespace: str) -> list[dict[str, Any]]:
+    """Multi-window, multi-burn-rate alerts for the public routes, and the stores' health."""
+    budget = round(1 - SLO_AVAILABILITY, 6)
+    # The weighted TraefikServices (<namespace>-<host>-split@kubernetescrd): what users see,
+    # whichever backend answered; the per-backend series would count each request twice.
+    svc = f'service=~"{platform_namespace}-.*-split@kubernetescrd"'
+
+    def error_ratio(window: str) -> str:
+        return (
+            f'sum(rate(traefik_service_requests_total{{{svc},code=~"5.."}}[{window}]))'
+            f" / sum(rate(traefik_service_requests_total{{{svc}}}[{window}]))"
+        )
+
+    def burn(long: str, short: str, factor: float) -> str:
+        return f"({error_ratio(long)}) > {factor} * {budget} and ({error_ratio(short)}) > {factor} * {budget}"
+
+    return [
+        {
+            "name": "platform-slo",
+            "rules": [
+                {
+                    "alert": "PlatformErrorBudgetFastBurn",
+                    "expr": burn("1h", "5m", 14.4),
+                    "for": "2m",
+                    "labels": {"severity": "critical"},
+                    "annotations": {"summary": "Public routes burn the 30-day error budget in under 2 days"},
+                },
+                {
+                    "alert": "PlatformErrorBudgetSlowBurn",
+                    "expr": burn("6h", "30m", 6),
+                    "for": "15m",
+                    "labels": {"severity": "warning"},
+                    "annotations": {"summary": "Public routes burn the 30-day error budget in under 5 days"},
+                },
+                {
+                    "alert": "PlatformLatencyHigh",
+                    "expr": (
+                        "histogram_quantile(0.95, sum by (le, service) "
+                        f"(rate(traefik_service_request_duration_seconds_bucket{{{svc}}}[5m]))) > 2"
+                    ),
+                    "for": "10m",
+                    "labels": {"severity": "warning"},
+                    "annotations": {"summary": "p95 latency of {{ $labels.service }} is above 2 s"},
+                },
+                {
+                    "alert": "PlatformDataStoreDown",
+                    "expr": (
+                        f'kube_statefulset_status_replicas_ready{{namespace="{data_namespace}"}}'
+                        f' < kube_statefulset_replicas{{namespace="{data_namespace}"}}'
+                    ),
+                    "for": "5m",
+                    "labels": {"severity": "critical"},
+                    "annotations": {"summary": "Data store {{ $labels.statefulset }} is not ready"},
+                },
+                {
+                    "alert": "PlatformPodsPending",
+                    "expr": (
+                        f'sum by (pod) (kube_pod_status_phase{{namespace="{platform_namespace}",phase="Pending"}}) > 0'
+                    ),
+                    "for": "15m",
+                    "labels": {"severity": "warning"},
+                    "annotations": {"summary": "{{ $labels.pod }} has been Pending for 15 minutes (GPU capacity?)"},
+                },
+            ],
+        }
+    ]
+
+
+# --- the component ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlatformChartsArgs:
+    cluster: ClusterHandle
+    environment: Literal["dev", "prod"]
+    cert_manager: bool
+    monitoring: bool
+    slo_alerts: bool
+    acme_email: str
+    acme_server: Literal["staging", "production"]
+    platform_namespace: str
+    data_namespace: str
+    grafana_admin_password: pulumi.Input[str] | None = None  # secret; required with monitoring
+    depends_on: Sequence[pulumi.Resource] = ()
+
+    def __post_init__(self) -> None:
+        if self.acme_server not in ACME_DIRECTORIES:
+            raise ConfigError(f"acmeServer: {self.acme_server!r}; expected staging or production")
+        if self.slo_alerts and not self.monitoring:
+            raise ConfigError("platform.sloAlerts needs platform.monitoring (PrometheusRule is its CRD)")
+        if self.monitoring and self.grafana_admin_password is None:
+            raise ConfigError("PlatformCharts: monitoring needs the Grafana admin password")
+
+
+def _release(
+    name: str,
+    chart: tuple[str, str, str],
+    namespace: str,
+    values: dict[str, Any],
+    opts: pulumi.ResourceOptions,
+) -> pulumi.Resource:
+    from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
+
+    repo, chart_name, version = chart
+    return Release(
+        name,
+        name=chart_name,  # the Helm release name; fixed, so no random suffix
+        chart=chart_name,
+        version=version,
+        repository_opts=RepositoryOptsArgs(repo=repo),
+        namespace=namespace,
+        values=values,
+        cleanup_on_fail=True,
+        max_history=5,
+        timeout=900,
+        opts=opts,
+    )
+
+
+class PlatformCharts(pulumi.ComponentResource):
+    """cert-manager + ClusterIssuer, Traefik's settings, monitoring and SLO alerts, as switched on."""
+
+    cluster_issuer: str | None
+    cert_manager: pulumi.Resource | None
+    monitoring: pulumi.Resource | None
+
+    def __init__(self, name: str, args: PlatformChartsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("gpu-platform:charts:PlatformCharts", name, None, opts)
+        import pulumi_kubernetes as k8s
+
+        self.cluster_issuer = None
+        self.cert_manager = None
+        self.monitoring = None
+        deps = list(args.depends_on)
+
+        if args.monitoring:
+            assert args.grafana_admin_password is not None  # checked in PlatformChartsArgs
+            grafana_password: pulumi.Output[str] = pulumi.Output.secret(args.grafana_admin_password)
+            ns = k8s.core.v1.Namespace(
+                f"{name}-monitoring-ns",
+                # node-exporter needs the host's PID and network namespaces: privileged, and only here.
+                metadata={
+                    "name": MONITORING_NAMESPACE,
+                    "labels": {
+                        **labels(MONITORING_NAMESPACE, "namespace"),
+                        "pod-security.kubernetes.io/enforce": "privileged",
+                    },
+                },
+                opts=k8s_opts(self, args.cluster, depends_on=deps),
+            )
+            admin = k8s.core.v1.Secret(
+                f"{name}-grafana-admin",
+                metadata={
+                    "name": GRAFANA_ADMIN_SECRET,
+                    "namespace": MONITORING_NAMESPACE,
+                    "labels": labels("grafana", "credentials"),
+                },
+                type="Opaque",
+                string_data={
+                    "admin-user": "admin",
+                    "admin-password": grafana_password,
+                },
+                opts=k8s_opts(self, args.cluster, depends_on=[ns]),
+            )
+            self.monitoring = _release(
+                f"{name}-kube-prometheus-stack",
+                versions.KUBE_PROMETHEUS_STACK_CHART,
+                MONITORING_NAMESPACE,
+                kube_prometheus_stack_values(args.environment),
+                k8s_opts(self, args.cluster, depends_on=[ns, admin]),
+            )
+            loki = _release(
+                f"{name}-loki",
+                versions.LOKI_CHART,
+                MONITORING_NAMESPACE,
+                loki_values(args.environment),
+                # Loki's chart adds ServiceMonitors when the CRD exists.
+                k8s_opts(self, args.cluster, depends_on=[ns, self.monitoring]),
+            )
+            _release(
+                f"{name}-alloy",
+                versions.ALLOY_CHART,
+                MONITORING_NAMESPACE,
+                alloy_values(),
+                k8s_opts(self, args.cluster, depends_on=[ns, loki]),
+            )
+
+        if args.cert_manager:
+            ns = k8s.core.v1.Namespace(
+                f"{name}-cert-manager-ns",
+                metadata={
+                    "name": CERT_MANAGER_NAMESPACE,
+                    "labels": {
+                        **labels(CERT_MANAGER_NAMESPACE, "namespace"),
+                        "pod-security.kubernetes.io/enforce": "restricted",
+                    },
+                },
+                opts=k8s_opts(self, args.cluster, depends_on=deps),
+            )
+            after_monitoring = [self.monitoring] if self.monitoring else []
+            self.cert_manager = _release(
+                f"{name}-cert-manager",
+                versions.CERT_MANAGER_CHART,
+                CERT_MANAGER_NAMESPACE,
+                cert_manager_values(args.monitoring),
+                # Its ServiceMonitor needs the CRD kube-prometheus-stack brings.
+                k8s_opts(self, args.cluster, depends_on=[ns, *after_monitoring]),
+            )
+            self.cluster_issuer = cluster_issuer_name(args.acme_server)
+            k8s.apiextensions.CustomResource(
+                f"{name}-cluster-issuer",
+                api_version="cert-manager.io/v1",
+                kind="ClusterIssuer",
+                metadata={"name": self.cluster_issuer, "labels": labels("letsencrypt", "tls")},
+                spec={
+                    "acme": {
+                        "email": args.acme_email,
+                        "server": ACME_DIRECTORIES[args.acme_server],
+                        # One account key per directory: staging and production are separate CAs.
+                        "privateKeySecretRef": {"name": f"{self.cluster_issuer}-account-key"},
+                        "solvers": [{"http01": {"ingress": {"ingressClassName": "traefik"}}}],
+                    }
+                },
+                opts=k8s_opts(self, args.cluster, depends_on=[self.cert_manager]),
+            )
+            k8s.apiextensions.CustomResource(
+                f"{name}-traefik-config",
+                api_version="helm.cattle.io/v1",
+                kind="HelmChartConfig",
+                metadata={"name": "traefik", "namespace": "kube-system", "labels": labels("traefik", "ingress")},
+                spec={"valuesContent": yaml.safe_dump(traefik_values(args.monitoring), sort_keys=True)},
+                opts=k8s_opts(self, args.cluster, depends_on=[*deps, *after_monitoring]),
+            )
+
+        if args.slo_alerts:
+            assert self.monitoring is not None  # checked in PlatformChartsArgs
+            k8s.apiextensions.CustomResource(
+                f"{name}-slo-rules",
+                api_version="monitoring.coreos.com/v1",
+                kind="PrometheusRule",
+                metadata={
+                    "name": "platform-slo",
+                    "namespace": MONITORING_NAMESPACE,
+                    "labels": labels("platform-slo", "alerts"),
+                },
+                spec={"groups": slo_rules(args.platform_namespace, args.data_namespace)},
+                opts=k8s_opts(self, args.cluster, depends_on=[self.monitoring]),
+            )
+
+        self.register_outputs({"clusterIssuer": self.cluster_issuer})

@@ -1,0 +1,309 @@
+"""The platform on K3s: what a phase switches on, wired in one component.
+
+`Platform` reads `phase.state.platform` and `phase.state.traffic` and builds, in order:
+  certManager        cert-manager + Let's Encrypt ClusterIssuer, Traefik  (p2a)
+  monitoring         kube-prometheus-stack, Loki, Alloy                   (p2a)
+  retainStorage      the Retain StorageClass, namespace `platform-data`,
+                     the stores' credentials and StatefulSets at 0 replicas (p2a)
+  servicesStateful   the stores run (1 replica each)                      (p2b)
+  restoreFromBackup  one restore Job per store from the verified backups  (p2b)
+  servicesStateless  namespace `platform`, its Secrets, the services      (p2b)
+  traffic.k3sWeight  the weighted public routes (10, 50, 100)             (p2b, p2b1, p2b2)
+  autoscaling        HPAs for the stateless CPU services                  (p2c)
+  sloAlerts          PrometheusRules                                      (p2c)
+Each part lives in its own module (charts, services, datastores, traffic); this one holds the
+namespaces and the generated credentials they share.
+
+Every object uses the cluster's provider and `deleted_with` the cluster resource. Nothing with
+data is deleted or replaced by a phase change in prod: see components/datastores.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from components.charts import PlatformCharts, PlatformChartsArgs
+from components.config import StackConfig
+from components.datastores import (
+    POSTGRES_DATABASE,
+    RESTORE_SELECTOR,
+    DataStores,
+    DataStoresArgs,
+    RestoreSource,
+    storage_class,
+    store_host,
+)
+from components.errors import ConfigError
+from components.handles import BackupHandle, ClusterHandle
+from components.phases import PlatformState
+from components.services import (
+    APP_SECRET,
+    STORE_SECRET,
+    STORES,
+    PlatformServices,
+    PlatformServicesArgs,
+    Store,
+    app_secret_keys,
+    k8s_opts,
+    labels,
+    validate_table,
+)
+from components.traffic import TrafficSplit, TrafficSplitArgs
+
+NAMESPACE = "platform"
+DATA_NAMESPACE = "platform-data"
+MONITORING_NAMESPACE = "monitoring"
+
+# Stack config key of each app secret, for the error that names a missing one.
+_APP_SECRET_CONFIG = {
+    "lambda-api-key": "lambdaApiKey",
+    "github-token": "githubToken",
+    "hubspot-access-token": "hubspotAccessToken",
+    "llm-api-key": "cloudLlmApiKey",
+}
+
+
+@dataclass(frozen=True)
+class PlatformSecrets:
+    """The stack's secrets the platform hands to its services and restore Jobs (all Outputs)."""
+
+    lambda_api_key: pulumi.Input[str] | None = None
+    github_token: pulumi.Input[str] | None = None
+    hubspot_access_token: pulumi.Input[str] | None = None
+    llm_api_key: pulumi.Input[str] | None = None
+    backup_access_key_id: pulumi.Input[str] | None = None
+    backup_secret_access_key: pulumi.Input[str] | None = None
+
+    def app_secrets(self) -> dict[str, pulumi.Input[str] | None]:
+        return {
+            "lambda-api-key": self.lambda_api_key,
+            "github-token": self.github_token,
+            "hubspot-access-token": self.hubspot_access_token,
+            "llm-api-key": self.llm_api_key,
+        }
+
+
+@dataclass(frozen=True)
+class PlatformArgs:
+    config: StackConfig
+    state: PlatformState
+    k3s_weight: int
+    cluster: ClusterHandle
+    secrets: PlatformSecrets
+    backups: BackupHandle | None = None
+
+    def __post_init__(self) -> None:
+        s = self.state
+        problems: list[str] = []
+        if self.k3s_weight and not (s.services_stateless and s.cert_manager):
+            problems.append("traffic.k3sWeight > 0 needs platform.servicesStateless and platform.certManager")
+        if s.services_stateless:
+            validate_table()  # a broken services table fails here, before any resource exists
+            available = self.secrets.app_secrets()
+            for key, required in sorted(app_secret_keys().items()):
+                if key not in _APP_SECRET_CONFIG:
+                    problems.append(f"services table reads app secret {key!r} that no stack config key provides")
+                elif required and available.get(key) is None:
+                    problems.append(
+                        f"gpu-platform:{_APP_SECRET_CONFIG[key]}: required once platform.servicesStateless is on; "
+                        "set it with `pulumi config set --secret`"
+                    )
+        if s.restore_from_backup:
+            if self.backups is None:
+                problems.append("platform.restoreFromBackup needs the backups (backups.composeData)")
+            else:
+                missing = [store for store in STORES if store not in self.backups.verified]
+                if missing:
+                    problems.append(
+                        f"platform.restoreFromBackup: no verified backup of {missing} from the Compose host; "
+                        "backups.composeData must verify qdrant, redis and postgres first"
+                    )
+            if self.secrets.backup_access_key_id is None or self.secrets.backup_secret_access_key is None:
+                problems.append(
+                    "gpu-platform:backupAccessKeyId and gpu-platform:backupSecretAccessKey: required once "
+                    "platform.restoreFromBackup is on (the restore Jobs in K3s read the bucket with them)"
+                )
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+
+class Platform(pulumi.ComponentResource):
+    """The platform parts the phase switches on. `outputs` is what the stack exports."""
+
+    outputs: dict[str, Any]
+
+    def __init__(self, name: str, args: PlatformArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("gpu-platform:platform:Platform", name, None, opts)
+        import pulumi_kubernetes as k8s
+        import pulumi_random as random
+
+        cfg, state, cluster = args.config, args.state, args.cluster
+        self.outputs = {}
+
+        charts: PlatformCharts | None = None
+        if state.cert_manager or state.monitoring:
+            grafana_password = None
+            if state.monitoring:
+                grafana_password = random.RandomPassword(
+                    f"{name}-grafana-admin-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
+                ).result
+            charts = PlatformCharts(
+                f"{name}-charts",
+                PlatformChartsArgs(
+                    cluster=cluster,
+                    environment=cfg.environment,
+                    cert_manager=state.cert_manager,
+                    monitoring=state.monitoring,
+                    slo_alerts=state.slo_alerts,
+                    acme_email=cfg.acme_email,
+                    acme_server=cfg.acme_server,
+                    platform_namespace=NAMESPACE,
+                    data_namespace=DATA_NAMESPACE,
+                    grafana_admin_password=grafana_password,
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.outputs["clusterIssuer"] = charts.cluster_issuer
+
+        # The stores' passwords, generated once, from the phase that first needs them. In prod
+        # they are protected with the data: a Postgres data directory keeps the superuser password
+        # it was initialised with, so a new password for retained data would lock everyone out.
+        passwords: dict[Store, pulumi.Output[str]] = {}
+        if state.retain_storage or state.services_stateless:
+            passwords = {
+                store: random.RandomPassword(
+                    f"{name}-{store}-password",
+                    length=40,
+                    special=False,  # they go into URLs and config files unescaped
+                    opts=pulumi.ResourceOptions(parent=self, protect=cfg.is_prod),
+                ).result
+                for store in STORES
+            }
+
+        stores: DataStores | None = None
+        if state.retain_storage:
+            storage_class(name, self, cluster)
+            data_namespace = k8s.core.v1.Namespace(
+                f"{name}-data-namespace",
+                metadata={"name": DATA_NAMESPACE, "labels": _restricted(DATA_NAMESPACE)},
+                # Deleting a namespace deletes every volume claim in it. prod: Pulumi refuses
+                # (protect), and a deliberate unprotect still leaves it in the cluster.
+                opts=k8s_opts(self, cluster, protect=cfg.is_prod, retain_on_delete=cfg.is_prod),
+            )
+            restore = None
+            if state.restore_from_backup:
+                assert args.backups is not None  # checked in PlatformArgs
+                assert args.secrets.backup_access_key_id is not None
+                assert args.secrets.backup_secret_access_key is not None
+                restore = RestoreSource(
+                    bucket=args.backups.bucket,
+                    endpoint=args.backups.endpoint,
+                    region=args.backups.region,
+                    verified=args.backups.verified,
+                    access_key_id=args.secrets.backup_access_key_id,
+                    secret_access_key=args.secrets.backup_secret_access_key,
+                )
+            stores = DataStores(
+                f"{name}-datastores",
+                DataStoresArgs(
+                    cluster=cluster,
+                    namespace=DATA_NAMESPACE,
+                    clients_namespace=NAMESPACE,
+                    environment=cfg.environment,
+                    protect=cfg.is_prod,
+                    passwords=passwords,
+                    running=state.services_stateful,
+                    restore=restore,
+                    depends_on=[data_namespace],
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.outputs["dataNamespace"] = DATA_NAMESPACE
+            if stores.restore_jobs:
+                self.outputs["restoreJobs"] = {"namespace": DATA_NAMESPACE, "selector": RESTORE_SELECTOR}
+
+        if not state.services_stateless:
+            self.register_outputs(self.outputs)
+            return
+
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={"name": NAMESPACE, "labels": _restricted(NAMESPACE)},
+            opts=k8s_opts(self, cluster),
+        )
+        pg, rd = store_host("postgres", DATA_NAMESPACE), store_host("redis", DATA_NAMESPACE)
+        store_secret = k8s.core.v1.Secret(
+            f"{name}-store-credentials",
+            metadata={"name": STORE_SECRET, "namespace": NAMESPACE, "labels": labels("platform", "credentials")},
+            type="Opaque",
+            string_data={
+                "postgres-url": pulumi.Output.concat(
+                    "postgresql://postgres:", passwords["postgres"], f"@{pg}:5432/{POSTGRES_DATABASE}"
+                ),
+                "redis-url": pulumi.Output.concat("redis://:", passwords["redis"], f"@{rd}:6379/0"),
+                "qdrant-api-key": passwords["qdrant"],
+            },
+            opts=k8s_opts(self, cluster, depends_on=[namespace]),
+        )
+        app_values = {k: v for k, v in args.secrets.app_secrets().items() if v is not None}
+        app_secret = k8s.core.v1.Secret(
+            f"{name}-app-secrets",
+            metadata={"name": APP_SECRET, "namespace": NAMESPACE, "labels": labels("platform", "credentials")},
+            type="Opaque",
+            string_data={k: pulumi.Output.secret(v) for k, v in sorted(app_values.items())},
+            opts=k8s_opts(self, cluster, depends_on=[namespace]),
+        )
+
+        before_services: list[pulumi.Resource] = [namespace, store_secret, app_secret]
+        if stores is not None and state.services_stateful:
+            # The services start on restored data: an app that starts first would create its
+            # schema or queues in the empty stores, and the restore would then refuse.
+            before_services += [*stores.stateful_sets.values(), *stores.restore_jobs.values()]
+
+        services = PlatformServices(
+            f"{name}-services",
+            PlatformServicesArgs(
+                cluster=cluster,
+                namespace=NAMESPACE,
+                environment=cfg.environment,
+                autoscaling=state.autoscaling,
+                data_namespace=DATA_NAMESPACE,
+                monitoring_namespace=MONITORING_NAMESPACE if state.monitoring else None,
+                secrets=before_services,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.outputs["namespace"] = NAMESPACE
+
+        if args.k3s_weight > 0:
+            assert charts is not None and charts.cluster_issuer is not None  # certManager is on
+            traffic = TrafficSplit(
+                f"{name}-traffic",
+                TrafficSplitArgs(
+                    cluster=cluster,
+                    namespace=NAMESPACE,
+                    domain=cfg.domain,
+                    k3s_weight=args.k3s_weight,
+                    legacy_address=cfg.compose_host.address,
+                    cluster_issuer=charts.cluster_issuer,
+                    depends_on=[namespace, *services.services.values()],
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.outputs["publicHostnames"] = traffic.hostnames
+            self.outputs["k3sWeight"] = args.k3s_weight
+
+        self.register_outputs(self.outputs)
+
+
+def _restricted(name: str) -> dict[str, str]:
+    """Namespace labels: the `restricted` Pod Security Standard, enforced (not only warned)."""
+    return {
+        **labels(name, "namespace"),
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/audit": "restricted",
+        "pod-security.kubernetes.io/warn": "restricted",
+    }

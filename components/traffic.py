@@ -1,0 +1,201 @@
+"""Weighted cutover: each public hostname is served by the legacy Compose host and by K3s.
+
+K3s's own Traefik does the split (no ingress-nginx, which was retired upstream in March 2026):
+per hostname a `TraefikService` with a weighted round robin over two backends,
+  - the in-cluster service (weight = phase.state.traffic.k3sWeight), and
+  - the Compose host (weight = 100 - k3sWeight),
+and an `IngressRoute` on the `websecure` entry point with the cert-manager certificate.
+
+Moving between p2b-services (10), p2b1-cutover-50 (50) and p2b2-cutover-100 (100), forward or
+back, is a stack update that changes only the two `weight` inputs of each TraefikService: every
+object, name and other field is the same in all three phases. At 100 the legacy backend stays in
+the list with weight 0, so rolling back is again a weight change and nothing is re-created.
+
+What Traefik needs to reach the Compose host: its CRD provider resolves a Service to endpoints
+through EndpointSlices, so the legacy backend is a Service *without* a selector plus an
+EndpointSlice we own (label `kubernetes.io/service-name`, a `managed-by` that is not the
+EndpointSlice controller, so the controller leaves it alone; `ready: true` so Traefik uses it).
+An ExternalName Service would need `allowExternalNameServices`, which K3s's Traefik leaves off,
+and an IP in `externalName` is not a DNS name. Traefik speaks HTTPS to the Compose host's nginx
+with SNI and certificate verification for the public hostname (a ServersTransport per hostname):
+the Compose host keeps serving its own certificate for those names until it is stopped.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+
+from components.errors import ConfigError
+from components.handles import ClusterHandle
+from components.services import SERVICES, k8s_opts, labels
+
+LEGACY_SERVICE = "legacy-compose"
+LEGACY_PORT = 443  # the Compose host's nginx terminates TLS for the public hostnames
+TLS_SECRET = "public-tls"
+# A client keeps the backend it first got for an hour: the two backends do not share sessions.
+STICKY_COOKIE = {"name": "gp_backend", "secure": True, "httpOnly": True, "sameSite": "lax", "maxAge": 3600}
+
+
+@dataclass(frozen=True)
+class PublicRoute:
+    host: str  # the label under the domain: "app" -> app.<domain>
+    service: str  # the in-cluster Service
+    port: int
+
+
+def public_routes() -> tuple[PublicRoute, ...]:
+    """Every service of the one table that has a public hostname."""
+    return tuple(PublicRoute(s.public_host, s.name, s.port) for s in SERVICES if s.public_host)
+
+
+def weights(k3s_weight: int) -> tuple[int, int]:
+    """(in-cluster, legacy) weights of one hostname; they always add up to 100."""
+    if not 0 <= k3s_weight <= 100:
+        raise ConfigError(f"traffic.k3sWeight: {k3s_weight} is not a percentage (0-100)")
+    return k3s_weight, 100 - k3s_weight
+
+
+@dataclass(frozen=True)
+class TrafficSplitArgs:
+    cluster: ClusterHandle
+    namespace: str
+    domain: str
+    k3s_weight: int
+    legacy_address: str
+    cluster_issuer: str
+    routes: tuple[PublicRoute, ...] = field(default_factory=public_routes)
+    depends_on: Sequence[pulumi.Resource] = ()
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.k3s_weight <= 100:
+            raise ConfigError(
+                f"traffic.k3sWeight: {self.k3s_weight}; public routes exist only for 1-100 (0 means none at all)"
+            )
+        try:
+            ipaddress.ip_address(self.legacy_address)
+        except ValueError:
+            raise ConfigError(f"composeHost.address: {self.legacy_address!r} is not an IP address") from None
+        hosts = [r.host for r in self.routes]
+        if not hosts or len(set(hosts)) != len(hosts):
+            raise ConfigError(f"TrafficSplit: public hosts must be unique and not empty (got {hosts})")
+
+    def fqdn(self, route: PublicRoute) -> str:
+        return f"{route.host}.{self.domain}"
+
+
+class TrafficSplit(pulumi.ComponentResource):
+    """The legacy backend, the certificate and, per hostname, the weighted route."""
+
+    hostnames: list[str]
+
+    def __init__(self, name: str, args: TrafficSplitArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("gpu-platform:traffic:TrafficSplit", name, None, opts)
+        import pulumi_kubernetes as k8s
+
+        ns = args.namespace
+        k3s, legacy = weights(args.k3s_weight)
+        self.hostnames = [args.fqdn(r) for r in args.routes]
+
+        legacy_svc = k8s.core.v1.Service(
+            f"{name}-legacy",
+            metadata={"name": LEGACY_SERVICE, "namespace": ns, "labels": labels(LEGACY_SERVICE, "legacy")},
+            # No selector: the endpoints are the EndpointSlice below, not pods.
+            spec={"type": "ClusterIP", "ports": [{"name": "https", "port": LEGACY_PORT, "protocol": "TCP"}]},
+            opts=k8s_opts(self, args.cluster, depends_on=args.depends_on),
+        )
+        family = "IPv6" if ipaddress.ip_address(args.legacy_address).version == 6 else "IPv4"
+        k8s.discovery.v1.EndpointSlice(
+            f"{name}-legacy-endpoints",
+            metadata={
+                "name": f"{LEGACY_SERVICE}-{family.lower()}",
+                "namespace": ns,
+                "labels": {
+                    **labels(LEGACY_SERVICE, "legacy"),
+                    "kubernetes.io/service-name": LEGACY_SERVICE,
+                    "endpointslice.kubernetes.io/managed-by": "pulumi.gpu-platform",
+                },
+            },
+            address_type=family,
+            endpoints=[
+                {
+                    "addresses": [args.legacy_address],
+                    "conditions": {"ready": True, "serving": True, "terminating": False},
+                }
+            ],
+            ports=[{"name": "https", "port": LEGACY_PORT, "protocol": "TCP"}],
+            opts=k8s_opts(self, args.cluster, depends_on=[legacy_svc]),
+        )
+
+        certificate = k8s.apiextensions.CustomResource(
+            f"{name}-certificate",
+            api_version="cert-manager.io/v1",
+            kind="Certificate",
+            metadata={"name": TLS_SECRET, "namespace": ns, "labels": labels(TLS_SECRET, "tls")},
+            spec={
+                "secretName": TLS_SECRET,
+                "dnsNames": self.hostnames,
+                "issuerRef": {"group": "cert-manager.io", "kind": "ClusterIssuer", "name": args.cluster_issuer},
+                "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+            },
+            opts=k8s_opts(self, args.cluster, depends_on=args.depends_on),
+        )
+
+        for route in args.routes:
+            fqdn = args.fqdn(route)
+            transport = k8s.apiextensions.CustomResource(
+                f"{name}-{route.host}-legacy-transport",
+                api_version="traefik.io/v1alpha1",
+                kind="ServersTransport",
+                metadata={"name": f"legacy-{route.host}", "namespace": ns, "labels": labels(route.host, "legacy")},
+                # SNI and certificate check for the public name the Compose host serves.
+                spec={"serverName": fqdn, "insecureSkipVerify": False},
+                opts=k8s_opts(self, args.cluster, depends_on=args.depends_on),
+            )
+            split = k8s.apiextensions.CustomResource(
+                f"{name}-{route.host}-split",
+                api_version="traefik.io/v1alpha1",
+                kind="TraefikService",
+                metadata={"name": f"{route.host}-split", "namespace": ns, "labels": labels(route.host, "traffic")},
+                spec={
+                    "weighted": {
+                        "services": [
+                            {"name": route.service, "port": route.port, "weight": k3s},
+                            {
+                                "name": LEGACY_SERVICE,
+                                "port": LEGACY_PORT,
+                                "weight": legacy,
+                                "scheme": "https",
+                                "serversTransport": f"legacy-{route.host}",
+                            },
+                        ],
+                        "sticky": {"cookie": dict(STICKY_COOKIE)},
+                    }
+                },
+                opts=k8s_opts(self, args.cluster, depends_on=[legacy_svc, transport, *args.depends_on]),
+            )
+            route_spec: dict[str, Any] = {
+                "entryPoints": ["websecure"],
+                "routes": [
+                    {
+                        "kind": "Rule",
+                        "match": f"Host(`{fqdn}`)",
+                        "services": [{"name": f"{route.host}-split", "kind": "TraefikService"}],
+                    }
+                ],
+                "tls": {"secretName": TLS_SECRET},
+            }
+            k8s.apiextensions.CustomResource(
+                f"{name}-{route.host}-route",
+                api_version="traefik.io/v1alpha1",
+                kind="IngressRoute",
+                metadata={"name": route.host, "namespace": ns, "labels": labels(route.host, "traffic")},
+                spec=route_spec,
+                opts=k8s_opts(self, args.cluster, depends_on=[split, certificate]),
+            )
+
+        self.register_outputs({"hostnames": self.hostnames, "k3sWeight": k3s})
