@@ -1,0 +1,693 @@
+"""The local llama.cpp server: on the K3s GPU nodes (a Deployment) or on the workstation (Docker).
+
+Both targets run the same pinned image (versions.LLAMA_CPP_SERVER_IMAGE) with the arguments the
+sizing chose (components/sizing.py), and both put the model through components/scripts/
+fetch-model.sh first: download once onto a kept volume, then check its SHA-256 on every start. A
+mismatch stops the server from starting; a wrong model is never served.
+
+k3s target
+    A `Recreate` Deployment (a GPU cannot host the old and the new pod at once) pinned to the
+    nodes whose GPU the sizing chose, `runtimeClassName: nvidia`, `nvidia.com/gpu` limits and the
+    GPU toleration; the model on a PVC of the Retain StorageClass; an init container that fetches
+    and verifies the model (script mounted from a ConfigMap); a startup probe on `/health` sized
+    to the model (minutes for 70B), readiness and liveness on `/health`; the API key from a Secret
+    through `secretKeyRef`; the restricted Pod Security profile; a ClusterIP Service.
+    Metrics: `--metrics`, scraped through a Prometheus Operator ServiceMonitor (not
+    `prometheus.io/*` annotations): llama-server asks for the API key on `/metrics` too
+    (ggml-org/llama.cpp#28915 would exempt it; open), and only a ServiceMonitor can present a
+    bearer token from a Secret.
+
+docker target
+    pulumi_docker over SSH to the workstation. Docker's `ssh://` transport runs the system `ssh`
+    client, which knows nothing of Pulumi's pinned host keys, so the provider passes `ssh_opts`
+    that pin it: `StrictHostKeyChecking=yes`, both known_hosts files set to /dev/null, and
+    `KnownHostsCommand=/bin/echo <host> <key>`, which hands ssh the key from the HostHandle
+    (OpenSSH >= 8.5). No known_hosts file has to exist where Pulumi runs, so a fresh checkout,
+    CI or another operator's laptop verifies the same key, and a changed host key fails the
+    connection instead of being learned. Logging in uses the admin key the GPU-host block holds
+    (HostHandle.ssh.private_key): ssh takes keys from files only, so a local command writes it,
+    from standard input, to ~/.ssh/pulumi-<project>/<stack>-<host> with mode 0600, and ssh gets
+    `IdentityFile` + `IdentitiesOnly=yes`. The file is rewritten on any machine that lacks it and
+    removed with the workstation server.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import pulumi
+from pydantic import Field, InstanceOf, model_validator
+
+from components import nvidia, versions
+from components.handles import ClusterHandle, HostHandle
+from components.model import Frozen
+from components.models import GgufModel
+from components.sizing import GIB, ServerSizing
+
+if TYPE_CHECKING:
+    from components.config import Secrets, StackConfig
+    from components.phases import LlamaState
+
+SCRIPT = Path(__file__).resolve().parent / "scripts" / "fetch-model.sh"
+# Run by a local command from the project directory (where Pulumi runs the program); relative, so
+# the recorded plan is the same on every machine.
+IDENTITY_SCRIPT = "components/scripts/ssh-identity.sh"
+PORT = 8080
+MODELS_DIR = "/models"
+API_KEY_SECRET_KEY = "api-key"
+# The image's user `nobody`; the restricted Pod Security profile forbids root.
+RUN_AS = 65534
+
+# Worst-case rates behind the timeouts: a 50 MB/s download, a 100 MB/s read of the file into
+# GPU memory (a cold page cache on a network disk), plus two minutes of warm-up.
+DOWNLOAD_BYTES_PER_S = 50e6
+LOAD_BYTES_PER_S = 100e6
+WARMUP_S = 120
+PROBE_PERIOD_S = 10
+
+
+def startup_budget_seconds(model: GgufModel) -> int:
+    """How long llama-server may take to load `model` before the startup probe gives up."""
+    return int(model.file_gb * 1e9 / LOAD_BYTES_PER_S) + WARMUP_S
+
+
+def rollout_budget_minutes(model: GgufModel) -> int:
+    """How long Pulumi waits for the server to become ready: first download, hash, load; doubled."""
+    seconds = model.file_gb * 1e9 / DOWNLOAD_BYTES_PER_S + startup_budget_seconds(model)
+    return max(15, math.ceil(2 * seconds / 60))
+
+
+def model_volume_gib(model: GgufModel) -> int:
+    """The file plus 15% and 2 GiB: room for a `.partial` resume and filesystem overhead."""
+    return math.ceil(model.file_gb * 1e9 / GIB * 1.15) + 2
+
+
+def identity_file(project: str, stack: str, host: str) -> str:
+    """Where the workstation login key is kept, relative to the operator's home directory."""
+    return f".ssh/pulumi-{project}/{stack}-{host}"
+
+
+def server_args(model: GgufModel, sizing: ServerSizing) -> list[str]:
+    """llama-server's command line: the model, the API surface, then the sizing's flags."""
+    return [
+        "--model",
+        f"{MODELS_DIR}/{model.file_name}",
+        "--alias",
+        model.served_name,
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(PORT),
+        "--metrics",
+        # /slots shows the prompts being processed, the web UI is a chat page: neither belongs on
+        # an API server shared by services.
+        "--no-slots",
+        "--no-webui",
+        *sizing.args(),
+    ]
+
+
+def model_env(model: GgufModel) -> dict[str, str]:
+    return {
+        "MODEL_URL": model.url,
+        "MODEL_SHA256": model.sha256,
+        "MODEL_PATH": f"{MODELS_DIR}/{model.file_name}",
+    }
+
+
+# --- args --------------------------------------------------------------------------------------
+
+
+class K3sTarget(Frozen):
+    kind: Literal["k3s"] = "k3s"
+    cluster: InstanceOf[ClusterHandle]
+    namespace: str = Field(default="llm", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    # Nodes that have the GPU the sizing was done for; the pod may land on any of them.
+    nodes: tuple[str, ...] = Field(min_length=1)
+    # The Retain StorageClass of the platform (platform.retainStorage).
+    storage_class: str
+    # prod: the model volume is protected and retained (see the PVC below).
+    protect_models: bool
+    # Labels the Prometheus Operator selects ServiceMonitors by; None: no monitoring stack.
+    monitor_labels: dict[str, str] | None = None
+    # Where Prometheus runs; its scrapes are the only traffic from outside the namespace.
+    monitoring_namespace: str | None = None
+    # What must exist first (the monitoring CRDs, the storage class); never the component itself.
+    depends_on: list[Any] = []
+
+
+class DockerTarget(Frozen):
+    kind: Literal["docker"] = "docker"
+    host: InstanceOf[HostHandle]
+    listen: str = "127.0.0.1"
+    port: int = Field(default=PORT, ge=1024, le=65535)
+    # prod: the downloaded weights are protected and retained, as on K3s.
+    protect_models: bool = False
+
+
+class LlamaServerArgs(Frozen):
+    model: GgufModel
+    sizing: ServerSizing
+    target: K3sTarget | DockerTarget = Field(discriminator="kind")
+    # False on K3s before p3-local-brain: only the namespace and the model volume.
+    serving: bool = True
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LlamaServerArgs:
+        if self.sizing.model != self.model.name:
+            raise ValueError(f"sizing is for {self.sizing.model}, the model is {self.model.name}")
+        if self.target.kind == "docker" and self.sizing.gpu_count == 0:
+            raise ValueError("the workstation container is a GPU target; its sizing has no GPU")
+        if self.target.kind == "docker" and not self.serving:
+            raise ValueError("the workstation has nothing to keep when it is not serving; do not create it")
+        return self
+
+
+# --- the component -----------------------------------------------------------------------------
+
+
+class LlamaServer(pulumi.ComponentResource):
+    """A llama.cpp server with a verified model, on K3s or on the workstation's Docker.
+
+    On K3s the component exists from the phase that has the cluster and the Retain StorageClass
+    (p2a) with `serving=False`: the namespace and the model volume only. From p3-local-brain
+    (`serving=True`) it adds the server. Rolling back p3 -> p2c is then an update that removes the
+    server and keeps the volume with the downloaded weights.
+    """
+
+    url: pulumi.Output[str] | None
+    api_key: pulumi.Output[str] | None
+    namespace: str | None
+    api_key_secret_name: str | None
+    served_model: str
+    sizing: ServerSizing
+
+    def __init__(self, name: str, args: LlamaServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("gpu-platform:llama:LlamaServer", name, None, opts)
+        import pulumi_random as random
+
+        self.served_model = args.model.served_name
+        self.sizing = args.sizing
+        self.url = self.api_key = None
+        self.namespace = self.api_key_secret_name = None
+        if args.serving:
+            # A key of letters and digits only: it travels in an HTTP header and in env vars.
+            key = random.RandomPassword(
+                f"{name}-api-key",
+                length=40,
+                special=False,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.api_key = pulumi.Output.secret(key.result)
+        if isinstance(args.target, K3sTarget):
+            self.namespace = args.target.namespace
+            self._k3s(name, args, args.target)
+            if args.serving:
+                self.api_key_secret_name = "llama-api-key"
+                self.url = pulumi.Output.from_input(f"http://llama.{args.target.namespace}.svc.cluster.local:{PORT}")
+        else:
+            self.url = pulumi.Output.from_input(f"http://{args.target.listen}:{args.target.port}")
+            self._docker(name, args, args.target)
+        self.register_outputs({"url": self.url, "apiKey": self.api_key, "servedModel": self.served_model})
+
+    # --- k3s -----------------------------------------------------------------------------------
+
+    def _k3s(self, name: str, args: LlamaServerArgs, t: K3sTarget) -> None:
+        import pulumi_kubernetes as k8s
+
+        model, sizing = args.model, args.sizing
+        ns = t.namespace
+
+        def child(**extra: Any) -> pulumi.ResourceOptions:
+            # deleted_with: tearing K3s down removes these with it; no API calls to a dead cluster.
+            return pulumi.ResourceOptions(
+                parent=self, provider=t.cluster.provider, deleted_with=t.cluster.cluster, **extra
+            )
+
+        labels = {"app.kubernetes.io/name": "llama-server", "app.kubernetes.io/part-of": "gpu-platform"}
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={
+                "name": ns,
+                # Enforced, not just warned: every pod here must run non-root without privileges.
+                "labels": {
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/enforce-version": "latest",
+                },
+            },
+            # Deleting a namespace deletes every claim in it: in prod the model volume's
+            # namespace is protected and retained like the volume itself.
+            opts=child(
+                depends_on=list(t.cluster.ready),
+                protect=t.protect_models,
+                retain_on_delete=t.protect_models,
+            ),
+        )
+        in_ns = [namespace]
+        # The weights are 5-43 GB that take many minutes to download. protect: a refactor or a
+        # stray `pulumi destroy` cannot drop them in prod. The claim exists from p2a on, whatever
+        # the llama phase, so a rollback from p3 never deletes it (and the Retain StorageClass
+        # keeps the volume even if the claim goes); retain_on_delete keeps it in the cluster if it
+        # ever leaves the program.
+        pvc = k8s.core.v1.PersistentVolumeClaim(
+            f"{name}-models",
+            metadata={"name": "llama-models", "namespace": ns, "labels": labels},
+            spec={
+                "access_modes": ["ReadWriteOnce"],
+                "storage_class_name": t.storage_class,
+                "resources": {"requests": {"storage": f"{model_volume_gib(model)}Gi"}},
+            },
+            opts=child(
+                depends_on=[*in_ns, *t.depends_on],
+                protect=t.protect_models,
+                retain_on_delete=t.protect_models,
+            ),
+        )
+        if not args.serving:
+            return
+        assert self.api_key is not None
+        secret = k8s.core.v1.Secret(
+            f"{name}-api-key-secret",
+            metadata={"name": "llama-api-key", "namespace": ns, "labels": labels},
+            type="Opaque",
+            string_data={API_KEY_SECRET_KEY: self.api_key},
+            opts=child(depends_on=in_ns, additional_secret_outputs=["data", "stringData"]),
+        )
+        script = k8s.core.v1.ConfigMap(
+            f"{name}-script",
+            metadata={"name": "llama-fetch-model", "namespace": ns, "labels": labels},
+            data={"fetch-model.sh": SCRIPT.read_text()},
+            opts=child(depends_on=in_ns),
+        )
+        restricted = {
+            "allow_privilege_escalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "read_only_root_filesystem": True,
+        }
+        probe = {"http_get": {"path": "/health", "port": "http"}, "period_seconds": PROBE_PERIOD_S}
+        startup_failures = math.ceil(startup_budget_seconds(model) / PROBE_PERIOD_S)
+        # Host memory: the layers left on the CPU (none with full offload) plus 4 GiB for buffers.
+        cpu_layers = 0 if sizing.full_offload else sizing.n_layers - sizing.n_gpu_layers
+        memory_gib = math.ceil(sizing.weights_bytes * cpu_layers / sizing.n_layers / GIB) + 4
+        gpu_limits = {"nvidia.com/gpu": str(sizing.gpu_count)} if sizing.gpu_count else {}
+        pod_spec: Any = {
+            "security_context": {
+                "run_as_non_root": True,
+                "run_as_user": RUN_AS,
+                "run_as_group": RUN_AS,
+                "fs_group": RUN_AS,
+                "seccomp_profile": {"type": "RuntimeDefault"},
+            },
+            "automount_service_account_token": False,
+            "affinity": {
+                "node_affinity": {
+                    "required_during_scheduling_ignored_during_execution": {
+                        "node_selector_terms": [
+                            {
+                                "match_expressions": [
+                                    {"key": "kubernetes.io/hostname", "operator": "In", "values": list(t.nodes)}
+                                ]
+                            }
+                        ]
+                    }
+                }
+            },
+            "init_containers": [
+                {
+                    "name": "fetch-model",
+                    "image": versions.LLAMA_CPP_SERVER_IMAGE,
+                    "command": ["/bin/sh", "/scripts/fetch-model.sh"],
+                    "env": [{"name": k, "value": v} for k, v in model_env(model).items()],
+                    "volume_mounts": [
+                        {"name": "models", "mount_path": MODELS_DIR},
+                        {"name": "script", "mount_path": "/scripts", "read_only": True},
+                        {"name": "tmp", "mount_path": "/tmp"},
+                    ],
+                    "resources": {"requests": {"cpu": "1", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+                    "security_context": restricted,
+                }
+            ],
+            "containers": [
+                {
+                    "name": "llama-server",
+                    "image": versions.LLAMA_CPP_SERVER_IMAGE,
+                    "args": server_args(model, sizing),
+                    "ports": [{"name": "http", "container_port": PORT, "protocol": "TCP"}],
+                    "env": [
+                        {
+                            "name": "LLAMA_API_KEY",
+                            "value_from": {"secret_key_ref": {"name": "llama-api-key", "key": API_KEY_SECRET_KEY}},
+                        }
+                    ],
+                    "volume_mounts": [
+                        {"name": "models", "mount_path": MODELS_DIR, "read_only": True},
+                        {"name": "tmp", "mount_path": "/tmp"},
+                    ],
+                    "resources": {
+                        "requests": {"cpu": "4", "memory": f"{memory_gib}Gi", **gpu_limits},
+                        "limits": {"memory": f"{2 * memory_gib}Gi", **gpu_limits},
+                    },
+                    # Loading 43 GB into the GPU takes minutes; liveness and readiness only start
+                    # once this has passed, so a slow load is never killed half-way.
+                    "startup_probe": {**probe, "failure_threshold": startup_failures, "timeout_seconds": 5},
+                    "readiness_probe": {**probe, "failure_threshold": 3, "timeout_seconds": 5},
+                    "liveness_probe": {**probe, "failure_threshold": 6, "timeout_seconds": 10},
+                    "security_context": restricted,
+                }
+            ],
+            "volumes": [
+                {"name": "models", "persistent_volume_claim": {"claim_name": "llama-models"}},
+                {"name": "script", "config_map": {"name": "llama-fetch-model", "default_mode": 0o555}},
+                {"name": "tmp", "empty_dir": {"size_limit": "1Gi"}},
+            ],
+        }
+        if sizing.gpu_count:
+            pod_spec["runtime_class_name"] = nvidia.RUNTIME_CLASS
+            pod_spec["tolerations"] = nvidia.gpu_tolerations()  # nvidia.com/gpu Exists NoSchedule
+        budget = f"{rollout_budget_minutes(model)}m"
+        deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata={
+                "name": "llama",
+                "namespace": ns,
+                "labels": labels,
+                "annotations": {"gpu-platform/sizing": sizing.summary()},
+            },
+            spec={
+                "replicas": 1,
+                # One GPU cannot hold the old and the new server: stop the old one first.
+                "strategy": {"type": "Recreate"},
+                "selector": {"match_labels": labels},
+                # The first start downloads the model; do not call the rollout stuck before then.
+                "progress_deadline_seconds": rollout_budget_minutes(model) * 60,
+                "template": {
+                    "metadata": {
+                        "labels": labels,
+                        # A new checksum or script restarts the pod, which verifies again.
+                        "annotations": {
+                            "gpu-platform/model-sha256": model.sha256,
+                        },
+                    },
+                    "spec": pod_spec,
+                },
+            },
+            opts=child(
+                depends_on=[secret, script, pvc],
+                custom_timeouts=pulumi.CustomTimeouts(create=budget, update=budget),
+            ),
+        )
+        service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata={"name": "llama", "namespace": ns, "labels": labels},
+            spec={
+                "type": "ClusterIP",
+                "selector": labels,
+                "ports": [{"name": "http", "port": PORT, "target_port": "http", "protocol": "TCP"}],
+            },
+            opts=child(depends_on=in_ns),
+        )
+        # Only this namespace (the router) and Prometheus reach the server; the API key is the
+        # second lock. K3s enforces NetworkPolicy with its embedded kube-router controller.
+        sources: list[dict[str, Any]] = [{"pod_selector": {}}]
+        if t.monitoring_namespace:
+            sources.append(
+                {"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": t.monitoring_namespace}}}
+            )
+        policy: Any = {
+            "pod_selector": {"match_labels": labels},
+            "policy_types": ["Ingress"],
+            "ingress": [{"from": sources, "ports": [{"port": "http", "protocol": "TCP"}]}],
+        }
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-ingress",
+            metadata={"name": "llama-ingress", "namespace": ns, "labels": labels},
+            spec=policy,
+            opts=child(depends_on=in_ns),
+        )
+        if t.monitor_labels is not None:
+            k8s.apiextensions.CustomResource(
+                f"{name}-monitor",
+                api_version="monitoring.coreos.com/v1",
+                kind="ServiceMonitor",
+                metadata={"name": "llama", "namespace": ns, "labels": {**labels, **t.monitor_labels}},
+                spec={
+                    "selector": {"matchLabels": labels},
+                    "endpoints": [
+                        {
+                            "port": "http",
+                            "path": "/metrics",
+                            "interval": "30s",
+                            "authorization": {
+                                "type": "Bearer",
+                                "credentials": {"name": "llama-api-key", "key": API_KEY_SECRET_KEY},
+                            },
+                        }
+                    ],
+                },
+                opts=child(depends_on=[service, secret, *t.depends_on]),
+            )
+        self.deployment = deployment
+        self.service = service
+
+    # --- docker --------------------------------------------------------------------------------
+
+    def _docker(self, name: str, args: LlamaServerArgs, t: DockerTarget) -> None:
+        import pulumi_command as command
+        import pulumi_docker as docker
+
+        model, sizing, ssh = args.model, args.sizing, t.host.ssh
+        api_key = self.api_key
+        assert api_key is not None  # serving is always on for the workstation
+        known_as = pulumi.Output.from_input(ssh.host).apply(
+            lambda host: host if ssh.port == 22 else f"[{host}]:{ssh.port}"
+        )
+        identity = identity_file(pulumi.get_project(), pulumi.get_stack(), t.host.name)
+        # The login key, written for the system ssh (components/scripts/ssh-identity.sh). Whether
+        # the file is there is read now, at program start: on a machine that lacks it (a fresh
+        # checkout, another operator) the trigger differs from the state and the command runs
+        # again, so the connection never depends on a file an earlier `up` left elsewhere.
+        present = "present" if (Path.home() / identity).is_file() else "missing"
+        key_file = command.local.Command(
+            f"{name}-ssh-identity",
+            create=f"sh {IDENTITY_SCRIPT} write",
+            update=f"sh {IDENTITY_SCRIPT} write",
+            delete=f"sh {IDENTITY_SCRIPT} remove",
+            environment={"IDENTITY_FILE": identity},
+            stdin=pulumi.Output.secret(ssh.private_key),
+            triggers=[identity, present],
+            logging=command.local.Logging.STDOUT,
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["stdin", "stderr"]),
+        )
+        provider = docker.Provider(
+            f"{name}-docker",
+            host=pulumi.Output.concat("ssh://", ssh.user, "@", ssh.host, ":", str(ssh.port)),
+            ssh_opts=[
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "GlobalKnownHostsFile=/dev/null",
+                "-o",
+                pulumi.Output.concat("KnownHostsCommand=/bin/echo ", known_as, " ", ssh.host_key),
+                "-o",
+                f"IdentityFile=~/{identity}",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "BatchMode=yes",
+            ],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*t.host.ready, key_file]),
+        )
+
+        def child(**extra: Any) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions(parent=self, provider=provider, **extra)
+
+        image = docker.RemoteImage(
+            f"{name}-image",
+            name=versions.LLAMA_CPP_SERVER_IMAGE,
+            keep_locally=True,
+            opts=child(),
+        )
+        # retain_on_delete: the weights outlive a rollback, and `docker volume create` on an
+        # existing name returns that volume, so coming forward again reuses the download.
+        volume = docker.Volume(
+            f"{name}-models",
+            name="llama-models",
+            labels=[docker.VolumeLabelArgs(label="gpu-platform/model", value=model.name)],
+            opts=child(protect=t.protect_models, retain_on_delete=True),
+        )
+        budget_s = rollout_budget_minutes(model) * 60
+        env = [f"{k}={v}" for k, v in model_env(model).items()]
+        docker.Container(
+            f"{name}-container",
+            name="llama-server",
+            image=image.image_id,
+            restart="unless-stopped",
+            # Verify the model, then exec the server: a mismatch exits before anything listens.
+            entrypoints=["/bin/sh", "/scripts/fetch-model.sh", "--", "/app/llama-server"],
+            command=server_args(model, sizing),
+            # Secret: it is derived from the secret key (apply keeps the secret mark).
+            envs=api_key.apply(lambda k: [*env, f"LLAMA_API_KEY={k}"]),
+            uploads=[
+                docker.ContainerUploadArgs(file="/scripts/fetch-model.sh", content=SCRIPT.read_text(), executable=True)
+            ],
+            volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=MODELS_DIR)],
+            ports=[docker.ContainerPortArgs(internal=PORT, external=t.port, ip=t.listen, protocol="tcp")],
+            device_requests=[
+                docker.ContainerDeviceRequestArgs(driver="nvidia", count=sizing.gpu_count, capabilities=["gpu"])
+            ],
+            # Root inside the container only because a fresh named volume is root-owned; with every
+            # capability dropped and no new privileges it can write its own files and nothing
+            # that needs a privilege. The root filesystem stays writable: Docker refuses the
+            # script upload into a read-only one.
+            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+            security_opts=["no-new-privileges:true"],
+            healthcheck=docker.ContainerHealthcheckArgs(
+                tests=["CMD", "curl", "-fsS", f"http://127.0.0.1:{PORT}/health"],
+                interval="15s",
+                timeout="5s",
+                retries=3,
+                start_period=f"{budget_s}s",
+                start_interval="5s",
+            ),
+            # Wait for healthy: `pulumi up` fails when the model does not verify or load.
+            wait=True,
+            wait_timeout=budget_s,
+            opts=child(additional_secret_outputs=["envs"]),
+        )
+
+
+# --- wiring: what components/stack.py calls for p3-local-brain ----------------------------------
+
+
+def build_local_brain(
+    cfg: StackConfig,
+    secrets: Secrets,
+    state: LlamaState,
+    *,
+    cluster: ClusterHandle | None,
+    workstation: HostHandle | None,
+    storage_class: str | None,
+    monitor_labels: dict[str, str] | None,
+    monitoring_namespace: str | None = None,
+    client_namespaces: tuple[str, ...] = (),
+    depends_on: list[pulumi.Resource] | None = None,
+) -> dict[str, Any]:
+    """Create the llama servers and the router `state` enables; return their stack outputs.
+
+    The cluster server's model volume (and its namespace) exist as soon as `cluster` and
+    `storage_class` do (p2a), whatever `state` says, so a rollback never takes the weights away.
+    The sizing is recomputed from config (pure, the same as config validation did), so what runs
+    is exactly what was checked.
+    """
+    from components.errors import ConfigError
+    from components.models import resolve
+    from components.router import Router, RouterArgs, RouterSettings
+    from components.sizing import plan_cluster, plan_workstation
+
+    outputs: dict[str, Any] = {}
+    llama = cfg.llama
+    cluster_server: LlamaServer | None = None
+    if state.router and not state.cluster:
+        raise ConfigError("phase: llama.router needs llama.cluster, the local model it routes to first")
+    if state.workstation:
+        sizing = plan_workstation(cfg)
+        host_cfg = cfg.workstation
+        if sizing is None or host_cfg is None or workstation is None:
+            raise ConfigError("gpu-platform:hosts: llama.workstation needs a host with role: workstation")
+        model = resolve(llama.workstation_model, llama.model_sha256)
+        server = LlamaServer(
+            "llama-workstation",
+            LlamaServerArgs(
+                model=model,
+                sizing=sizing,
+                target=DockerTarget(
+                    host=workstation,
+                    listen=llama.workstation_listen,
+                    port=llama.workstation_port,
+                    protect_models=cfg.is_prod,
+                ),
+            ),
+        )
+        outputs["llamaWorkstation"] = {
+            "url": server.url,
+            "host": host_cfg.name,
+            "model": model.name,
+            "sizing": sizing.summary(),
+            "fullOffload": sizing.full_offload,
+        }
+        outputs["llamaWorkstationApiKey"] = server.api_key
+    if state.cluster and cluster is None:
+        raise ConfigError("phase: llama.cluster needs the K3s cluster (k3s.cluster)")
+    if state.cluster and storage_class is None:
+        raise ConfigError("phase: llama.cluster needs platform.retainStorage (the model volume's class)")
+    if cluster is not None and storage_class is not None:
+        # From the phase with the cluster and the Retain class on: the model volume; from
+        # llama.cluster on: the server too.
+        placement = plan_cluster(cfg)
+        missing = sorted(set(placement.nodes) - set(cluster.gpu_nodes))
+        if missing:
+            raise ConfigError(f"gpu-platform:hosts: {missing} are not GPU nodes of the K3s cluster {cluster.gpu_nodes}")
+        model = resolve(llama.cluster_model, llama.model_sha256)
+        cluster_server = LlamaServer(
+            "llama-cluster",
+            LlamaServerArgs(
+                model=model,
+                sizing=placement.sizing,
+                serving=state.cluster,
+                target=K3sTarget(
+                    cluster=cluster,
+                    nodes=placement.nodes,
+                    storage_class=storage_class,
+                    protect_models=cfg.is_prod,
+                    monitor_labels=monitor_labels,
+                    monitoring_namespace=monitoring_namespace,
+                    depends_on=list(depends_on or []),
+                ),
+            ),
+        )
+        outputs["llamaModelVolume"] = f"{cluster_server.namespace}/llama-models"
+        if state.cluster:
+            outputs["llamaCluster"] = {
+                "url": cluster_server.url,
+                "model": model.name,
+                "nodes": list(placement.nodes),
+                "gpu": placement.sizing.gpu,
+                "nGpuLayers": placement.sizing.n_gpu_layers,
+                "fullOffload": placement.sizing.full_offload,
+                "sizing": placement.sizing.summary(),
+            }
+            outputs["llamaClusterApiKey"] = cluster_server.api_key
+    if state.router and cluster is not None and cluster_server is not None and state.cluster:
+        router_cfg = cfg.router
+        fallback = router_cfg.cloud_fallback
+        router = Router(
+            "llm-router",
+            RouterArgs(
+                cluster=cluster,
+                namespace=cluster_server.namespace or "llm",
+                settings=RouterSettings(
+                    local_url=f"http://llama.{cluster_server.namespace}.svc.cluster.local:{PORT}",
+                    local_model=cluster_server.served_model,
+                    local_aliases=router_cfg.local_aliases,
+                    fallback_aliases=router_cfg.fallback_aliases if fallback else (),
+                    cloud_model=router_cfg.cloud_model if fallback else None,
+                    local_timeout_seconds=router_cfg.local_timeout_seconds,
+                ),
+                local_key_secret=cluster_server.api_key_secret_name or "llama-api-key",
+                cloud_api_key=secrets.cloud_llm_api_key if fallback else None,
+                replicas=router_cfg.replicas,
+                client_namespaces=client_namespaces,
+                depends_on=[cluster_server],
+            ),
+        )
+        outputs["router"] = {
+            "url": router.url,
+            "aliases": list(router_cfg.local_aliases),
+            "cloudFallbackAliases": list(router_cfg.fallback_aliases if fallback else ()),
+        }
+        outputs["routerMasterKey"] = router.master_key
+    return outputs

@@ -1,0 +1,283 @@
+"""The OpenAI-compatible router: the local llama server first, a cloud model only when allowed.
+
+A LiteLLM proxy (versions.LITELLM_IMAGE) in the cluster, beside the llama server. Clients ask for
+a model alias (`router.localAliases`); every alias is served by the cluster llama server. Only the
+aliases in `router.fallbackAliases`, and only with `router.cloudFallback` on, fall back to
+`router.cloudModel` when the local call fails: a timeout after `router.localTimeoutSeconds`
+(`timeout` and `stream_timeout`), a connection error, or a 5xx. LiteLLM's `fallbacks` fire once the
+local call has failed (`num_retries: 0`, so a slow local model costs one timeout, not several),
+and a deployment that keeps failing is cooled down for `cooldown_time` so requests go straight to
+the fallback meanwhile. An alias outside `fallbackAliases` never leaves the premises: its request
+fails instead.
+
+The config file is rendered by `render_config`, a pure function, into a ConfigMap; keys reach the
+pod only through `secretKeyRef` (`os.environ/...` in the config): the master key clients present
+(a pulumi_random secret), the llama server's key, and the cloud key from the `cloudLlmApiKey`
+stack secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pulumi
+import yaml
+from pydantic import Field, InstanceOf, model_validator
+
+from components import versions
+from components.handles import ClusterHandle
+from components.model import Frozen
+
+PORT = 4000
+CLOUD_GROUP = "cloud-fallback"
+CONFIG_PATH = "/etc/litellm/config.yaml"
+# Environment variables the rendered config reads with LiteLLM's `os.environ/<NAME>` syntax.
+ENV_MASTER_KEY = "LITELLM_MASTER_KEY"
+ENV_LOCAL_KEY = "LOCAL_LLM_API_KEY"
+ENV_CLOUD_KEY = "CLOUD_LLM_API_KEY"
+RUN_AS = 65534  # `nobody`, the user of the litellm-non_root image
+
+
+class RouterSettings(Frozen):
+    """Everything the rendered LiteLLM config depends on; plain data, no Outputs."""
+
+    local_url: str = Field(pattern=r"^https?://[^\s/]+(:\d+)?$")  # the llama server, no path
+    local_model: str  # the model id llama-server serves (its --alias)
+    local_aliases: tuple[str, ...] = Field(min_length=1)
+    fallback_aliases: tuple[str, ...] = ()
+    cloud_model: str | None = None  # None: no fallback at all
+    local_timeout_seconds: int = Field(ge=1, le=600)
+    cloud_timeout_seconds: int = Field(default=120, ge=1, le=600)
+    cooldown_seconds: int = Field(default=30, ge=1)
+
+    @model_validator(mode="after")
+    def _fallbacks(self) -> RouterSettings:
+        unknown = sorted(set(self.fallback_aliases) - set(self.local_aliases))
+        if unknown:
+            raise ValueError(f"fallback aliases {unknown} are not local aliases {list(self.local_aliases)}")
+        if self.fallback_aliases and self.cloud_model is None:
+            raise ValueError("fallback aliases need a cloud model to fall back to")
+        return self
+
+
+def render_config(s: RouterSettings) -> str:
+    """The LiteLLM proxy config.yaml for `s`. Pure: the same settings give the same bytes."""
+    local_params = {
+        # LiteLLM's OpenAI-compatible provider; llama-server speaks the OpenAI API under /v1.
+        "model": f"openai/{s.local_model}",
+        "api_base": f"{s.local_url}/v1",
+        "api_key": f"os.environ/{ENV_LOCAL_KEY}",
+        "timeout": s.local_timeout_seconds,
+        "stream_timeout": s.local_timeout_seconds,
+    }
+    model_list: list[dict[str, Any]] = [
+        {"model_name": alias, "litellm_params": dict(local_params)} for alias in s.local_aliases
+    ]
+    fallbacks: list[dict[str, list[str]]] = []
+    if s.cloud_model is not None and s.fallback_aliases:
+        model_list.append(
+            {
+                "model_name": CLOUD_GROUP,
+                "litellm_params": {
+                    "model": s.cloud_model,
+                    "api_key": f"os.environ/{ENV_CLOUD_KEY}",
+                    "timeout": s.cloud_timeout_seconds,
+                },
+            }
+        )
+        fallbacks = [{alias: [CLOUD_GROUP]} for alias in s.fallback_aliases]
+    config = {
+        "model_list": model_list,
+        "router_settings": {
+            "num_retries": 0,
+            "timeout": s.local_timeout_seconds,
+            "allowed_fails": 3,
+            "cooldown_time": s.cooldown_seconds,
+            "fallbacks": fallbacks,
+        },
+        "litellm_settings": {
+            # Clients send OpenAI parameters llama-server may not know; drop them, do not fail.
+            "drop_params": True,
+            "telemetry": False,
+        },
+        "general_settings": {"master_key": f"os.environ/{ENV_MASTER_KEY}"},
+    }
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+class RouterArgs(Frozen):
+    cluster: InstanceOf[ClusterHandle]
+    namespace: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    settings: RouterSettings
+    # Name of the Secret (in `namespace`) that holds the llama server's key under `api-key`.
+    local_key_secret: str
+    cloud_api_key: Any = None  # pulumi.Output[str] (secret) when settings.cloud_model is set
+    replicas: int = Field(default=2, ge=1, le=10)
+    # Namespaces whose pods may call the router (the platform's services); its own always may.
+    client_namespaces: tuple[str, ...] = ()
+    depends_on: list[Any] = []
+
+    @model_validator(mode="after")
+    def _cloud_key(self) -> RouterArgs:
+        if self.settings.cloud_model is not None and self.cloud_api_key is None:
+            raise ValueError("a cloud fallback model needs its API key (stack secret cloudLlmApiKey)")
+        return self
+
+
+class Router(pulumi.ComponentResource):
+    """LiteLLM proxy Deployment + Service + ConfigMap, local llama first, cloud fallback by alias."""
+
+    url: pulumi.Output[str]
+    master_key: pulumi.Output[str]
+    config_text: str
+
+    def __init__(self, name: str, args: RouterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("gpu-platform:router:Router", name, None, opts)
+        import pulumi_kubernetes as k8s
+        import pulumi_random as random
+
+        t, ns = args.cluster, args.namespace
+
+        def child(**extra: Any) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions(parent=self, provider=t.provider, deleted_with=t.cluster, **extra)
+
+        labels = {"app.kubernetes.io/name": "llm-router", "app.kubernetes.io/part-of": "gpu-platform"}
+        master = random.RandomPassword(
+            f"{name}-master-key", length=48, special=False, opts=pulumi.ResourceOptions(parent=self)
+        )
+        # LiteLLM wants master keys to start with "sk-".
+        self.master_key = pulumi.Output.secret(pulumi.Output.concat("sk-", master.result))
+        keys: dict[str, Any] = {"master-key": self.master_key}
+        if args.cloud_api_key is not None and args.settings.cloud_model is not None:
+            keys["cloud-api-key"] = pulumi.Output.secret(args.cloud_api_key)
+        secret = k8s.core.v1.Secret(
+            f"{name}-keys",
+            metadata={"name": "router-keys", "namespace": ns, "labels": labels},
+            type="Opaque",
+            string_data=keys,
+            opts=child(depends_on=args.depends_on, additional_secret_outputs=["data", "stringData"]),
+        )
+        self.config_text = render_config(args.settings)
+        config = k8s.core.v1.ConfigMap(
+            f"{name}-config",
+            metadata={"name": "router-config", "namespace": ns, "labels": labels},
+            data={"config.yaml": self.config_text},
+            opts=child(depends_on=args.depends_on),
+        )
+
+        def from_secret(env: str, secret_name: str, key: str) -> dict[str, Any]:
+            return {"name": env, "value_from": {"secret_key_ref": {"name": secret_name, "key": key}}}
+
+        env = [
+            from_secret(ENV_MASTER_KEY, "router-keys", "master-key"),
+            from_secret(ENV_LOCAL_KEY, args.local_key_secret, "api-key"),
+        ]
+        if "cloud-api-key" in keys:
+            env.append(from_secret(ENV_CLOUD_KEY, "router-keys", "cloud-api-key"))
+        probe_port = {"port": "http"}
+        # Typed Any: the nested dicts are checked by kubernetes-validate in the tests, not by mypy's
+        # TypedDict matching, which cannot follow values built in loops.
+        deployment_spec: Any = {
+            "replicas": args.replicas,
+            "strategy": {"type": "RollingUpdate", "rolling_update": {"max_unavailable": 0, "max_surge": 1}},
+            "selector": {"match_labels": labels},
+            "template": {
+                "metadata": {
+                    "labels": labels,
+                    # The config is read at start; a new config rolls the pods.
+                    "annotations": {
+                        "gpu-platform/config-sha256": hashlib.sha256(self.config_text.encode()).hexdigest()
+                    },
+                },
+                "spec": {
+                    "automount_service_account_token": False,
+                    "security_context": {
+                        "run_as_non_root": True,
+                        "run_as_user": RUN_AS,
+                        "run_as_group": RUN_AS,
+                        "seccomp_profile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "litellm",
+                            "image": versions.LITELLM_IMAGE,
+                            "args": ["--config", CONFIG_PATH, "--port", str(PORT)],
+                            "ports": [{"name": "http", "container_port": PORT, "protocol": "TCP"}],
+                            "env": env,
+                            "volume_mounts": [{"name": "config", "mount_path": "/etc/litellm", "read_only": True}],
+                            "resources": {
+                                "requests": {"cpu": "250m", "memory": "512Mi"},
+                                "limits": {"memory": "2Gi"},
+                            },
+                            # LiteLLM's own probe endpoints (its Helm chart uses the same).
+                            "startup_probe": {
+                                "http_get": {"path": "/health/liveliness", **probe_port},
+                                "period_seconds": 5,
+                                "failure_threshold": 36,
+                            },
+                            "readiness_probe": {
+                                "http_get": {"path": "/health/readiness", **probe_port},
+                                "period_seconds": 10,
+                            },
+                            "liveness_probe": {
+                                "http_get": {"path": "/health/liveliness", **probe_port},
+                                "period_seconds": 15,
+                                "failure_threshold": 4,
+                            },
+                            # The image writes caches under its home (/app); the root
+                            # filesystem stays writable, everything else is locked down.
+                            "security_context": {
+                                "allow_privilege_escalation": False,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                        }
+                    ],
+                    "volumes": [{"name": "config", "config_map": {"name": "router-config"}}],
+                },
+            },
+        }
+        deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata={"name": "router", "namespace": ns, "labels": labels},
+            spec=deployment_spec,
+            opts=child(depends_on=[secret, config, *args.depends_on]),
+        )
+        service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata={"name": "router", "namespace": ns, "labels": labels},
+            spec={
+                "type": "ClusterIP",
+                "selector": labels,
+                "ports": [{"name": "http", "port": PORT, "target_port": "http", "protocol": "TCP"}],
+            },
+            opts=child(depends_on=args.depends_on),
+        )
+        sources: list[dict[str, Any]] = [{"pod_selector": {}}]
+        sources += [
+            {"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": client}}}
+            for client in args.client_namespaces
+        ]
+        policy: Any = {
+            "pod_selector": {"match_labels": labels},
+            "policy_types": ["Ingress"],
+            "ingress": [{"from": sources, "ports": [{"port": "http", "protocol": "TCP"}]}],
+        }
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-ingress",
+            metadata={"name": "router-ingress", "namespace": ns, "labels": labels},
+            spec=policy,
+            opts=child(depends_on=args.depends_on),
+        )
+        if args.replicas > 1:
+            # Node drains take one router pod at a time; clients keep an answer meanwhile.
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{name}-pdb",
+                metadata={"name": "router", "namespace": ns, "labels": labels},
+                spec={"min_available": 1, "selector": {"match_labels": labels}},
+                opts=child(depends_on=[deployment]),
+            )
+        self.url = pulumi.Output.from_input(f"http://router.{ns}.svc.cluster.local:{PORT}")
+        self.deployment = deployment
+        self.service = service
+        self.register_outputs({"url": self.url, "masterKey": self.master_key})
