@@ -1,0 +1,589 @@
+"""Moving a real stack between phases: `python -m migrate status|forward|rollback --stack S`.
+
+Built on the Pulumi Automation API (`pulumi.automation`) against this directory's program, so it
+needs the Pulumi CLI and the stack's backend, exactly like `pulumi up`.
+
+A move is one phase at a time, in this order:
+
+1. read the deployed phase from the stack's `phase` output (what actually runs, not what config says);
+2. refuse what must not happen: skipping phases without `--to P --allow-skip`, rolling back past an
+   irreversible step, running without `--yes` where nobody can answer the prompt;
+3. the offline check (the policy pack on the recorded plan) of the target phase; nothing is changed yet;
+4. `gpu-platform:phase` := target in the stack config, `pulumi preview --policy-pack policy`, the change
+   summary, a confirmation, `pulumi up --policy-pack policy`;
+5. the target phase's machine exit checks (migrate/checks.py).
+
+If anything fails between setting the config and a successful `up`, the config goes back to the phase
+that is deployed: `Pulumi.<stack>.yaml` never claims a phase that did not deploy, so the next plain
+`pulumi up` cannot silently finish a move nobody confirmed.
+
+Exit codes follow migrate/cli.py: 0 done; 1 a step failed (check, preview, up, exit checks) or the
+move was declined; 2 refused, bad input, or the Pulumi CLI is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from rich.console import Console
+from rich.table import Table
+
+from components.errors import ConfigError
+from components.phases import STACKS_DIR, Phase, irreversible_between, load_phases, resolve
+
+ROOT = Path(__file__).resolve().parent.parent
+PHASE_KEY = "gpu-platform:phase"
+FLY_TOKEN_KEY = "gpu-platform:flyApiToken"
+FLY_APPS_KEY = "gpu-platform:flyApps"
+BACKUPS_KEY = "gpu-platform:backups"
+BACKUP_KEY_ID_KEY = "gpu-platform:backupAccessKeyId"
+BACKUP_SECRET_KEY = "gpu-platform:backupSecretAccessKey"
+POLICY_PACK = ROOT / "policy"
+PHASE_OUTPUT = "phase"
+
+EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
+
+INSTALL_HELP = (
+    "The Pulumi CLI is not installed (no `pulumi` on PATH). Install it, then run this again:\n"
+    "  curl -fsSL https://get.pulumi.com | sh\n"
+    "  (other ways: https://www.pulumi.com/docs/install/)\n"
+    "then log in to the state backend: `pulumi login` (Pulumi Cloud) or "
+    "`pulumi login s3://<bucket>` (see docs/state-backends.md)."
+)
+
+
+class StackHandle(Protocol):
+    """The part of `pulumi.automation.Stack` this module uses; tests provide a fake with the same methods."""
+
+    name: str
+
+    def get_config(self, key: str) -> Any: ...
+    def set_config(self, key: str, value: Any) -> None: ...
+    def remove_config(self, key: str) -> None: ...
+    def outputs(self) -> Mapping[str, Any]: ...
+    def preview(
+        self,
+        *,
+        message: str | None = None,
+        policy_packs: list[str] | None = None,
+        color: str | None = None,
+        on_output: Callable[[str], Any] | None = None,
+    ) -> Any: ...
+    def up(
+        self,
+        *,
+        message: str | None = None,
+        policy_packs: list[str] | None = None,
+        color: str | None = None,
+        on_output: Callable[[str], Any] | None = None,
+    ) -> Any: ...
+
+
+class PulumiMissingError(Exception):
+    """The Pulumi CLI cannot be run."""
+
+
+class Refused(Exception):  # noqa: N818 - a verdict, not an error in this program
+    """The requested move must not happen; the message says why and what to do instead."""
+
+
+# --- the boundary: opening the stack, the offline check, the exit checks ------------------------
+
+
+def open_stack(name: str, create: bool) -> StackHandle:
+    """The stack `name` of this directory's program, through a LocalWorkspace."""
+    if shutil.which("pulumi") is None:
+        raise PulumiMissingError(INSTALL_HELP)
+    from pulumi import automation as auto
+
+    try:
+        if create:
+            return auto.create_or_select_stack(name, work_dir=str(ROOT))
+        return auto.select_stack(name, work_dir=str(ROOT))
+    except FileNotFoundError:
+        # PulumiCommand runs `pulumi version` first; a CLI removed since `which` looked ends here.
+        raise PulumiMissingError(INSTALL_HELP) from None
+    except auto.InvalidVersionError as exc:
+        raise PulumiMissingError(f"{exc}\nUpgrade the CLI: curl -fsSL https://get.pulumi.com | sh") from None
+
+
+def offline_check(stack: str, phase: str) -> int:
+    """The policy pack on the recorded plan of `phase` (migrate/policy_runner.py)."""
+    try:
+        from migrate.policy_runner import run_check
+    except ImportError as exc:
+        raise Refused(
+            f"the offline policy runner (migrate/policy_runner.py) is not available: {exc}. "
+            "It must pass before a real move; nothing was changed."
+        ) from None
+    code: int = run_check(stack, [phase], False, None)
+    return code
+
+
+def exit_checks(names: Sequence[str], outputs: Mapping[str, Any], stack: StackHandle, console: Console) -> list[Any]:
+    """Run the machine checks `names` against the stack's outputs, printing each result as it lands."""
+    from migrate import checks
+
+    fly_token = os.environ.get("FLY_API_TOKEN") or _config_value(stack, FLY_TOKEN_KEY)
+    # FLY_API_URL: the same override components/fly_api.py honours (a proxy, a test server).
+    fly_api_url = os.environ.get("FLY_API_URL", checks.FLY_API_URL)
+    key_id, secret = _config_value(stack, BACKUP_KEY_ID_KEY), _config_value(stack, BACKUP_SECRET_KEY)
+    ctx = checks.CheckContext(
+        outputs=_with_config(outputs, stack),
+        fly_token=fly_token,
+        fly_api_url=fly_api_url,
+        s3_credentials=(key_id, secret) if key_id and secret else None,
+    )
+
+    def show(result: checks.CheckResult) -> None:
+        style = "green" if result.ok else "red"
+        console.print(f"  [{style}]{'PASS' if result.ok else 'FAIL'}[/] {result.name}: ", end="")
+        console.print(result.detail, markup=False, highlight=False)
+
+    results = []
+    for name in names:
+        with console.status(f"exit check {name} …"):
+            result = checks.run_check(name, ctx)
+        show(result)
+        results.append(result)
+    return results
+
+
+def _with_config(outputs: Mapping[str, Any], stack: StackHandle) -> dict[str, Any]:
+    """The outputs plus what the checks need that lives in stack config rather than in outputs."""
+    from migrate import checks
+
+    merged = dict(outputs)
+    if checks.OUT_FLY_APPS not in merged:
+        apps = _config_json(stack, FLY_APPS_KEY)
+        if isinstance(apps, list):
+            merged[checks.OUT_FLY_APPS] = apps
+    backups = _config_json(stack, BACKUPS_KEY)
+    if isinstance(backups, dict):
+        if backups.get("region"):
+            merged.setdefault(checks.OUT_BACKUP_REGION, backups["region"])
+        if backups.get("endpoint"):
+            merged.setdefault(checks.OUT_BACKUP_ENDPOINT, backups["endpoint"])
+    return merged
+
+
+def _config_json(stack: StackHandle, key: str) -> Any:
+    # Structured config comes back from `pulumi config get` as its JSON text.
+    raw = _config_value(stack, key)
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _confirm(prompt: str) -> bool:
+    from rich.prompt import Confirm
+
+    return Confirm.ask(prompt, default=False)
+
+
+@dataclass
+class Deps:
+    """Everything a move touches outside this module. Tests replace these at the boundary."""
+
+    open_stack: Callable[[str, bool], StackHandle] = open_stack
+    offline_check: Callable[[str, str], int] = offline_check
+    exit_checks: Callable[[Sequence[str], Mapping[str, Any], StackHandle, Console], list[Any]] = exit_checks
+    confirm: Callable[[str], bool] = _confirm
+    interactive: Callable[[], bool] = _interactive
+    console: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
+    stacks_dir: Path = STACKS_DIR  # the phase files
+
+
+# --- reading the stack --------------------------------------------------------------------------
+
+
+def _value(item: Any) -> Any:
+    """The plain value of an automation OutputValue/ConfigValue (or of a plain value)."""
+    return getattr(item, "value", item)
+
+
+def _config_value(stack: StackHandle, key: str) -> str | None:
+    from pulumi.automation import CommandError
+
+    try:
+        value = _value(stack.get_config(key))
+    except CommandError:
+        return None  # `pulumi config get` fails when the key is not set
+    return str(value) if value not in (None, "") else None
+
+
+def _phases(deps: Deps) -> tuple[Phase, ...]:
+    return load_phases(deps.stacks_dir)
+
+
+def _resolve(phase_id: str, deps: Deps) -> Phase:
+    return resolve(phase_id, deps.stacks_dir)
+
+
+def _deployed(stack: StackHandle, deps: Deps) -> Phase | None:
+    raw = _value(stack.outputs().get(PHASE_OUTPUT))
+    if raw in (None, ""):
+        return None
+    try:
+        return _resolve(str(raw), deps)
+    except ConfigError:
+        known = ", ".join(p.id for p in _phases(deps))
+        raise Refused(
+            f"stack {stack.name} reports deployed phase {raw!r}, which no file in stacks/ defines "
+            f"(known: {known}). Restore that phase file or fix the stack before moving."
+        ) from None
+
+
+# --- deciding the move --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Move:
+    stack: str
+    direction: str  # forward | rollback
+    current: Phase | None  # deployed phase; None for a stack that never deployed
+    target: Phase
+    skipped: tuple[Phase, ...]
+
+
+def plan_move(
+    phases: Sequence[Phase],
+    current: Phase | None,
+    *,
+    direction: str,
+    to: str | None,
+    allow_skip: bool,
+    stack: str,
+    stacks_dir: Path = STACKS_DIR,
+) -> Move:
+    """The phase to move to, or `Refused` saying why not. Pure: no stack, no I/O."""
+    ids = [p.id for p in phases]
+    at = current.index if current else -1
+    if to is not None and to not in ids:
+        raise Refused(f"--to {to}: unknown phase; expected one of: {', '.join(ids)}")
+    if direction == "forward":
+        if to is None:
+            if at + 1 >= len(phases):
+                raise Refused(f"stack {stack} is at the last phase ({ids[-1]}); there is nothing to move forward to")
+            target = phases[at + 1]
+        else:
+            target = phases[ids.index(to)]
+            if target.index <= at:
+                raise Refused(
+                    f"--to {to} is not ahead of the deployed phase {ids[at]}; use `rollback --to {to}` to go back"
+                )
+        skipped = tuple(phases[at + 1 : target.index])
+    elif direction == "rollback":
+        if current is None:
+            raise Refused(f"stack {stack} has no deployed phase (no `phase` output); there is nothing to roll back")
+        if to is None:
+            if at == 0:
+                raise Refused(
+                    f"stack {stack} is at the first phase ({ids[0]}); there is no earlier phase to roll back to. "
+                    f"{phases[0].rollback}".rstrip()
+                )
+            target = phases[at - 1]
+        else:
+            target = phases[ids.index(to)]
+            if target.index >= at:
+                raise Refused(
+                    f"--to {to} is not behind the deployed phase {ids[at]}; use `forward --to {to}` to go ahead"
+                )
+        skipped = tuple(phases[target.index + 1 : at])
+        blocked = irreversible_between(current.id, target.id, stacks_dir)
+        if blocked:
+            steps = ", ".join(f"{step} (in {phase})" for phase, step in blocked)
+            raise Refused(
+                f"cannot roll back {stack} from {current.id} to {target.id}: it would have to undo "
+                f"irreversible step(s): {steps}. {current.rollback}".rstrip()
+            )
+    else:
+        raise ValueError(f"direction must be forward or rollback, not {direction!r}")
+    if skipped and not (to is not None and allow_skip):
+        names = ", ".join(p.id for p in skipped)
+        raise Refused(
+            f"moving {stack} from {ids[at] if at >= 0 else '(nothing deployed)'} to {target.id} skips {names}. "
+            "Phases go one at a time so each one's exit checks run; to skip anyway pass "
+            f"--to {target.id} --allow-skip."
+        )
+    return Move(stack, direction, current, target, skipped)
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+
+def _open(stack: str, create: bool, deps: Deps) -> StackHandle:
+    from pulumi.automation import StackNotFoundError
+
+    try:
+        return deps.open_stack(stack, create)
+    except StackNotFoundError:
+        raise Refused(
+            f"stack {stack} does not exist in the logged-in backend (`pulumi whoami -v` shows which). "
+            f"`python -m migrate forward --stack {stack}` creates it and deploys the first phase."
+        ) from None
+
+
+def _run(deps: Deps, body: Callable[[], int]) -> int:
+    from pulumi.automation import CommandError
+
+    console = deps.console
+    try:
+        return body()
+    except PulumiMissingError as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        return EXIT_REFUSED
+    except Refused as exc:
+        console.print(f"[red]refused:[/] {exc}", highlight=False)
+        return EXIT_REFUSED
+    except ConfigError as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        return EXIT_REFUSED
+    except CommandError as exc:
+        console.print(f"[red]pulumi failed:[/] {_tail(exc)}", highlight=False)
+        return EXIT_FAILED
+
+
+def _tail(exc: BaseException, lines: int = 15) -> str:
+    stderr = getattr(exc, "stderr", None)
+    text = str(stderr if stderr else exc).strip().splitlines()
+    return "\n".join(text[-lines:])
+
+
+def status(stack: str, checks: bool = False, deps: Deps | None = None) -> int:
+    """Print the deployed phase of `stack` with the phases either side; with `checks`, run its exit checks."""
+    deps = deps or Deps()
+    console = deps.console
+
+    def body() -> int:
+        handle = _open(stack, False, deps)
+        phases = _phases(deps)
+        current = _deployed(handle, deps)
+        configured = _config_value(handle, PHASE_KEY)
+        console.print(f"[bold]stack {stack}[/]")
+        console.print("  " + _progress_line(phases, current))
+        if current is None:
+            console.print("  deployed: nothing yet (the stack has no `phase` output)")
+            console.print(f"  next:     {phases[0].id} - {phases[0].title}")
+            console.print(f"  move:     python -m migrate forward --stack {stack}")
+            return EXIT_OK
+        console.print(f"  deployed: [bold]{current.id}[/] - {current.title}")
+        if configured and configured != current.id:
+            console.print(
+                f"  [yellow]config says {configured}[/]: `pulumi up` would move the stack there without the "
+                "checks `migrate forward` runs"
+            )
+        previous = phases[current.index - 1] if current.index > 0 else None
+        following = phases[current.index + 1] if current.index + 1 < len(phases) else None
+        if previous is None:
+            console.print("  previous: none")
+        else:
+            blocked = irreversible_between(current.id, previous.id, deps.stacks_dir)
+            note = f" [red](rollback blocked: {', '.join(step for _, step in blocked)} cannot be undone)[/]" * bool(
+                blocked
+            )
+            console.print(f"  previous: {previous.id} - {previous.title}{note}")
+        console.print(
+            f"  next:     {following.id} - {following.title}" if following else "  next:     none (last phase)"
+        )
+        names = list(current.exit_criteria.checks)
+        console.print(f"  exit checks: {', '.join(names) or 'none'}")
+        if not checks or not names:
+            return EXIT_OK
+        results = deps.exit_checks(names, _plain_outputs(handle.outputs()), handle, console)
+        return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
+
+    return _run(deps, body)
+
+
+def forward(
+    stack: str, yes: bool = False, to: str | None = None, allow_skip: bool = False, deps: Deps | None = None
+) -> int:
+    """Move `stack` one phase forward (or to `to` with `allow_skip`)."""
+    return _move(stack, "forward", yes=yes, to=to, allow_skip=allow_skip, deps=deps or Deps())
+
+
+def rollback(
+    stack: str, yes: bool = False, to: str | None = None, allow_skip: bool = False, deps: Deps | None = None
+) -> int:
+    """Move `stack` one phase back (or to `to` with `allow_skip`); never past an irreversible step."""
+    return _move(stack, "rollback", yes=yes, to=to, allow_skip=allow_skip, deps=deps or Deps())
+
+
+def _move(stack: str, direction: str, *, yes: bool, to: str | None, allow_skip: bool, deps: Deps) -> int:
+    console = deps.console
+
+    def body() -> int:
+        # A stack that does not exist yet can only move forward (to the first phase).
+        handle = _open(stack, direction == "forward", deps)
+        phases = _phases(deps)
+        current = _deployed(handle, deps)
+        move = plan_move(
+            phases, current, direction=direction, to=to, allow_skip=allow_skip, stack=stack, stacks_dir=deps.stacks_dir
+        )
+        configured = _config_value(handle, PHASE_KEY)
+        _describe_move(console, move, configured)
+        if not yes and not deps.interactive():
+            raise Refused("no terminal to confirm on; pass --yes to move without a prompt (CI does)")
+
+        console.print(f"[bold]1/4[/] offline check of {move.target.id}")
+        code = deps.offline_check(stack, move.target.id)
+        if code != EXIT_OK:
+            console.print(f"[red]offline check failed (exit {code})[/]; nothing was changed")
+            return EXIT_FAILED
+
+        # What to put back if the move does not complete: the deployed phase, so config and state agree.
+        restore_to = current.id if current else configured
+        return _apply(handle, move, restore_to, yes, deps)
+
+    return _run(deps, body)
+
+
+def _apply(handle: StackHandle, move: Move, restore_to: str | None, yes: bool, deps: Deps) -> int:
+    from pulumi.automation import CommandError, ConfigValue
+
+    console = deps.console
+    target = move.target
+    handle.set_config(PHASE_KEY, ConfigValue(value=target.id))
+    deployed = False
+    try:
+        console.print(f"[bold]2/4[/] pulumi preview --policy-pack policy ({target.id})")
+        with console.status("pulumi preview …"):
+            preview = handle.preview(policy_packs=[str(POLICY_PACK)], on_output=_stream(console), color="never")
+        _print_summary(console, getattr(preview, "change_summary", {}) or {})
+        if not yes and not deps.confirm(f"Deploy {target.id} to stack {move.stack}?"):
+            console.print("declined; nothing was deployed")
+            return EXIT_FAILED
+        console.print(f"[bold]3/4[/] pulumi up ({target.id})")
+        with console.status("pulumi up …"):
+            result = handle.up(
+                policy_packs=[str(POLICY_PACK)],
+                on_output=_stream(console),
+                color="never",
+                message=f"migrate {move.direction}: {move.current.id if move.current else '-'} -> {target.id}",
+            )
+        deployed = True
+    except CommandError as exc:
+        console.print(f"[red]pulumi failed:[/] {_tail(exc)}", highlight=False)
+        console.print(
+            f"Resources of {target.id} that were created before the failure stay in the stack; "
+            f"`python -m migrate {move.direction} --stack {move.stack}` tries again."
+        )
+        return EXIT_FAILED
+    except Exception as exc:  # the automation API raises plain errors too ("summary event never found")
+        console.print(f"[red]{type(exc).__name__}:[/] {exc}", highlight=False)
+        return EXIT_FAILED
+    finally:
+        if not deployed:
+            _restore(handle, restore_to, move.stack, console)
+
+    console.print(f"[green]deployed {target.id}[/] on {move.stack}; commit Pulumi.{move.stack}.yaml ({PHASE_KEY})")
+    names = list(target.exit_criteria.checks)
+    console.print(f"[bold]4/4[/] exit checks of {target.id}: {', '.join(names) or 'none'}")
+    outputs = getattr(result, "outputs", None)
+    results = deps.exit_checks(
+        names, _plain_outputs(outputs if outputs is not None else handle.outputs()), handle, console
+    )
+    failed = [r.name for r in results if not r.ok]
+    for item in target.exit_criteria.checklist:
+        console.print(f"  [ ] {item}", markup=False, highlight=False)
+    if failed:
+        console.print(
+            f"[red]{target.id} is deployed but exit check(s) failed: {', '.join(failed)}[/]. Fix and rerun "
+            f"`python -m migrate status --stack {move.stack} --checks`, or go back with "
+            f"`python -m migrate rollback --stack {move.stack}`."
+        )
+        return EXIT_FAILED
+    console.print(f"[green]{target.id}: every machine check passed[/]; confirm the checklist above by hand.")
+    return EXIT_OK
+
+
+def _restore(handle: StackHandle, value: str | None, stack: str, console: Console) -> None:
+    from pulumi.automation import CommandError, ConfigValue
+
+    try:
+        if value is None:
+            handle.remove_config(PHASE_KEY)
+        else:
+            handle.set_config(PHASE_KEY, ConfigValue(value=value))
+    except (CommandError, OSError) as exc:
+        fix = (
+            f"pulumi config rm {PHASE_KEY} --stack {stack}"
+            if value is None
+            else f"pulumi config set {PHASE_KEY} {value} --stack {stack}"
+        )
+        console.print(f"[red]could not restore {PHASE_KEY}[/] ({exc}); run: {fix}", highlight=False)
+        return
+    console.print(f"{PHASE_KEY} restored to {value or '(unset)'}")
+
+
+def _plain_outputs(outputs: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {key: _value(item) for key, item in (outputs or {}).items()}
+
+
+def _stream(console: Console) -> Callable[[str], None]:
+    def on_output(line: str) -> None:
+        line = line.rstrip("\n")
+        if line.strip():
+            console.print(line, markup=False, highlight=False, style="dim")
+
+    return on_output
+
+
+def _print_summary(console: Console, summary: Mapping[Any, int]) -> None:
+    table = Table(title="preview", show_header=True, header_style="bold")
+    table.add_column("operation")
+    table.add_column("resources", justify="right")
+    # Keys are OpType members or their string values, depending on how the event was decoded.
+    for op, count in sorted((str(getattr(op, "value", op)), count) for op, count in summary.items()):
+        table.add_row(op, str(count))
+    if not summary:
+        table.add_row("(none)", "0")
+    console.print(table)
+
+
+def _progress_line(phases: Sequence[Phase], current: Phase | None) -> str:
+    at = current.index if current else -1
+    parts = []
+    for phase in phases:
+        if phase.index < at:
+            parts.append(f"[green]{phase.id}[/]")
+        elif phase.index == at:
+            parts.append(f"[bold reverse]{phase.id}[/]")
+        else:
+            parts.append(f"[dim]{phase.id}[/]")
+    return " → ".join(parts)
+
+
+def _describe_move(console: Console, move: Move, configured: str | None) -> None:
+    source = move.current.id if move.current else "(nothing deployed)"
+    console.print(f"[bold]{move.direction}[/] {move.stack}: {source} → [bold]{move.target.id}[/] - {move.target.title}")
+    if move.skipped:
+        console.print(f"[yellow]skipping {', '.join(p.id for p in move.skipped)} (--allow-skip)[/]")
+    if move.current and configured and configured != move.current.id:
+        console.print(
+            f"[yellow]note:[/] config said {configured} but {move.current.id} is deployed; moving from what is deployed"
+        )
+    if move.direction == "forward":
+        console.print(f"  {move.target.summary}", markup=False, highlight=False)
+        if move.target.irreversible:
+            console.print(
+                f"[red]{move.target.id} contains irreversible step(s): {', '.join(move.target.irreversible)}. "
+                "Once deployed it cannot be rolled back.[/]"
+            )
+    elif move.current is not None:
+        console.print(f"  {move.current.rollback}", markup=False, highlight=False)

@@ -1,0 +1,572 @@
+"""`migrate status|forward|rollback`: the decisions, with the Pulumi stack faked at its boundary.
+
+`FakeStack` implements the methods of `pulumi.automation.Stack` that migrate/automation.py calls and
+records every call in order, with the phase config as it was at that moment. `up` deploys what the
+config says, as the engine would: the `phase` output becomes the configured phase.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from pulumi.automation import (
+    CommandError,
+    CommandResult,
+    ConfigValue,
+    OpType,
+    OutputValue,
+    PreviewResult,
+    StackNotFoundError,
+)
+from rich.console import Console
+
+from components.phases import load_phases
+from migrate import automation
+from migrate.automation import PHASE_KEY, POLICY_PACK, Deps, Refused, plan_move
+from migrate.checks import CheckResult
+
+
+def _cmd_error(stderr: str, cls: type[CommandError] = CommandError) -> CommandError:
+    return cls(CommandResult(stdout="", stderr=stderr, code=255))
+
+
+class FakeStack:
+    def __init__(
+        self,
+        *,
+        name: str = "dev",
+        deployed: str | None = "p1-fly-freeze",
+        configured: str | None = "p1-fly-freeze",
+        preview_error: BaseException | None = None,
+        up_error: BaseException | None = None,
+        extra_outputs: Mapping[str, Any] | None = None,
+        config: Mapping[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.calls: list[tuple[Any, ...]] = []
+        self.config: dict[str, str] = dict(config or {})
+        if configured is not None:
+            self.config[PHASE_KEY] = configured
+        self._outputs: dict[str, OutputValue] = {}
+        if deployed is not None:
+            self._outputs["phase"] = OutputValue(deployed, False)
+        self._preview_error = preview_error
+        self._up_error = up_error
+        self._extra = dict(extra_outputs or {})
+
+    def get_config(self, key: str) -> ConfigValue:
+        self.calls.append(("get_config", key))
+        if key not in self.config:
+            raise _cmd_error(f"error: configuration key '{key}' not found for stack '{self.name}'")
+        return ConfigValue(self.config[key])
+
+    def set_config(self, key: str, value: ConfigValue) -> None:
+        assert isinstance(value, ConfigValue)
+        self.calls.append(("set_config", key, value.value))
+        self.config[key] = value.value
+
+    def remove_config(self, key: str) -> None:
+        self.calls.append(("remove_config", key))
+        self.config.pop(key, None)
+
+    def outputs(self) -> dict[str, OutputValue]:
+        self.calls.append(("outputs",))
+        return dict(self._outputs)
+
+    def preview(self, **kwargs: Any) -> PreviewResult:
+        self.calls.append(("preview", tuple(kwargs["policy_packs"]), self.config.get(PHASE_KEY)))
+        kwargs["on_output"]("Previewing update (dev):\n")
+        if self._preview_error:
+            raise self._preview_error
+        return PreviewResult(stdout="", stderr="", change_summary={OpType.CREATE: 12, OpType.SAME: 40})
+
+    def up(self, **kwargs: Any) -> SimpleNamespace:
+        self.calls.append(("up", tuple(kwargs["policy_packs"]), self.config.get(PHASE_KEY)))
+        kwargs["on_output"]("Updating (dev):\n")
+        if self._up_error:
+            raise self._up_error
+        self._outputs = {"phase": OutputValue(self.config[PHASE_KEY], False)}
+        self._outputs.update({k: OutputValue(v, k == "kubeconfig") for k, v in self._extra.items()})
+        return SimpleNamespace(outputs=dict(self._outputs))
+
+    def mutations(self) -> list[tuple[Any, ...]]:
+        return [c for c in self.calls if c[0] in ("set_config", "remove_config", "preview", "up")]
+
+
+class Harness:
+    """Deps whose every boundary call is recorded."""
+
+    def __init__(
+        self,
+        stack: FakeStack,
+        *,
+        interactive: bool = True,
+        answer: bool = True,
+        offline_code: int = 0,
+        failing_checks: Sequence[str] = (),
+    ) -> None:
+        self.stack = stack
+        self.out = io.StringIO()
+        self.opened: list[tuple[str, bool]] = []
+        self.offline: list[tuple[str, str]] = []
+        self.prompts: list[str] = []
+        self.checked: list[tuple[list[str], dict[str, Any]]] = []
+        self.failing = set(failing_checks)
+        self.offline_code = offline_code
+
+        def open_stack(name: str, create: bool) -> FakeStack:
+            self.opened.append((name, create))
+            return stack
+
+        def offline_check(name: str, phase: str) -> int:
+            self.offline.append((name, phase))
+            return offline_code
+
+        def exit_checks(names: Sequence[str], outputs: Mapping[str, Any], _stack: Any, _console: Any) -> list[Any]:
+            self.checked.append((list(names), dict(outputs)))
+            return [CheckResult(n, n not in self.failing, "fake") for n in names]
+
+        def confirm(prompt: str) -> bool:
+            self.prompts.append(prompt)
+            return answer
+
+        self.deps = Deps(
+            open_stack=open_stack,
+            offline_check=offline_check,
+            exit_checks=exit_checks,
+            confirm=confirm,
+            interactive=lambda: interactive,
+            console=Console(file=self.out, width=200, color_system=None, force_terminal=False),
+        )
+
+    @property
+    def text(self) -> str:
+        return self.out.getvalue()
+
+
+PACKS = (str(POLICY_PACK),)
+
+
+# --- status -------------------------------------------------------------------------------------
+
+
+def test_status_prints_deployed_previous_and_next_without_changing_anything() -> None:
+    stack = FakeStack(deployed="p2a-k3s", configured="p2a-k3s")
+    h = Harness(stack)
+    assert automation.status("dev", deps=h.deps) == 0
+    assert h.opened == [("dev", False)]  # status never creates a stack
+    assert stack.mutations() == []
+    assert "deployed: p2a-k3s - K3s on the GPU hosts" in h.text
+    assert "previous: p1-fly-freeze" in h.text
+    assert "next:     p2b-services" in h.text
+    assert "nodes-ready-gpu, nvidia-smi-smoke" in h.text
+    assert h.checked == []  # checks only on request
+
+
+def test_status_warns_when_config_points_elsewhere_and_flags_blocked_rollback() -> None:
+    stack = FakeStack(deployed="p4-decommission", configured="p3-local-brain")
+    h = Harness(stack)
+    assert automation.status("prod", deps=h.deps) == 0
+    assert "config says p3-local-brain" in h.text
+    assert "rollback blocked: fly-destroy" in h.text
+    assert "next:     none" in h.text
+
+
+def test_status_of_a_stack_that_never_deployed() -> None:
+    h = Harness(FakeStack(deployed=None, configured="p0-baseline"))
+    assert automation.status("dev", deps=h.deps) == 0
+    assert "deployed: nothing yet" in h.text
+    assert "next:     p0-baseline" in h.text
+
+
+def test_status_with_checks_runs_the_deployed_phases_checks_and_fails_on_one() -> None:
+    stack = FakeStack(deployed="p2b-services", configured="p2b-services", extra_outputs={})
+    stack._outputs["publicUrls"] = OutputValue(["https://app.example.com"], False)
+    h = Harness(stack, failing_checks=["public-routes-200"])
+    assert automation.status("dev", checks=True, deps=h.deps) == 1
+    names, outputs = h.checked[0]
+    assert names == ["backups-verified", "restore-jobs-complete", "public-routes-200"]
+    assert outputs == {"phase": "p2b-services", "publicUrls": ["https://app.example.com"]}  # plain values
+
+
+def test_status_of_a_missing_stack_says_how_to_create_it() -> None:
+    h = Harness(FakeStack())
+
+    def missing(name: str, create: bool) -> Any:
+        raise _cmd_error("error: no stack named 'dev' found", StackNotFoundError)
+
+    h.deps.open_stack = missing
+    assert automation.status("dev", deps=h.deps) == 2
+    assert "does not exist" in h.text and "migrate forward --stack dev" in h.text
+
+
+def test_unknown_deployed_phase_is_refused() -> None:
+    stack = FakeStack(deployed="p9-gone", configured="p9-gone")
+    h = Harness(stack)
+    assert automation.forward("dev", yes=True, deps=h.deps) == 2
+    assert "p9-gone" in h.text and "no file in stacks/" in h.text
+    assert stack.mutations() == [] and h.offline == []
+
+
+# --- forward ------------------------------------------------------------------------------------
+
+
+def test_forward_sets_config_previews_with_policy_confirms_ups_then_runs_exit_checks_in_order() -> None:
+    stack = FakeStack(deployed="p1-fly-freeze", configured="p1-fly-freeze", extra_outputs={"kubeconfig": "kc"})
+    h = Harness(stack)
+    assert automation.forward("dev", deps=h.deps) == 0
+    assert h.opened == [("dev", True)]
+    assert h.offline == [("dev", "p2a-k3s")]
+    assert stack.mutations() == [
+        ("set_config", PHASE_KEY, "p2a-k3s"),
+        ("preview", PACKS, "p2a-k3s"),
+        ("up", PACKS, "p2a-k3s"),
+    ]
+    assert h.prompts == ["Deploy p2a-k3s to stack dev?"]
+    # The exit checks run on the outputs `up` returned, with secret values unwrapped.
+    assert h.checked == [(["nodes-ready-gpu", "nvidia-smi-smoke"], {"phase": "p2a-k3s", "kubeconfig": "kc"})]
+    assert stack.config[PHASE_KEY] == "p2a-k3s"
+    assert re.search(r"create\s+│?\s*12", h.text) and re.search(r"same\s+│?\s*40", h.text)  # preview summary
+    assert "Updating (dev):" in h.text  # streamed engine output
+    assert "commit Pulumi.dev.yaml" in h.text
+
+
+def test_offline_check_runs_before_anything_is_changed() -> None:
+    stack = FakeStack()
+    h = Harness(stack, offline_code=1)
+    assert automation.forward("dev", yes=True, deps=h.deps) == 1
+    assert h.offline == [("dev", "p2a-k3s")]
+    assert stack.mutations() == []
+    assert "nothing was changed" in h.text
+
+
+def test_forward_with_yes_does_not_prompt_even_without_a_terminal() -> None:
+    stack = FakeStack()
+    h = Harness(stack, interactive=False)
+    assert automation.forward("dev", yes=True, deps=h.deps) == 0
+    assert h.prompts == []
+    assert stack.config[PHASE_KEY] == "p2a-k3s"
+
+
+def test_forward_without_terminal_and_without_yes_is_refused_before_any_change() -> None:
+    stack = FakeStack()
+    h = Harness(stack, interactive=False)
+    assert automation.forward("dev", deps=h.deps) == 2
+    assert "--yes" in h.text
+    assert stack.mutations() == [] and h.offline == [] and h.prompts == []
+
+
+def test_forward_refuses_to_skip_a_phase_without_allow_skip() -> None:
+    stack = FakeStack()
+    h = Harness(stack)
+    assert automation.forward("dev", yes=True, to="p2b-services", deps=h.deps) == 2
+    assert "skips p2a-k3s" in h.text and "--allow-skip" in h.text
+    assert stack.mutations() == [] and h.offline == []
+
+
+def test_forward_skips_with_to_and_allow_skip() -> None:
+    stack = FakeStack()
+    h = Harness(stack)
+    assert automation.forward("dev", yes=True, to="p2b-services", allow_skip=True, deps=h.deps) == 0
+    assert stack.mutations()[0] == ("set_config", PHASE_KEY, "p2b-services")
+    assert h.checked[0][0] == ["backups-verified", "restore-jobs-complete", "public-routes-200"]
+
+
+def test_forward_to_a_phase_behind_is_refused() -> None:
+    stack = FakeStack(deployed="p2a-k3s", configured="p2a-k3s")
+    h = Harness(stack)
+    assert automation.forward("dev", yes=True, to="p1-fly-freeze", deps=h.deps) == 2
+    assert "rollback --to p1-fly-freeze" in h.text
+    assert stack.mutations() == []
+
+
+def test_forward_at_the_last_phase_is_refused() -> None:
+    stack = FakeStack(deployed="p4-decommission", configured="p4-decommission")
+    h = Harness(stack)
+    assert automation.forward("prod", yes=True, deps=h.deps) == 2
+    assert "last phase" in h.text
+    assert stack.mutations() == []
+
+
+def test_forward_into_an_irreversible_phase_warns() -> None:
+    stack = FakeStack(deployed="p3-local-brain", configured="p3-local-brain")
+    h = Harness(stack)
+    assert automation.forward("dev", yes=True, deps=h.deps) == 0
+    assert "irreversible step(s): fly-destroy" in h.text
+
+
+def test_first_forward_of_a_new_stack_deploys_the_first_phase() -> None:
+    stack = FakeStack(deployed=None, configured="p0-baseline")
+    h = Harness(stack)
+    assert automation.forward("dev", yes=True, deps=h.deps) == 0
+    assert h.opened == [("dev", True)]
+    assert stack.mutations()[0] == ("set_config", PHASE_KEY, "p0-baseline")
+    assert h.checked[0][0] == ["fly-apps-running"]
+
+
+# --- failures after the config was set ----------------------------------------------------------
+
+
+def test_declining_restores_the_deployed_phase_and_never_runs_up() -> None:
+    stack = FakeStack()
+    h = Harness(stack, answer=False)
+    assert automation.forward("dev", deps=h.deps) == 1
+    assert stack.mutations() == [
+        ("set_config", PHASE_KEY, "p2a-k3s"),
+        ("preview", PACKS, "p2a-k3s"),
+        ("set_config", PHASE_KEY, "p1-fly-freeze"),
+    ]
+    assert stack.config[PHASE_KEY] == "p1-fly-freeze"
+    assert h.checked == []
+
+
+def test_preview_failure_restores_config() -> None:
+    stack = FakeStack(preview_error=_cmd_error("mandatory policy violation: no-ingress-nginx"))
+    h = Harness(stack)
+    assert automation.forward("dev", yes=True, deps=h.deps) == 1
+    assert [c[0] for c in stack.mutations()] == ["set_config", "preview", "set_config"]
+    assert stack.config[PHASE_KEY] == "p1-fly-freeze"
+    assert "no-ingress-nginx" in h.text
+    assert h.checked == []
+
+
+def test_up_failure_restores_config_to_the_deployed_phase_not_a_stale_config_value() -> None:
+    # The config already pointed past the deployed phase (an earlier hand edit): restoring to that value
+    # would leave config naming a phase that never deployed.
+    stack = FakeStack(deployed="p1-fly-freeze", configured="p2b-services", up_error=_cmd_error("error: update failed"))
+    h = Harness(stack)
+    assert automation.forward("dev", yes=True, deps=h.deps) == 1
+    assert stack.mutations() == [
+        ("set_config", PHASE_KEY, "p2a-k3s"),
+        ("preview", PACKS, "p2a-k3s"),
+        ("up", PACKS, "p2a-k3s"),
+        ("set_config", PHASE_KEY, "p1-fly-freeze"),
+    ]
+    assert "config said p2b-services" in h.text
+    assert "update failed" in h.text and "tries again" in h.text
+
+
+def test_failure_on_a_stack_that_never_deployed_and_had_no_phase_removes_the_key() -> None:
+    stack = FakeStack(deployed=None, configured=None, up_error=_cmd_error("error: boom"))
+    h = Harness(stack)
+    assert automation.forward("dev", yes=True, deps=h.deps) == 1
+    assert stack.mutations()[-1] == ("remove_config", PHASE_KEY)
+    assert PHASE_KEY not in stack.config
+
+
+def test_interrupt_during_up_restores_config_and_propagates() -> None:
+    stack = FakeStack(up_error=KeyboardInterrupt())
+    h = Harness(stack)
+    with pytest.raises(KeyboardInterrupt):
+        automation.forward("dev", yes=True, deps=h.deps)
+    assert stack.mutations()[-1] == ("set_config", PHASE_KEY, "p1-fly-freeze")
+
+
+def test_failed_exit_checks_keep_the_deployed_phase_and_fail() -> None:
+    stack = FakeStack()
+    h = Harness(stack, failing_checks=["nvidia-smi-smoke"])
+    assert automation.forward("dev", yes=True, deps=h.deps) == 1
+    assert stack.config[PHASE_KEY] == "p2a-k3s"  # it did deploy: config must say so
+    assert [c[0] for c in stack.mutations()] == ["set_config", "preview", "up"]
+    assert "exit check(s) failed: nvidia-smi-smoke" in h.text
+    assert "migrate rollback --stack dev" in h.text
+
+
+# --- rollback -----------------------------------------------------------------------------------
+
+
+def test_rollback_moves_one_phase_back_and_runs_that_phases_checks() -> None:
+    stack = FakeStack(deployed="p2a-k3s", configured="p2a-k3s")
+    h = Harness(stack)
+    assert automation.rollback("dev", yes=True, deps=h.deps) == 0
+    assert h.opened == [("dev", False)]
+    assert h.offline == [("dev", "p1-fly-freeze")]
+    assert stack.mutations() == [
+        ("set_config", PHASE_KEY, "p1-fly-freeze"),
+        ("preview", PACKS, "p1-fly-freeze"),
+        ("up", PACKS, "p1-fly-freeze"),
+    ]
+    assert h.checked[0][0] == ["backups-verified", "fly-machines-stopped"]
+    assert "uninstalls K3s" in h.text  # the phase's rollback text is shown
+
+
+def test_rollback_past_an_irreversible_step_is_refused_even_with_allow_skip() -> None:
+    stack = FakeStack(deployed="p4-decommission", configured="p4-decommission")
+    h = Harness(stack)
+    assert automation.rollback("prod", yes=True, deps=h.deps) == 2
+    assert "fly-destroy (in p4-decommission)" in h.text
+    h2 = Harness(stack)
+    assert automation.rollback("prod", yes=True, to="p0-baseline", allow_skip=True, deps=h2.deps) == 2
+    assert stack.mutations() == [] and h.offline == [] and h2.offline == []
+
+
+def test_rollback_skipping_phases_needs_allow_skip() -> None:
+    stack = FakeStack(deployed="p3-local-brain", configured="p3-local-brain")
+    h = Harness(stack)
+    assert automation.rollback("dev", yes=True, to="p2b-services", deps=h.deps) == 2
+    assert "skips p2b1-cutover-50, p2b2-cutover-100, p2c-optimize" in h.text
+    assert stack.mutations() == []
+    h2 = Harness(stack)
+    assert automation.rollback("dev", yes=True, to="p2b-services", allow_skip=True, deps=h2.deps) == 0
+    assert stack.config[PHASE_KEY] == "p2b-services"
+
+
+def test_rollback_of_a_stack_that_never_deployed_is_refused() -> None:
+    stack = FakeStack(deployed=None)
+    h = Harness(stack)
+    assert automation.rollback("dev", yes=True, deps=h.deps) == 2
+    assert "nothing to roll back" in h.text
+    assert stack.mutations() == []
+
+
+def test_rollback_from_the_first_phase_is_refused() -> None:
+    stack = FakeStack(deployed="p0-baseline", configured="p0-baseline")
+    h = Harness(stack)
+    assert automation.rollback("dev", yes=True, deps=h.deps) == 2
+    assert "no earlier phase" in h.text
+    assert stack.mutations() == []
+
+
+# --- plan_move, the pure decision ---------------------------------------------------------------
+
+PHASES = load_phases()
+IDS = [p.id for p in PHASES]
+
+
+@pytest.mark.parametrize(
+    ("current", "direction", "to", "allow_skip", "expected"),
+    [
+        ("p0-baseline", "forward", None, False, "p1-fly-freeze"),
+        ("p2b-services", "forward", None, False, "p2b1-cutover-50"),
+        ("p2b-services", "forward", "p2b1-cutover-50", False, "p2b1-cutover-50"),  # adjacent: no skip
+        ("p2b-services", "forward", "p3-local-brain", True, "p3-local-brain"),
+        ("p2b-services", "rollback", None, False, "p2a-k3s"),
+        ("p3-local-brain", "rollback", "p2c-optimize", False, "p2c-optimize"),
+        (None, "forward", None, False, "p0-baseline"),
+    ],
+)
+def test_plan_move_targets(
+    current: str | None, direction: str, to: str | None, allow_skip: bool, expected: str
+) -> None:
+    cur = PHASES[IDS.index(current)] if current else None
+    move = plan_move(PHASES, cur, direction=direction, to=to, allow_skip=allow_skip, stack="dev")
+    assert move.target.id == expected
+
+
+@pytest.mark.parametrize(
+    ("current", "direction", "to", "allow_skip", "message"),
+    [
+        ("p0-baseline", "forward", "p2a-k3s", False, "skips p1-fly-freeze"),
+        ("p0-baseline", "forward", None, True, None),  # allow_skip alone never skips
+        ("p0-baseline", "forward", "p9-nope", True, "unknown phase"),
+        ("p2a-k3s", "forward", "p2a-k3s", True, "not ahead"),
+        ("p2a-k3s", "rollback", "p2a-k3s", True, "not behind"),
+        ("p4-decommission", "rollback", "p3-local-brain", False, "irreversible"),
+        (None, "forward", "p1-fly-freeze", False, "skips p0-baseline"),
+    ],
+)
+def test_plan_move_refusals(
+    current: str | None, direction: str, to: str | None, allow_skip: bool, message: str | None
+) -> None:
+    cur = PHASES[IDS.index(current)] if current else None
+    if message is None:
+        assert plan_move(PHASES, cur, direction=direction, to=to, allow_skip=allow_skip, stack="dev").target.id == (
+            "p1-fly-freeze"
+        )
+        return
+    with pytest.raises(Refused, match=message):
+        plan_move(PHASES, cur, direction=direction, to=to, allow_skip=allow_skip, stack="dev")
+
+
+# --- the real boundary: no CLI, no policy runner ------------------------------------------------
+
+
+def _real_deps(out: io.StringIO) -> Deps:
+    return Deps(console=Console(file=out, width=200, color_system=None), interactive=lambda: False)
+
+
+def test_missing_pulumi_cli_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(automation.shutil, "which", lambda _name: None)
+    for run in (
+        lambda d: automation.status("dev", deps=d),
+        lambda d: automation.forward("dev", yes=True, deps=d),
+        lambda d: automation.rollback("dev", yes=True, deps=d),
+    ):
+        out = io.StringIO()
+        assert run(_real_deps(out)) == 2
+        text = out.getvalue()
+        assert "Pulumi CLI is not installed" in text
+        assert "curl -fsSL https://get.pulumi.com | sh" in text
+        assert "https://www.pulumi.com/docs/install/" in text
+
+
+def test_cli_vanishing_between_which_and_run_is_reported_the_same_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `which` finds something, but the automation API cannot execute `pulumi` (it raises FileNotFoundError).
+    monkeypatch.setattr(automation.shutil, "which", lambda _name: "/nonexistent/bin/pulumi")
+    monkeypatch.setenv("PATH", "/nonexistent/bin")
+    out = io.StringIO()
+    assert automation.status("dev", deps=_real_deps(out)) == 2
+    assert "get.pulumi.com" in out.getvalue()
+
+
+def test_missing_policy_runner_is_refused_with_a_clear_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "migrate.policy_runner", None)  # import now raises ImportError
+    stack = FakeStack()
+    h = Harness(stack)
+    h.deps.offline_check = automation.offline_check
+    assert automation.forward("dev", yes=True, deps=h.deps) == 2
+    assert "migrate/policy_runner.py" in h.text
+    assert stack.mutations() == []
+
+
+def test_exit_checks_take_the_fly_token_from_stack_config_when_the_env_has_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("FLY_API_TOKEN", raising=False)
+    out = io.StringIO()
+    console = Console(file=out, width=200, color_system=None)
+    # No token anywhere: the Fly check fails on that, before any request.
+    results = automation.exit_checks(["fly-apps-running"], {"flyApps": ["a"]}, FakeStack(), console)
+    assert not results[0].ok and "no Fly API token" in results[0].detail
+    assert "FAIL fly-apps-running" in out.getvalue()
+    # A token in config is read (and the check goes on to the API; the test stops it at the output check).
+    stack = FakeStack(config={"gpu-platform:flyApiToken": "t0ken"})
+    results = automation.exit_checks(["fly-apps-running"], {}, stack, console)
+    assert ("get_config", "gpu-platform:flyApiToken") in stack.calls
+    assert "stack output 'flyApps' is missing" in results[0].detail
+
+
+def test_exit_checks_read_fly_apps_and_backup_location_from_stack_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[dict[str, Any]] = []
+
+    def fake_run_check(name: str, ctx: Any) -> CheckResult:
+        seen.append({"outputs": dict(ctx.outputs), "creds": ctx.s3_credentials, "fly": ctx.fly_api_url})
+        return CheckResult(name, True, "ok")
+
+    monkeypatch.setattr("migrate.checks.run_check", fake_run_check)
+    monkeypatch.setenv("FLY_API_URL", "http://127.0.0.1:9/v1")
+    stack = FakeStack(
+        config={
+            "gpu-platform:flyApps": '["web", "jobs"]',
+            "gpu-platform:backups": '{"bucket": "b", "region": "auto", "endpoint": "https://r2.example.com"}',
+            "gpu-platform:backupAccessKeyId": "AKID",
+            "gpu-platform:backupSecretAccessKey": "s3cr3t",
+        }
+    )
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+    automation.exit_checks(["fly-apps-running"], {"phase": "p0-baseline", "backupRegion": "eu-west-1"}, stack, console)
+    (got,) = seen
+    assert got["outputs"] == {
+        "phase": "p0-baseline",
+        "flyApps": ["web", "jobs"],
+        "backupRegion": "eu-west-1",  # an exported value wins over config
+        "backupEndpoint": "https://r2.example.com",
+    }
+    assert got["creds"] == ("AKID", "s3cr3t")
+    assert got["fly"] == "http://127.0.0.1:9/v1"

@@ -1,0 +1,259 @@
+"""The GitHub workflows: they parse, trigger when they should, and run only what this repository has.
+
+Every `run:` step is split into commands; each must be a Makefile target, a `python -m migrate`
+subcommand whose arguments that subcommand's parser accepts, a `python -m migrate.<tool>` whose
+parser accepts them, a script in the repository, or a shell builtin. A workflow that calls something
+the repository does not have fails here instead of on GitHub.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = ROOT / ".github" / "workflows"
+BUILTINS = {"echo", "test", "true", "printf"}
+
+
+def _load(name: str) -> dict[str, Any]:
+    doc = yaml.safe_load((WORKFLOWS / name).read_text())
+    assert isinstance(doc, dict), name
+    # YAML 1.1 reads the bare key `on` as the boolean True.
+    doc["on"] = doc.pop(True, doc.get("on"))
+    return doc
+
+
+def _all() -> dict[str, dict[str, Any]]:
+    return {path.name: _load(path.name) for path in sorted(WORKFLOWS.glob("*.yml"))}
+
+
+def _steps(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for job_name, job in doc["jobs"].items():
+        for step in job.get("steps", []):
+            yield job_name, step
+
+
+def _uses(doc: dict[str, Any], action: str) -> list[tuple[str, dict[str, Any]]]:
+    return [(job, step) for job, step in _steps(doc) if str(step.get("uses", "")).split("@")[0] == action]
+
+
+def make_targets() -> set[str]:
+    text = (ROOT / "Makefile").read_text()
+    return {m.group(1) for m in re.finditer(r"^([A-Za-z0-9_.-]+):(?!=)", text, re.MULTILINE)}
+
+
+def _parser_for(module: str) -> argparse.ArgumentParser:
+    import importlib
+
+    mod = importlib.import_module(module)
+    builder = getattr(mod, "build_parser", None)
+    assert builder is not None, f"{module} has no build_parser(); the workflow test cannot check its arguments"
+    parser: argparse.ArgumentParser = builder()
+    return parser
+
+
+def _parses(parser: argparse.ArgumentParser, argv: list[str]) -> str | None:
+    try:
+        parser.parse_args(argv)
+    except SystemExit:
+        return f"{parser.prog} rejects {argv}"
+    return None
+
+
+def _commands(script: str) -> Iterator[list[str]]:
+    # Expressions are filled in by GitHub before the shell runs; a placeholder word stands in.
+    script = re.sub(r"\$\{\{[^}]*\}\}", "EXPR", script)
+    for line in script.replace("\\\n", " ").splitlines():
+        for part in re.split(r"&&|\|\||;|\|", line):
+            words = shlex.split(part, comments=True)
+            # Redirections and their targets are not commands.
+            cleaned: list[str] = []
+            skip = False
+            for word in words:
+                if skip:
+                    skip = False
+                    continue
+                if word in (">", ">>", "2>", "<"):
+                    skip = True
+                    continue
+                if word.startswith((">", "2>")):
+                    continue
+                cleaned.append(word)
+            if cleaned:
+                yield cleaned
+
+
+def problems_of(argv: list[str]) -> str | None:
+    """Why `argv` is not a command this repository provides, or None."""
+    head, rest = argv[0], argv[1:]
+    if head in BUILTINS:
+        return None
+    if head == "make":
+        missing = [t for t in rest if not t.startswith("-") and "=" not in t and t not in make_targets()]
+        return f"make targets not in the Makefile: {missing}" if missing else None
+    if head in ("python", "python3", ".venv/bin/python"):
+        if rest[:1] != ["-m"] or len(rest) < 2:
+            return f"python without -m: {argv}"
+        module, args = rest[1], rest[2:]
+        if module == "migrate":
+            return _parses(_parser_for("migrate.cli"), args)
+        if module.startswith("migrate."):
+            if not (ROOT / (module.replace(".", "/") + ".py")).is_file():
+                return f"no module {module}"
+            return _parses(_parser_for(module), args)
+        return f"python -m {module} is not part of this repository"
+    if "/" in head:
+        path = ROOT / head
+        return None if path.is_file() else f"no script {head}"
+    return f"{head} is not a command this repository provides"
+
+
+# --- the whole set ------------------------------------------------------------------------------
+
+
+def test_the_three_workflows_exist_and_parse() -> None:
+    docs = _all()
+    assert set(docs) >= {"ci.yml", "deploy.yml", "drift.yml"}
+    for name, doc in docs.items():
+        assert doc["on"], f"{name}: no trigger"
+        assert doc["jobs"], f"{name}: no jobs"
+        assert doc.get("permissions") == {"contents": "read"}, f"{name}: least privilege token"
+
+
+def test_every_run_step_uses_only_what_this_repository_has() -> None:
+    seen = 0
+    for name, doc in _all().items():
+        for job, step in _steps(doc):
+            if "run" not in step:
+                continue
+            for argv in _commands(step["run"]):
+                seen += 1
+                problem = problems_of(argv)
+                assert problem is None, f"{name} job {job} step {step.get('name')!r}: {problem}"
+    assert seen >= 6
+
+
+def test_every_action_is_pinned_to_a_major_version_tag() -> None:
+    for name, doc in _all().items():
+        for job, step in _steps(doc):
+            if "uses" in step:
+                assert re.fullmatch(r"[\w.-]+/[\w.-]+@v\d+", step["uses"]), f"{name} {job}: {step['uses']}"
+
+
+def test_pulumi_cli_version_matches_the_sdk_pin() -> None:
+    pin = re.search(r"^pulumi==([\d.]+)$", (ROOT / "requirements.txt").read_text(), re.MULTILINE)
+    assert pin
+    for name, doc in _all().items():
+        if _uses(doc, "pulumi/actions"):
+            assert doc["env"]["PULUMI_VERSION"] == pin.group(1), name
+            for _job, step in _uses(doc, "pulumi/actions"):
+                assert step["with"]["pulumi-version"] == "${{ env.PULUMI_VERSION }}"
+
+
+def test_every_secret_and_variable_is_documented() -> None:
+    doc = (ROOT / "docs" / "state-backends.md").read_text()
+    for path in WORKFLOWS.glob("*.yml"):
+        for kind, name in re.findall(r"\$\{\{\s*(secrets|vars)\.([A-Z0-9_]+)", path.read_text()):
+            assert f"`{name}`" in doc, f"{path.name}: {kind}.{name} is not in docs/state-backends.md"
+
+
+# --- ci -----------------------------------------------------------------------------------------
+
+
+def test_ci_runs_tests_and_the_offline_checks_on_pull_requests() -> None:
+    ci = _load("ci.yml")
+    assert "pull_request" in ci["on"]
+    runs = {job: [s.get("run", "") for s in spec["steps"]] for job, spec in ci["jobs"].items()}
+    assert "make test" in runs["test"]
+    affected = next(r for r in runs["offline"] if "migrate.affected" in r)
+    assert "--run" in affected and '--summary "$GITHUB_STEP_SUMMARY"' in affected
+    checkout = next(s for s in ci["jobs"]["offline"]["steps"] if str(s.get("uses", "")).startswith("actions/checkout"))
+    assert checkout["with"]["fetch-depth"] == 0  # the base branch must be there to diff against
+
+
+def test_ci_preview_runs_with_the_policy_pack_only_when_credentials_exist() -> None:
+    ci = _load("ci.yml")
+    job = ci["jobs"]["preview"]
+    flag = job["env"]["HAS_PULUMI_BACKEND"]
+    assert "secrets.PULUMI_ACCESS_TOKEN" in flag and "vars.PULUMI_BACKEND_URL" in flag
+    (_, step), *_ = _uses(ci, "pulumi/actions")
+    assert step["with"]["command"] == "preview"
+    assert step["with"]["policyPacks"] == "policy"
+    assert (ROOT / "policy").is_dir()
+    for s in job["steps"]:
+        assert "if" in s, f"preview step {s.get('name') or s.get('uses')} runs even without credentials"
+    assert job["strategy"]["matrix"]["stack"] == ["dev"]  # a PR's code never gets prod credentials
+
+
+# --- deploy -------------------------------------------------------------------------------------
+
+
+def test_deploy_ups_dev_on_merge_then_prod_behind_the_production_environment() -> None:
+    deploy = _load("deploy.yml")
+    assert deploy["on"]["push"]["branches"] == ["main"]
+    dev, prod = deploy["jobs"]["dev"], deploy["jobs"]["prod"]
+    assert prod["needs"] == "dev"
+    assert prod["environment"] == "production"
+    assert dev["environment"] != "production"
+    for job, stack in ((dev, "dev"), (prod, "prod")):
+        ups = [s for s in job["steps"] if s.get("with", {}).get("command") == "up"]
+        assert len(ups) == 1 and ups[0]["with"]["stack-name"] == stack
+        assert ups[0]["with"]["policyPacks"] == "policy"
+        assert job["concurrency"] == {"group": f"pulumi-{stack}", "cancel-in-progress": False}
+    commands = [s.get("with", {}).get("command") for s in prod["steps"]]
+    assert commands.index("preview") < commands.index("up")
+
+
+# --- drift --------------------------------------------------------------------------------------
+
+
+def test_drift_refreshes_nightly_and_expects_no_changes() -> None:
+    drift = _load("drift.yml")
+    assert drift["on"]["schedule"][0]["cron"]
+    (_, step), *_ = _uses(drift, "pulumi/actions")
+    assert step["with"]["command"] == "preview"
+    assert step["with"]["refresh"] is True
+    assert step["with"]["expect-no-changes"] is True
+    job = drift["jobs"]["drift"]
+    assert job["strategy"]["matrix"]["stack"] == ["dev", "prod"]
+    assert job["concurrency"]["group"] == "pulumi-${{ matrix.stack }}"  # the deploy lock
+
+
+# --- the checker itself -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("script", "problem"),
+    [
+        ("make no-such-target", "make targets not in the Makefile"),
+        (".venv/bin/python -m migrate nosuch --stack dev", "rejects"),
+        (".venv/bin/python -m migrate plan --stack dev --bogus", "rejects"),
+        (".venv/bin/python -m migrate.nosuch", "no module"),
+        ("python -m pip install x", "not part of this repository"),
+        ("kubectl get nodes", "not a command this repository provides"),
+        ("./scripts/nope.sh", "no script"),
+    ],
+)
+def test_the_checker_rejects_what_the_repository_does_not_have(script: str, problem: str) -> None:
+    (argv,) = list(_commands(script))
+    found = problems_of(argv)
+    assert found is not None and problem in found
+
+
+def test_the_checker_accepts_real_commands_and_ignores_redirections() -> None:
+    script = 'make venv && echo "x" >> "$GITHUB_STEP_SUMMARY"\n.venv/bin/python -m migrate status --stack ${{ x }}'
+    commands = list(_commands(script))
+    assert commands == [
+        ["make", "venv"],
+        ["echo", "x"],
+        [".venv/bin/python", "-m", "migrate", "status", "--stack", "EXPR"],
+    ]
+    assert all(problems_of(c) is None for c in commands)
