@@ -36,6 +36,15 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,63}$")
 # What `ssh-keyscan` prints for a host key: "<type> <base64>", optionally preceded by the host.
 _HOST_KEY = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]{40,}={0,3}$")
 _K3S_RELEASE = re.compile(r"^v1\.\d+\.\d+\+k3s\d+$")
+# GCP machine types that carry the catalog's GPUs, and which accelerator each family has.
+_GCP_GPU_MACHINE = re.compile(r"^(a2-highgpu|a2-ultragpu|a3-highgpu)-(\d)g$")
+_GCP_FAMILY_ACCELERATOR = {
+    "a2-highgpu": "nvidia-tesla-a100",
+    "a2-ultragpu": "nvidia-a100-80gb",
+    "a3-highgpu": "nvidia-h100-80gb",
+}
+# Lambda regions where firewall rules and rulesets do not apply (spec note on PUT /firewall-rules).
+LAMBDA_REGIONS_WITHOUT_FIREWALL = frozenset({"us-south-1"})
 
 
 def _ip(value: str, what: str) -> str:
@@ -77,6 +86,10 @@ class LambdaCandidate(Frozen):
     def _region(cls, v: str) -> str:
         if v not in LAMBDA_REGIONS:
             raise ValueError(f"unknown Lambda region; expected one of {', '.join(LAMBDA_REGIONS)}")
+        if v in LAMBDA_REGIONS_WITHOUT_FIREWALL:
+            # The spec (PUT /firewall-rules): "Firewall rules do not apply to the us-south-1 region".
+            # A node there would expose SSH, the K3s API and the kubelet to the whole internet.
+            raise ValueError(f"Lambda firewall rules do not apply in {v}; pick a region where they do")
         return v
 
     @field_validator("instance_type")
@@ -90,6 +103,16 @@ class LambdaCandidate(Frozen):
 class LambdaHost(Frozen):
     # Tried in order; the next is used when Lambda answers insufficient-capacity.
     candidates: tuple[LambdaCandidate, ...] = Field(min_length=1)
+    # Lambda machine image family; None is Lambda's default (the latest Lambda Stack, with drivers).
+    image_family: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
+
+    @field_validator("candidates")
+    @classmethod
+    def _distinct(cls, v: tuple[LambdaCandidate, ...]) -> tuple[LambdaCandidate, ...]:
+        pairs = [(c.region, c.instance_type) for c in v]
+        if len(set(pairs)) != len(pairs):
+            raise ValueError("lists one region/instanceType pair twice")
+        return v
 
 
 class GcpHost(Frozen):
@@ -107,6 +130,25 @@ class GcpHost(Frozen):
         if v not in GCP_ACCELERATORS:
             raise ValueError(f"unknown accelerator; expected one of {', '.join(GCP_ACCELERATORS)}")
         return v
+
+    @model_validator(mode="after")
+    def _machine_matches_gpu(self) -> GcpHost:
+        # A100 and H100 come only with the accelerator-optimized A2/A3 machine types, which carry a
+        # fixed GPU count: a2-highgpu-2g has exactly two A100 40GB. Anything else fails at create.
+        m = _GCP_GPU_MACHINE.match(self.machine_type)
+        if m is None:
+            raise ValueError(
+                f"machineType {self.machine_type!r} carries no A100/H100; use an accelerator-optimized type such "
+                "as a2-highgpu-1g (A100 40GB), a2-ultragpu-1g (A100 80GB) or a3-highgpu-1g (H100 80GB)"
+            )
+        family, count = m.group(1), int(m.group(2))
+        accel = _GCP_FAMILY_ACCELERATOR[family]
+        if (self.accelerator_type, self.accelerator_count) != (accel, count):
+            raise ValueError(
+                f"machineType {self.machine_type} comes with {count} x {accel}; set acceleratorType: {accel} "
+                f"and acceleratorCount: {count} (got {self.accelerator_type} x {self.accelerator_count})"
+            )
+        return self
 
 
 class GpuSpec(Frozen):
@@ -248,17 +290,90 @@ class Backups(Frozen):
 
 
 class LlamaConfig(Frozen):
+    """The local llama servers (components/llama.py); models are keys of components/models.py."""
+
     workstation_model: str = "llama-3.1-8b-instruct-q4_k_m"
     cluster_model: str = "llama-3.1-70b-instruct-q4_k_m"
+    # Tokens of context per request; llama-server's -c is this times `parallel`.
     context_size: int = Field(default=8192, ge=512, le=131072)
+    # Per-server overrides of context_size (a small dev model has a short training context).
+    cluster_context_size: int | None = Field(default=None, ge=512, le=131072)
+    workstation_context_size: int | None = Field(default=None, ge=512, le=131072)
     parallel: int = Field(default=2, ge=1, le=32)
+    # Partial GPU offload runs at CPU speed; refuse it unless a stack says it accepts that.
+    require_full_offload: bool = True
+    # Replaces a catalog checksum, e.g. after an upstream re-upload you verified yourself.
+    model_sha256: dict[str, str] = {}
+    # Where the workstation container publishes its port: loopback by default, a LAN address to
+    # share it. The server always requires its API key.
+    workstation_listen: str = "127.0.0.1"
+    workstation_port: int = Field(default=8080, ge=1024, le=65535)
+
+    @field_validator("workstation_model", "cluster_model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        from components.models import MODELS
+
+        if v not in MODELS:
+            raise ValueError(f"unknown model; the catalog (components/models.py) has {', '.join(sorted(MODELS))}")
+        return v
+
+    @field_validator("model_sha256")
+    @classmethod
+    def _sha(cls, v: dict[str, str]) -> dict[str, str]:
+        from components.models import MODELS
+
+        for name, digest in v.items():
+            if name not in MODELS:
+                raise ValueError(f"{name!r} is not a catalog model; expected one of {', '.join(sorted(MODELS))}")
+            if not re.fullmatch(r"[0-9a-f]{64}", digest):
+                raise ValueError(f"{name}: not a SHA-256 (64 lowercase hex digits, what `sha256sum` prints)")
+        return v
+
+    @field_validator("workstation_listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        return _ip(v, "llama.workstationListen")
+
+    @property
+    def cluster_context(self) -> int:
+        return self.cluster_context_size or self.context_size
+
+    @property
+    def workstation_context(self) -> int:
+        return self.workstation_context_size or self.context_size
 
 
 class RouterConfig(Frozen):
-    # Which requests may leave the premises when the local model fails or times out.
-    cloud_fallback: bool = True
-    cloud_model: str = "openai/gpt-4o-mini"
+    """The OpenAI-compatible router (components/router.py): local model first, cloud on failure."""
+
+    # Which requests may leave the premises when the local model fails or times out: none unless
+    # this is on, and then only those sent to an alias in `fallback_aliases`.
+    cloud_fallback: bool = False
+    cloud_model: str = Field(default="openai/gpt-4o-mini", pattern=r"^[a-z0-9_-]+/[A-Za-z0-9._:/-]+$")
     local_timeout_seconds: int = Field(default=30, ge=1, le=600)
+    # Model names clients may ask the router for; each is served by the cluster llama server.
+    local_aliases: tuple[str, ...] = Field(default=("local", "local-private"), min_length=1)
+    # The subset of local_aliases whose requests may go to the cloud model on timeouts and 5xx.
+    fallback_aliases: tuple[str, ...] = ("local",)
+    replicas: int = Field(default=2, ge=1, le=10)
+
+    @field_validator("local_aliases", "fallback_aliases")
+    @classmethod
+    def _aliases(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for alias in v:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,62}", alias):
+                raise ValueError(f"{alias!r} is not a model alias (lowercase letters, digits, '.', '_', '-')")
+        if len(set(v)) != len(v):
+            raise ValueError("lists an alias twice")
+        return v
+
+    @model_validator(mode="after")
+    def _subset(self) -> RouterConfig:
+        unknown = sorted(set(self.fallback_aliases) - set(self.local_aliases))
+        if unknown:
+            raise ValueError(f"fallbackAliases {unknown} are not in localAliases {list(self.local_aliases)}")
+        return self
 
 
 # --- the stack ---------------------------------------------------------------------------------
@@ -364,6 +479,27 @@ class StackConfig(Frozen):
             raise ValueError(f"flyAllowDestroy names app(s) not in flyApps: {unknown}")
         return self
 
+    @model_validator(mode="after")
+    def _llama_fits(self) -> StackConfig:
+        # The llama servers' models must fit the GPUs this stack has, whatever the phase: a stack
+        # that could never reach p3-local-brain is refused now, not an hour into that phase.
+        # SizingError is a ConfigError whose message names the keys; it passes through pydantic.
+        from components.sizing import plan_cluster, plan_workstation
+
+        plan_cluster(self)
+        plan_workstation(self)
+        return self
+
+    @model_validator(mode="after")
+    def _gpu_host_networks(self) -> StackConfig:
+        # Lambda firewall rules take IPv4 source networks only; an IPv6 admin network could not be
+        # let in, and silently dropping it would lock its admins out.
+        if any(h.source == "lambda" for h in self.hosts):
+            v6 = [c for c in self.admin_cidrs if ipaddress.ip_network(c).version == 6]
+            if v6:
+                raise ValueError(f"adminCidrs {v6}: Lambda firewall rulesets take IPv4 networks only")
+        return self
+
     @property
     def is_prod(self) -> bool:
         return self.environment == "prod"
@@ -390,6 +526,10 @@ SECRET_KEYS: tuple[tuple[str, bool], ...] = (
     # Login key of the legacy Compose host (its host key is pinned in composeHost.hostKey); needed
     # from the phase that dumps its data (backups.composeData) on.
     ("composeSshPrivateKey", False),
+    # Tokens of the GitHub and HubSpot MCP services; needed once platform.servicesStateless is on
+    # (components/platform.py names the missing one).
+    ("githubToken", False),
+    ("hubspotAccessToken", False),
 )
 
 
@@ -401,6 +541,8 @@ class Secrets:
     backup_access_key_id: pulumi.Output[str] | None
     backup_secret_access_key: pulumi.Output[str] | None
     compose_ssh_private_key: pulumi.Output[str] | None = None
+    github_token: pulumi.Output[str] | None = None
+    hubspot_access_token: pulumi.Output[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -450,6 +592,16 @@ def _stack_config_keys() -> dict[str, Any]:
     return {key[len(prefix) :]: value for key, value in bag.items() if key.startswith(prefix)}
 
 
+def check_conditional_secrets(cfg: StackConfig, present: set[str]) -> None:
+    """Secrets that only some configurations need; `present` holds the secret keys that are set."""
+    if cfg.router.cloud_fallback and "cloudLlmApiKey" not in present:
+        raise ConfigError(
+            f"{NAMESPACE}:cloudLlmApiKey: required secret is missing while {NAMESPACE}:router.cloudFallback is "
+            f"true (the router falls back to {cfg.router.cloud_model}); set it with `pulumi config set --secret "
+            f"cloudLlmApiKey`, or set router.cloudFallback to false to keep every request on the premises"
+        )
+
+
 def load() -> Loaded:
     """Read and validate this stack's config inside a Pulumi program, before any resource."""
     cfg = parse(_stack_config_keys())
@@ -458,6 +610,7 @@ def load() -> Loaded:
     if missing:
         keys = ", ".join(f"{NAMESPACE}:{m}" for m in missing)
         raise ConfigError(f"{keys}: required secret is missing; set it with `pulumi config set --secret <key>`")
+    check_conditional_secrets(cfg, {name for name, _ in SECRET_KEYS if pc.get(name) is not None})
     secrets = Secrets(
         lambda_api_key=pc.require_secret("lambdaApiKey"),
         fly_api_token=pc.require_secret("flyApiToken"),
@@ -465,5 +618,7 @@ def load() -> Loaded:
         backup_access_key_id=pc.get_secret("backupAccessKeyId"),
         backup_secret_access_key=pc.get_secret("backupSecretAccessKey"),
         compose_ssh_private_key=pc.get_secret("composeSshPrivateKey"),
+        github_token=pc.get_secret("githubToken"),
+        hubspot_access_token=pc.get_secret("hubspotAccessToken"),
     )
     return Loaded(config=cfg, secrets=secrets)

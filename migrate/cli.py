@@ -79,6 +79,43 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return EXIT_PROTECTED if result.deletes_protected else EXIT_OK
 
 
+# --- issue 9: real phase moves on the Automation API (migrate/automation.py) -----------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from migrate import automation
+
+    return automation.status(args.stack, checks=args.checks)
+
+
+def cmd_move(args: argparse.Namespace) -> int:
+    from migrate import automation
+
+    move = automation.forward if args.command == "forward" else automation.rollback
+    return move(args.stack, yes=args.yes, to=args.to, allow_skip=args.allow_skip)
+
+
+def add_move_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p_status = sub.add_parser("status", help="a real stack's deployed phase, with the phases either side")
+    p_status.add_argument("--stack", required=True, help="stack name in the logged-in Pulumi backend")
+    p_status.add_argument("--checks", action="store_true", help="also run the deployed phase's machine exit checks")
+    p_status.set_defaults(func=cmd_status)
+    for name, what in (("forward", "the next phase"), ("rollback", "the previous phase")):
+        p_move = sub.add_parser(
+            name, help=f"move a real stack to {what}: offline check, preview, confirm, up, exit checks"
+        )
+        p_move.add_argument("--stack", required=True, help="stack name in the logged-in Pulumi backend")
+        p_move.add_argument("--yes", action="store_true", help="do not ask for confirmation (needed without a TTY)")
+        p_move.add_argument("--to", metavar="PHASE", help=f"target phase (default: {what})")
+        p_move.add_argument(
+            "--allow-skip", action="store_true", help="with --to: move past the phases in between in one update"
+        )
+        p_move.set_defaults(func=cmd_move)
+
+
+# --- end of issue 9 ---------------------------------------------------------------------------
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m migrate", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_diff.add_argument("--from", dest="from_phase", required=True, help="phase the stack is at")
     p_diff.add_argument("--to", dest="to_phase", required=True, help="phase to move to")
     p_diff.set_defaults(func=cmd_diff)
+
+    from migrate import policy_runner  # light: it imports pulumi_policy only when it runs
+
+    p_check = sub.add_parser("check", help="the policy pack on recorded plans, offline (exit 1 on mandatory)")
+    policy_runner.add_arguments(p_check)
+    p_check.set_defaults(func=policy_runner.run_from_args)
+
+    add_move_commands(sub)  # issue 9: status, forward, rollback
 
     return parser
 

@@ -41,11 +41,12 @@ def test_records_resource_options(fixture_plan) -> None:  # type: ignore[no-unty
 
 def test_secrets_are_marked_and_never_shown(fixture_plan) -> None:  # type: ignore[no-untyped-def]
     secret = fixture_plan.named("box-secret")
-    assert secret.inputs["stringData"] == SECRET
+    assert secret.inputs["stringData"] == {"token": SECRET}
     assert {"data", "stringData"} <= set(secret.secret_outputs)
     settings = fixture_plan.named("box-settings")
-    # The SDK lifts secretness to the top-level property that contains a secret.
-    assert settings.inputs["data"] == SECRET
+    # The SDK lifts secretness to the top-level property that contains a secret; the harness keeps
+    # its shape and hides every value in it, the plain ones included.
+    assert settings.inputs["data"] == {"plain": SECRET, "token": SECRET}
     assert settings.secret_inputs == ("data",)
     assert settings.inputs["metadata"]["name"] == "settings"
     assert "token" in fixture_plan.secret_stack_outputs
