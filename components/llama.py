@@ -11,7 +11,9 @@ k3s target
     GPU toleration; the model on a PVC of the Retain StorageClass; an init container that fetches
     and verifies the model (script mounted from a ConfigMap); a startup probe on `/health` sized
     to the model (minutes for 70B), readiness and liveness on `/health`; the API key from a Secret
-    through `secretKeyRef`; the restricted Pod Security profile; a ClusterIP Service.
+    through `secretKeyRef`; the restricted Pod Security profile; a ClusterIP Service reachable
+    only from its namespace (the router) and Prometheus (NetworkPolicy). The namespace and the
+    model volume exist from p2a (`serving=False`), so a rollback from p3 keeps the weights.
     Metrics: `--metrics`, scraped through a Prometheus Operator ServiceMonitor (not
     `prometheus.io/*` annotations): llama-server asks for the API key on `/metrics` too
     (ggml-org/llama.cpp#28915 would exempt it; open), and only a ServiceMonitor can present a
@@ -33,6 +35,7 @@ docker target
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -388,6 +391,7 @@ class LlamaServer(pulumi.ComponentResource):
                         # A new checksum or script restarts the pod, which verifies again.
                         "annotations": {
                             "gpu-platform/model-sha256": model.sha256,
+                            "gpu-platform/script-sha256": hashlib.sha256(SCRIPT.read_bytes()).hexdigest(),
                         },
                     },
                     "spec": pod_spec,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def _stack_path(stack: str, stack_file: str | None) -> Path:
     return path
 
 
-def _console():  # type: ignore[no-untyped-def]
+def _console() -> Any:
     from rich.console import Console
 
     return Console(highlight=False, soft_wrap=True)
