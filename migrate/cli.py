@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from components.errors import ConfigError
 
