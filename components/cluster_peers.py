@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_gcp as gcp
 from pydantic import Field, InstanceOf, field_validator
 
+from components import gcp_compute
 from components.handles import HostHandle
 from components.host_access import PEER_PORTS, AccessHandle, peer_rules
 from components.lambda_cloud import LambdaFirewallRulesetRules
@@ -69,13 +69,13 @@ class ClusterPeers(pulumi.ComponentResource):
         targets = sorted({n.gcp_target for n in args.nodes if n.gcp_target is not None})
         if targets:
             sources = addresses.apply(lambda addrs: sorted({f"{a}/32" for a in addrs if a}))
-            allows = [
-                gcp.compute.FirewallAllowArgs(protocol=proto, ports=[str(low) if low == high else f"{low}-{high}"])
+            allows: list[gcp_compute.FirewallRule] = [
+                {"protocol": proto, "ports": [str(low) if low == high else f"{low}-{high}"]}
                 for proto, low, high, _what in PEER_PORTS
             ]
             for project, tag in targets:
                 self.resources.append(
-                    gcp.compute.Firewall(
+                    gcp_compute.Firewall(
                         f"{name}-{tag}",
                         project=project,
                         network="default",

@@ -19,15 +19,16 @@ waits for first boot and the GPUs, over a connection that already checks the pin
 from __future__ import annotations
 
 import string
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_command as command
-import pulumi_gcp as gcp
 import pulumi_tls as tls
 from pydantic import Field, InstanceOf, model_validator
 
+from components import gcp_compute
 from components.config import HostConfig
 from components.errors import ConfigError
 from components.handles import HostHandle, SshTarget
@@ -224,50 +225,41 @@ class GpuHost(pulumi.ComponentResource):
         secret_metadata: pulumi.Output[dict[str, str]] = pulumi.Output.secret(metadata)
         child = pulumi.ResourceOptions(parent=self)
         firewalls = [
-            gcp.compute.Firewall(
+            gcp_compute.Firewall(
                 f"{name}-admin-firewall",
                 project=g.project,
                 network="default",
                 direction="INGRESS",
                 source_ranges=list(access.admin_cidrs),
-                allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=[str(p) for p in ADMIN_TCP_PORTS])],
+                allows=[{"protocol": "tcp", "ports": [str(p) for p in ADMIN_TCP_PORTS]}],
                 target_tags=[tag],
                 description=f"SSH and the K3s API of {host.name} from the admin networks only",
                 opts=child,
             ),
-            gcp.compute.Firewall(
+            gcp_compute.Firewall(
                 f"{name}-public-firewall",
                 project=g.project,
                 network="default",
                 direction="INGRESS",
                 source_ranges=["0.0.0.0/0"],
-                allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=[str(p) for p in PUBLIC_TCP_PORTS])],
+                allows=[{"protocol": "tcp", "ports": [str(p) for p in PUBLIC_TCP_PORTS]}],
                 target_tags=[tag],
                 description=f"HTTP/HTTPS to the platform ingress on {host.name}",
                 opts=child,
             ),
         ]
-        vm = gcp.compute.Instance(
+        vm = gcp_compute.Instance(
             f"{name}-vm",
             name=vm_name,
             project=g.project,
             zone=g.zone,
             machine_type=g.machine_type,
-            boot_disk=gcp.compute.InstanceBootDiskArgs(
-                initialize_params=gcp.compute.InstanceBootDiskInitializeParamsArgs(
-                    image=g.image, size=g.disk_gb, type="pd-ssd"
-                ),
-            ),
-            guest_accelerators=[
-                gcp.compute.InstanceGuestAcceleratorArgs(type=g.accelerator_type, count=g.accelerator_count)
-            ],
+            boot_disk={"initializeParams": {"image": g.image, "size": g.disk_gb, "type": "pd-ssd"}},
+            guest_accelerators=[{"type": g.accelerator_type, "count": g.accelerator_count}],
             # GPU VMs cannot live-migrate: GCP stops them for host maintenance, then restarts them.
-            scheduling=gcp.compute.InstanceSchedulingArgs(on_host_maintenance="TERMINATE", automatic_restart=True),
-            network_interfaces=[
-                gcp.compute.InstanceNetworkInterfaceArgs(
-                    network="default", access_configs=[gcp.compute.InstanceNetworkInterfaceAccessConfigArgs()]
-                )
-            ],
+            scheduling={"onHostMaintenance": "TERMINATE", "automaticRestart": True},
+            # An empty access config asks GCP for an ephemeral external address.
+            network_interfaces=[{"network": "default", "accessConfigs": [{}]}],
             metadata=secret_metadata,
             tags=[tag],
             labels={"managed-by": "pulumi", TAG_STACK: args.resource_prefix, "gpu-platform-role": host.role},
@@ -275,17 +267,17 @@ class GpuHost(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect, depends_on=firewalls),
         )
         self.address = vm.network_interfaces.apply(_nat_ip(host.name))
-        self.private_address = vm.network_interfaces.apply(lambda nics: nics[0].network_ip or "")
+        self.private_address = vm.network_interfaces.apply(lambda nics: str(nics[0].get("networkIp") or ""))
         self.gcp_target = (g.project, tag)
         return [vm, *firewalls]
 
 
-def _nat_ip(host: str) -> Callable[[Sequence[gcp.compute.outputs.InstanceNetworkInterface]], str]:
-    def pick(nics: Sequence[gcp.compute.outputs.InstanceNetworkInterface]) -> str:
+def _nat_ip(host: str) -> Callable[[Sequence[Mapping[str, Any]]], str]:
+    def pick(nics: Sequence[Mapping[str, Any]]) -> str:
         for nic in nics:
-            for ac in nic.access_configs or []:
-                if ac.nat_ip:
-                    return ac.nat_ip
+            for ac in nic.get("accessConfigs") or []:
+                if ac.get("natIp"):
+                    return str(ac["natIp"])
         raise ConfigError(f"host {host!r}: the GCP VM has no external address (accessConfigs)")
 
     return pick

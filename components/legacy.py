@@ -18,6 +18,7 @@ from typing import Literal
 
 import pulumi
 
+from components import gcp_compute
 from components.config import GcpVm
 from components.errors import ConfigError
 from components.handles import SshTarget
@@ -102,7 +103,7 @@ class LegacyEstate(pulumi.ComponentResource):
         if retired:
             # The VM's last state, taken while it still runs (crash-consistent; GCP supports
             # snapshots of attached disks). The snapshot is the VM's backup and outlives it.
-            snapshot = gcp.compute.Snapshot(
+            snapshot = gcp_compute.Snapshot(
                 f"{name}-gcp-vm-final",
                 name=f"{vm.name[:57]}-final",
                 project=vm.project,
@@ -113,7 +114,7 @@ class LegacyEstate(pulumi.ComponentResource):
             )
             vm_after.append(snapshot)
 
-        instance = gcp.compute.Instance(
+        instance = gcp_compute.Instance(
             f"{name}-gcp-vm",
             name=vm.name,
             project=vm.project,
