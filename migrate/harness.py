@@ -17,6 +17,7 @@ import contextlib
 import contextvars
 import json
 import runpy
+import types
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,7 @@ class RecordedResource:
     import_id: str
     outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: tuple[str, ...] = ()
+    version: str = ""  # the provider plugin version the resource asks the engine for
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,6 +88,7 @@ class RecordedResource:
             "custom_timeouts": self.custom_timeouts,
             "import_id": self.import_id,
             "secret_outputs": list(self.secret_outputs),
+            "version": self.version,
         }
 
 
@@ -261,6 +264,7 @@ def _capturing_monitor_class() -> type:
                 import_id=request.importId,
                 outputs=outputs if request.custom else {},
                 secret_outputs=tuple(sorted(secret_top)) if request.custom else (),
+                version=request.version,
             )
             return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj_proto)
 
@@ -356,6 +360,36 @@ def _cheap_dynamic_provider_serialisation() -> Iterator[None]:
         dynamic.serialize_provider = real
 
 
+@contextlib.contextmanager
+def _drain_outputs_all_at_once() -> Iterator[None]:
+    """Let Pulumi's quiescence loop wait for all pending outputs at once while recording.
+
+    `pulumi.runtime.stack.wait_for_rpcs` drains pending outputs with `asyncio.wait(...,
+    FIRST_COMPLETED)` in a loop (pulumi/pulumi#22411). Each call re-arms a done callback on every
+    pending output, so a program with a few thousand outputs pays O(n^2) (python/cpython#74741);
+    here that was a third of an offline plan. Waiting with ALL_COMPLETED waits for the very same
+    set of outputs, picks up new ones on the next pass, and still awaits each task so its
+    exception surfaces; only the moment the first failure is noticed changes, which an offline
+    recording does not depend on.
+    """
+    from pulumi.runtime import stack as runtime_stack
+
+    real_asyncio = runtime_stack.asyncio
+
+    async def wait_for_all(tasks: Any, *, return_when: str = asyncio.ALL_COMPLETED) -> Any:
+        del return_when  # the point: FIRST_COMPLETED is what makes the loop quadratic
+        return await asyncio.wait(tasks, return_when=asyncio.ALL_COMPLETED)
+
+    patched = types.ModuleType("asyncio_for_recording")
+    patched.__dict__.update(real_asyncio.__dict__)
+    patched.wait = wait_for_all  # type: ignore[attr-defined]
+    runtime_stack.asyncio = patched
+    try:
+        yield
+    finally:
+        runtime_stack.asyncio = real_asyncio
+
+
 def _run(stack: str, config: dict[str, str], secret_keys: list[str], phase: str, program_path: Path) -> RecordedPlan:
     import pulumi
     from pulumi.runtime import settings as runtime_settings
@@ -386,7 +420,7 @@ def _run(stack: str, config: dict[str, str], secret_keys: list[str], phase: str,
 
     asyncio.set_event_loop(asyncio.new_event_loop())
     try:
-        with _cheap_dynamic_provider_serialisation():
+        with _cheap_dynamic_provider_serialisation(), _drain_outputs_all_at_once():
             _sync_await(run_in_stack(program))
     except ConfigError as exc:
         # Config is validated before the first resource; if anything was registered first, that
