@@ -146,7 +146,8 @@ class DockerTarget(Frozen):
     host: InstanceOf[HostHandle]
     listen: str = "127.0.0.1"
     port: int = Field(default=PORT, ge=1024, le=65535)
-    # prod: the downloaded weights are protected and retained, as on K3s.
+    # prod: the downloaded weights are protected and retained, as on K3s. Protected, the volume
+    # must outlive every phase after the one that creates it, hence `serving=False` before p3.
     protect_models: bool = False
 
 
@@ -154,7 +155,8 @@ class LlamaServerArgs(Frozen):
     model: GgufModel
     sizing: ServerSizing
     target: K3sTarget | DockerTarget = Field(discriminator="kind")
-    # False on K3s before p3-local-brain: only the namespace and the model volume.
+    # False before the phase that serves: on K3s the namespace and the model volume only; on the
+    # workstation the Docker connection and the model volume only.
     serving: bool = True
 
     @model_validator(mode="after")
@@ -163,8 +165,6 @@ class LlamaServerArgs(Frozen):
             raise ValueError(f"sizing is for {self.sizing.model}, the model is {self.model.name}")
         if self.target.kind == "docker" and self.sizing.gpu_count == 0:
             raise ValueError("the workstation container is a GPU target; its sizing has no GPU")
-        if self.target.kind == "docker" and not self.serving:
-            raise ValueError("the workstation has nothing to keep when it is not serving; do not create it")
         return self
 
 
@@ -174,10 +174,11 @@ class LlamaServerArgs(Frozen):
 class LlamaServer(pulumi.ComponentResource):
     """A llama.cpp server with a verified model, on K3s or on the workstation's Docker.
 
-    On K3s the component exists from the phase that has the cluster and the Retain StorageClass
-    (p2a) with `serving=False`: the namespace and the model volume only. From p3-local-brain
-    (`serving=True`) it adds the server. Rolling back p3 -> p2c is then an update that removes the
-    server and keeps the volume with the downloaded weights.
+    The component exists before it serves (`serving=False`): on K3s from the phase that has the
+    cluster and the Retain StorageClass (p2a), with the namespace and the model volume only; on
+    the workstation from the phase that has the host (p2a), with the model volume only. From
+    p3-local-brain (`serving=True`) it adds the server. Rolling back p3 -> p2c is then an update
+    that removes the server and keeps the volume with the downloaded weights, which prod protects.
     """
 
     url: pulumi.Output[str] | None
@@ -211,7 +212,8 @@ class LlamaServer(pulumi.ComponentResource):
                 self.api_key_secret_name = "llama-api-key"
                 self.url = pulumi.Output.from_input(f"http://llama.{args.target.namespace}.svc.cluster.local:{PORT}")
         else:
-            self.url = pulumi.Output.from_input(f"http://{args.target.listen}:{args.target.port}")
+            if args.serving:
+                self.url = pulumi.Output.from_input(f"http://{args.target.listen}:{args.target.port}")
             self._docker(name, args, args.target)
         self.register_outputs({"url": self.url, "apiKey": self.api_key, "servedModel": self.served_model})
 
@@ -462,8 +464,6 @@ class LlamaServer(pulumi.ComponentResource):
         import pulumi_docker as docker
 
         model, sizing, ssh = args.model, args.sizing, t.host.ssh
-        api_key = self.api_key
-        assert api_key is not None  # serving is always on for the workstation
         known_as = pulumi.Output.from_input(ssh.host).apply(
             lambda host: host if ssh.port == 22 else f"[{host}]:{ssh.port}"
         )
@@ -509,19 +509,25 @@ class LlamaServer(pulumi.ComponentResource):
         def child(**extra: Any) -> pulumi.ResourceOptions:
             return pulumi.ResourceOptions(parent=self, provider=provider, **extra)
 
+        # retain_on_delete: the weights outlive a rollback, and `docker volume create` on an
+        # existing name returns that volume, so coming forward again reuses the download. No
+        # model label: Docker volumes are immutable, so a label would replace the volume (and
+        # lose the weights) on a model change; the fetch script keeps one file per model.
+        volume = docker.Volume(
+            f"{name}-models",
+            name="llama-models",
+            labels=[docker.VolumeLabelArgs(label="gpu-platform/volume", value="llama-models")],
+            opts=child(protect=t.protect_models, retain_on_delete=True),
+        )
+        api_key = self.api_key
+        if not args.serving:
+            return
+        assert api_key is not None  # made in __init__ whenever the server runs
         image = docker.RemoteImage(
             f"{name}-image",
             name=versions.LLAMA_CPP_SERVER_IMAGE,
             keep_locally=True,
             opts=child(),
-        )
-        # retain_on_delete: the weights outlive a rollback, and `docker volume create` on an
-        # existing name returns that volume, so coming forward again reuses the download.
-        volume = docker.Volume(
-            f"{name}-models",
-            name="llama-models",
-            labels=[docker.VolumeLabelArgs(label="gpu-platform/model", value=model.name)],
-            opts=child(protect=t.protect_models, retain_on_delete=True),
         )
         budget_s = rollout_budget_minutes(model) * 60
         env = [f"{k}={v}" for k, v in model_env(model).items()]
@@ -583,7 +589,8 @@ def build_local_brain(
     """Create the llama servers and the router `state` enables; return their stack outputs.
 
     The cluster server's model volume (and its namespace) exist as soon as `cluster` and
-    `storage_class` do (p2a), whatever `state` says, so a rollback never takes the weights away.
+    `storage_class` do (p2a), and the workstation's as soon as its host does, whatever `state`
+    says, so a rollback never takes the weights away.
     The sizing is recomputed from config (pure, the same as config validation did), so what runs
     is exactly what was checked.
     """
@@ -597,17 +604,20 @@ def build_local_brain(
     cluster_server: LlamaServer | None = None
     if state.router and not state.cluster:
         raise ConfigError("phase: llama.router needs llama.cluster, the local model it routes to first")
-    if state.workstation:
-        sizing = plan_workstation(cfg)
-        host_cfg = cfg.workstation
-        if sizing is None or host_cfg is None or workstation is None:
-            raise ConfigError("gpu-platform:hosts: llama.workstation needs a host with role: workstation")
+    sizing = plan_workstation(cfg)
+    host_cfg = cfg.workstation
+    if state.workstation and (sizing is None or host_cfg is None or workstation is None):
+        raise ConfigError("gpu-platform:hosts: llama.workstation needs a host with role: workstation")
+    if sizing is not None and host_cfg is not None and workstation is not None:
+        # From the phase that has the workstation host on: its model volume; from
+        # llama.workstation on: the container too.
         model = resolve(llama.workstation_model, llama.model_sha256)
         server = LlamaServer(
             "llama-workstation",
             LlamaServerArgs(
                 model=model,
                 sizing=sizing,
+                serving=state.workstation,
                 target=DockerTarget(
                     host=workstation,
                     listen=llama.workstation_listen,
@@ -616,14 +626,15 @@ def build_local_brain(
                 ),
             ),
         )
-        outputs["llamaWorkstation"] = {
-            "url": server.url,
-            "host": host_cfg.name,
-            "model": model.name,
-            "sizing": sizing.summary(),
-            "fullOffload": sizing.full_offload,
-        }
-        outputs["llamaWorkstationApiKey"] = server.api_key
+        if state.workstation:
+            outputs["llamaWorkstation"] = {
+                "url": server.url,
+                "host": host_cfg.name,
+                "model": model.name,
+                "sizing": sizing.summary(),
+                "fullOffload": sizing.full_offload,
+            }
+            outputs["llamaWorkstationApiKey"] = server.api_key
     if state.cluster and cluster is None:
         raise ConfigError("phase: llama.cluster needs the K3s cluster (k3s.cluster)")
     if state.cluster and storage_class is None:

@@ -76,6 +76,22 @@ def test_the_model_volume_exists_from_p2a_so_a_rollback_from_p3_keeps_it(plan: P
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_workstation_volume_exists_with_its_host_so_a_rollback_from_p3_keeps_it(plan: Plan, stack: str) -> None:
+    p2a, p2c, p3 = plan(stack, "p2a-k3s"), plan(stack, "p2c-optimize"), plan(stack, P3)
+    for p in (p2a, p2c):
+        names = _names(p)
+        assert {"llama-workstation-models", "llama-workstation-docker"} <= names
+        assert not names & {"llama-workstation-container", "llama-workstation-image", "llama-workstation-api-key"}
+        assert "llamaWorkstation" not in p.outputs
+    before, after = p2c.named("llama-workstation-models"), p3.named("llama-workstation-models")
+    assert before.urn == after.urn and before.inputs == after.inputs
+    assert before.retain_on_delete and before.protect == (stack == "prod")
+    # The container mounts the very volume that was there before it.
+    mounts = p3.named("llama-workstation-container").inputs["volumes"]
+    assert [m["volumeName"] for m in mounts] == ["llama-models"]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_nothing_of_the_local_brain_exists_before_the_cluster(plan: Plan, stack: str) -> None:
     names = _names(plan(stack, "p0-baseline"))
     assert not {n for n in names if n.startswith(("llama-", "llm-router"))}

@@ -150,25 +150,7 @@ def test_a_phase_plans_or_refuses_deliberately(stack: str, phase: str) -> None:
 # --- the matrix ------------------------------------------------------------------------------------------------
 
 
-KNOWN_UNSAFE = {
-    # Known defect, tracked in the session note: the workstation's model volume is protected in
-    # prod but only exists from p3, so rolling p3 back deletes a protected resource (Pulumi refuses).
-    # Fix: create the volume with the workstation host (p2a), as the cluster's model PVC is.
-    ("prod", "p3-local-brain", "p2c-optimize"),
-}
-
-
-@pytest.mark.parametrize(
-    ("stack", "a", "b"),
-    [
-        pytest.param(
-            *t.values, id=t.id, marks=pytest.mark.xfail(strict=True, reason="workstation model volume from p3 only")
-        )
-        if tuple(t.values) in KNOWN_UNSAFE
-        else t
-        for t in TRANSITIONS
-    ],
-)
+@pytest.mark.parametrize(("stack", "a", "b"), TRANSITIONS)
 def test_transition_is_safe_and_declared(stack: str, a: str, b: str) -> None:
     before, after = plan_or_refusal(stack, a), plan_or_refusal(stack, b)
     if isinstance(after, ConfigError) or isinstance(before, ConfigError):
