@@ -131,9 +131,15 @@ class PlatformArgs:
 
 
 class Platform(pulumi.ComponentResource):
-    """The platform parts the phase switches on. `outputs` is what the stack exports."""
+    """The platform parts the phase switches on. `outputs` is what the stack exports.
+
+    `foundations` is what workloads outside the platform (the llama server) wait for: the Retain
+    StorageClass and the monitoring chart that brings the ServiceMonitor CRD. Depending on the
+    whole component instead would make them wait for every service and restore Job as well.
+    """
 
     outputs: dict[str, Any]
+    foundations: list[pulumi.Resource]
 
     def __init__(self, name: str, args: PlatformArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gpu-platform:platform:Platform", name, None, opts)
@@ -142,6 +148,7 @@ class Platform(pulumi.ComponentResource):
 
         cfg, state, cluster = args.config, args.state, args.cluster
         self.outputs = {}
+        self.foundations = []
 
         charts: PlatformCharts | None = None
         if state.cert_manager or state.monitoring:
@@ -167,6 +174,8 @@ class Platform(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
             self.outputs["clusterIssuer"] = charts.cluster_issuer
+            if charts.monitoring is not None:
+                self.foundations.append(charts.monitoring)
 
         # The stores' passwords, generated once, from the phase that first needs them. In prod
         # they are protected with the data: a Postgres data directory keeps the superuser password
@@ -185,7 +194,7 @@ class Platform(pulumi.ComponentResource):
 
         stores: DataStores | None = None
         if state.retain_storage:
-            storage_class(name, self, cluster)
+            self.foundations.append(storage_class(name, self, cluster))
             data_namespace = k8s.core.v1.Namespace(
                 f"{name}-data-namespace",
                 metadata={"name": DATA_NAMESPACE, "labels": _restricted(DATA_NAMESPACE)},

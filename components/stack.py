@@ -7,11 +7,14 @@ config and the handles earlier blocks produced.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from components.config import Loaded
 from components.errors import ConfigError
 from components.phases import Phase
+
+if TYPE_CHECKING:
+    from components.platform import Platform
 
 
 def build(loaded: Loaded, phase: Phase) -> dict[str, Any]:
@@ -196,6 +199,7 @@ def build(loaded: Loaded, phase: Phase) -> dict[str, Any]:
     # Restore Jobs: namespace platform-data, label selector gpu-platform/restore=true (the
     # `restore-jobs-complete` check); public routes: app.<domain> and api.<domain>.
     platform_flags = state.platform.model_dump()
+    platform: Platform | None = None
     if cluster is not None and (any(platform_flags.values()) or state.traffic.k3s_weight):
         from components.platform import Platform, PlatformArgs, PlatformSecrets
 
@@ -233,7 +237,6 @@ def build(loaded: Loaded, phase: Phase) -> dict[str, Any]:
     from components.platform import MONITORING_NAMESPACE
     from components.platform import NAMESPACE as PLATFORM_NAMESPACE
 
-    platform_component = locals().get("platform")  # the Platform above, when that block built one
     outputs.update(
         build_local_brain(
             cfg,
@@ -248,7 +251,7 @@ def build(loaded: Loaded, phase: Phase) -> dict[str, Any]:
             monitoring_namespace=MONITORING_NAMESPACE if state.platform.monitoring else None,
             # The platform's services call the router.
             client_namespaces=(PLATFORM_NAMESPACE,),
-            depends_on=[platform_component] if platform_component is not None else [],
+            depends_on=list(platform.foundations) if platform is not None else [],
         )
     )
 
@@ -258,8 +261,8 @@ def build(loaded: Loaded, phase: Phase) -> dict[str, Any]:
     compose_stop_after: list[Any] = []
     if state.legacy.compose == "stopped":
         compose_stop_after = [backup_handle.verified[s].resource for s in ("qdrant", "redis", "postgres")]
-        if platform_component is not None:
-            compose_stop_after.append(platform_component)
+        if platform is not None:
+            compose_stop_after.append(platform)
     legacy = LegacyEstate("legacy", dataclasses.replace(legacy_args, compose_stop_after=compose_stop_after))
     outputs["legacyVm"] = legacy.vm_self_link
 
