@@ -379,7 +379,11 @@ class LambdaInstanceProvider(_LambdaProvider):
             replaces.append("firewall_rulesets")
         in_place = [k for k in ("name", "api_key", "candidates", "firewall_rulesets") if _changed(olds, news, k)]
         changes = bool(replaces or in_place)
-        return DiffResult(changes=changes, replaces=replaces, stables=[], delete_before_replace=False)
+        # Delete before replace: the new instance has the same name (and K3s node name), and
+        # create() adopts a live instance of that name and spec, so a create-first replacement
+        # with an unchanged spec (`pulumi up --replace`) would adopt the very instance the engine
+        # then terminates. The old one goes first; its SSH host key and node go with it.
+        return DiffResult(changes=changes, replaces=replaces, stables=[], delete_before_replace=True)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         client = self.client(news)
@@ -454,7 +458,11 @@ class LambdaSshKeyProvider(_LambdaProvider):
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [k for k in ("name", "public_key") if _changed(olds, news, k)]
         changes = bool(replaces) or _changed(olds, news, "api_key")
-        return DiffResult(changes=changes, replaces=replaces, stables=[], delete_before_replace=False)
+        # Delete before replace: the new instance has the same name (and K3s node name), and
+        # create() adopts a live instance of that name and spec, so a create-first replacement
+        # with an unchanged spec (`pulumi up --replace`) would adopt the very instance the engine
+        # then terminates. The old one goes first; its SSH host key and node go with it.
+        return DiffResult(changes=changes, replaces=replaces, stables=[], delete_before_replace=True)
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         return UpdateResult({**{k: v for k, v in news.items() if k != "__provider"}, "key_id": _id})
@@ -526,7 +534,11 @@ class LambdaFirewallRulesetProvider(_LambdaProvider):
             _unknown(news.get("rules")) or _rules(olds.get("rules")) != _rules(news.get("rules"))
         )
         changes = bool(replaces) or rules_changed or any(_changed(olds, news, k) for k in ("name", "api_key"))
-        return DiffResult(changes=changes, replaces=replaces, stables=[], delete_before_replace=False)
+        # Delete before replace: the new instance has the same name (and K3s node name), and
+        # create() adopts a live instance of that name and spec, so a create-first replacement
+        # with an unchanged spec (`pulumi up --replace`) would adopt the very instance the engine
+        # then terminates. The old one goes first; its SSH host key and node go with it.
+        return DiffResult(changes=changes, replaces=replaces, stables=[], delete_before_replace=True)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         client = self.client(news)
@@ -577,7 +589,11 @@ class LambdaFirewallRulesetRulesProvider(_LambdaProvider):
         replaces = ["ruleset_id"] if _changed(olds, news, "ruleset_id") else []
         rules_changed = _unknown(news.get("rules")) or _rules(olds.get("rules")) != _rules(news.get("rules"))
         changes = bool(replaces) or rules_changed or _changed(olds, news, "api_key")
-        return DiffResult(changes=changes, replaces=replaces, stables=[], delete_before_replace=False)
+        # Delete before replace: the new instance has the same name (and K3s node name), and
+        # create() adopts a live instance of that name and spec, so a create-first replacement
+        # with an unchanged spec (`pulumi up --replace`) would adopt the very instance the engine
+        # then terminates. The old one goes first; its SSH host key and node go with it.
+        return DiffResult(changes=changes, replaces=replaces, stables=[], delete_before_replace=True)
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         self.client(news).update_firewall_ruleset(news["ruleset_id"], rules=_rules(news["rules"]))
@@ -732,6 +748,12 @@ class LambdaInstance(pulumi.dynamic.Resource, module="lambda_cloud", name="Lambd
             "capacity_skipped": None,
         }
         opts = pulumi.ResourceOptions.merge(
-            opts, pulumi.ResourceOptions(additional_secret_outputs=["api_key", "user_data"])
+            opts,
+            pulumi.ResourceOptions(
+                additional_secret_outputs=["api_key", "user_data"],
+                # Also for replacements the engine starts without asking diff (`--replace`):
+                # see LambdaInstanceProvider.diff.
+                delete_before_replace=True,
+            ),
         )
         super().__init__(provider or LambdaInstanceProvider(), resource_name, props, opts)

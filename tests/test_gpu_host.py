@@ -216,6 +216,8 @@ def test_cloud_hosts_are_protected_in_prod_only(stack: str, protected: bool) -> 
     plan = recorded(stack, "p2a-k3s")
     for r in plan.of_type(INSTANCE):
         assert r.protect is protected, r.name
+        # A same-named successor must not adopt the instance being replaced (lambda_cloud.diff).
+        assert r.delete_before_replace, r.name
 
 
 def test_lambda_instance_inputs(stack: str = "dev") -> None:

@@ -239,6 +239,21 @@ def test_a_replacement_never_adopts_the_instance_it_replaces(fake: FakeLambda, c
     assert fake.launches == 2
 
 
+def test_a_forced_replacement_with_the_same_spec_launches_a_new_instance(fake: FakeLambda, clock: FakeClock) -> None:
+    # `pulumi up --replace`: same inputs, so the same name and spec tag. Were the new instance
+    # created first, create() would adopt the old one (same name, same spec) and the engine
+    # would then terminate it, leaving state pointing at a dead machine. Delete-before-replace
+    # is what prevents that; replay the engine's order for it.
+    props = account(fake, clock)
+    p = providers(clock)["instance"]
+    old = p.create(props)
+    assert p.diff(old.id, old.outs, {**props, "user_data": USER_DATA + "# x\n"}).delete_before_replace
+    p.delete(old.id, old.outs)
+    new = p.create(props)
+    assert new.id != old.id and fake.launches == 2
+    assert [i["id"] for i in fake.live_instances()] == [new.id]
+
+
 # --- read / diff / update / delete -------------------------------------------------------------
 
 
