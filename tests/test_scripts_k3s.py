@@ -426,14 +426,27 @@ def test_node_ready_with_a_version_waits_for_the_node_to_run_it(host: Host) -> N
 def test_node_remove_drains_then_deletes_and_is_idempotent(host: Host) -> None:
     host.install("k3s")
     host.flag("nodes/gpu-agent-2", "True")
+    host.flag("secrets/gpu-agent-2.node-password.k3s", "hash")
     result = host.run("k3s-admin.sh", "node-remove", "gpu-agent-2")
     assert result.returncode == 0, result.stderr
     kubectl = [c for c in host.calls("k3s kubectl") if "get node" not in c]
     assert kubectl[0].startswith("k3s kubectl drain gpu-agent-2 --ignore-daemonsets")
     assert kubectl[1] == "k3s kubectl delete node gpu-agent-2"
+    # The password K3s recorded for the name goes too, so a new host of that name can join.
+    assert not (host.state / "secrets" / "gpu-agent-2.node-password.k3s").exists()
     again = host.run("k3s-admin.sh", "node-remove", "gpu-agent-2")
     assert again.returncode == 0
     assert "not in the cluster; nothing to remove" in again.stderr
+
+
+def test_node_remove_forgets_the_password_of_a_node_that_is_already_gone(host: Host) -> None:
+    # A preempted host whose Node object was cleaned up still has its password recorded.
+    host.install("k3s")
+    host.flag("secrets/gpu-agent-2.node-password.k3s", "hash")
+    result = host.run("k3s-admin.sh", "node-remove", "gpu-agent-2")
+    assert result.returncode == 0, result.stderr
+    assert not (host.state / "secrets" / "gpu-agent-2.node-password.k3s").exists()
+    assert not any("drain" in c for c in host.calls("k3s kubectl"))
 
 
 def test_node_remove_stops_when_the_drain_fails(host: Host) -> None:

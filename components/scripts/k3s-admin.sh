@@ -5,7 +5,7 @@
 #   sudo bash k3s-admin.sh runtimeclass NAME   check that K3s created RuntimeClass NAME
 #   sudo bash k3s-admin.sh node-ready NODE [VERSION]
 #                                              wait until NODE is Ready (and runs K3s VERSION)
-#   sudo bash k3s-admin.sh node-remove NODE    drain NODE and delete it from the cluster
+#   sudo bash k3s-admin.sh node-remove NODE    drain NODE, delete it and its node password
 #
 # Every wait is bounded by WAIT_SECONDS and fails with a message naming what is missing.
 # Messages go to stderr so that `kubeconfig` output is exactly the file.
@@ -73,9 +73,17 @@ node_ready() {
     log "node ${node} is Ready${version:+ on ${version}}"
 }
 
+forget_password() {
+    # K3s records each node's password under the node's name and refuses a later node of that
+    # name with another password: without this, a host relaunched under the same name (a
+    # replaced or preempted instance) could never join again.
+    k3s kubectl -n kube-system delete secret "$1.node-password.k3s" --ignore-not-found
+}
+
 node_remove() {
     local node="$1"
     if ! k3s kubectl get node "$node" -o name >/dev/null 2>&1; then
+        forget_password "$node"
         log "node ${node} is not in the cluster; nothing to remove"
         return 0
     fi
@@ -84,7 +92,8 @@ node_remove() {
         die "could not drain node ${node} within ${DRAIN_TIMEOUT} (a PodDisruptionBudget or a pod without a controller?); resolve it and run the removal again"
     fi
     k3s kubectl delete node "$node"
-    log "node ${node} deleted from the cluster"
+    forget_password "$node"
+    log "node ${node} and its node password deleted from the cluster"
 }
 
 case "${1:-}" in
