@@ -3,12 +3,15 @@
 A LiteLLM proxy (versions.LITELLM_IMAGE) in the cluster, beside the llama server. Clients ask for
 a model alias (`router.localAliases`); every alias is served by the cluster llama server. Only the
 aliases in `router.fallbackAliases`, and only with `router.cloudFallback` on, fall back to
-`router.cloudModel` when the local call fails: a timeout after `router.localTimeoutSeconds`
-(`timeout` and `stream_timeout`), a connection error, or a 5xx. LiteLLM's `fallbacks` fire once the
-local call has failed (`num_retries: 0`, so a slow local model costs one timeout, not several),
-and a deployment that keeps failing is cooled down for `cooldown_time` so requests go straight to
-the fallback meanwhile. An alias outside `fallbackAliases` never leaves the premises: its request
-fails instead.
+`router.cloudModel` when the local call fails. LiteLLM's general `fallbacks` fire on any failed
+call (its docs: "if a call fails after num_retries, fallback to another model group"): a timeout
+after `router.localTimeoutSeconds` (`timeout` and `stream_timeout`), a connection error, a 5xx,
+and also a 4xx such as a 429 or a rejected local key. So a misconfigured local server sends every
+request of a fallback alias to the cloud: the llama-health exit check and the router's metrics
+(share of requests served locally) are what notice that. `num_retries: 0`, so a slow local model
+costs one timeout, not several, and a deployment that keeps failing is cooled down for
+`cooldown_time` so requests go straight to the fallback meanwhile. An alias outside
+`fallbackAliases` never leaves the premises: its request fails instead.
 
 The config file is rendered by `render_config`, a pure function, into a ConfigMap; keys reach the
 pod only through `secretKeyRef` (`os.environ/...` in the config): the master key clients present

@@ -237,7 +237,10 @@ k3s_version = ResourceValidationPolicy(
 
 ssh_host_key = ResourceValidationPolicy(
     name="ssh-host-key-pinned",
-    description="Every remote command and copy connects with a pinned SSH host key.",
+    description=(
+        "Every remote command and copy connects with a pinned SSH host key, and a Docker provider "
+        "over ssh:// makes the system ssh check it."
+    ),
     validate=fail_closed(project.check_host_key),
     enforcement_level=MANDATORY,
     config_schema=schema({}),

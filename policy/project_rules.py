@@ -7,6 +7,7 @@ to the backup verification it must wait for.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -114,7 +115,53 @@ _HOSTKEY_WHY = (
 _HOSTKEY_FIX = "build the connection with SshTarget.connection() (components/handles.py), which always sets host_key"
 
 
+DOCKER_PROVIDER = "pulumi:providers:docker"
+_HOST_KEY_TEXT = re.compile(r"\b(ssh-ed25519|ecdsa-sha2-nistp\d+|ssh-rsa) [A-Za-z0-9+/]{40,}")
+_DOCKER_SSH_FIX = (
+    "pass ssh_opts with StrictHostKeyChecking=yes and KnownHostsCommand=/bin/echo <host> <host key> "
+    "(components/llama.py does), so the system ssh that Docker runs checks the pinned key"
+)
+
+
+def _ssh_options(value: Any) -> list[str] | None:
+    """The -o options of a Docker provider's sshOpts (a list, or the JSON text providers get)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    if not isinstance(value, list):
+        return None
+    return [str(v) for v in value if isinstance(v, str) and "=" in v]
+
+
+def _check_docker_ssh(args: Any, report: Report) -> None:
+    host = get(args.props, "host")
+    if not (isinstance(host, str) and host.startswith("ssh://")):
+        return  # a local socket or TCP daemon: no SSH involved
+    where = f"Docker provider {args.name} ({host})"
+    raw = get(args.props, "sshOpts")
+    if raw == SECRET_MARKER:
+        report(
+            explain(
+                f"{where}: sshOpts is one opaque secret; its host key checking cannot be seen",
+                _HOSTKEY_WHY,
+                _DOCKER_SSH_FIX,
+            )
+        )
+        return
+    options = _ssh_options(raw) or []
+    if "StrictHostKeyChecking=yes" not in options:
+        report(explain(f"{where}: ssh does not run with StrictHostKeyChecking=yes", _HOSTKEY_WHY, _DOCKER_SSH_FIX))
+    known = [o for o in options if o.startswith("KnownHostsCommand=")]
+    if not any(_HOST_KEY_TEXT.search(o) for o in known):
+        report(explain(f"{where}: no KnownHostsCommand hands ssh the pinned host key", _HOSTKEY_WHY, _DOCKER_SSH_FIX))
+
+
 def check_host_key(args: Any, report: Report) -> None:
+    if args.resource_type == DOCKER_PROVIDER:
+        _check_docker_ssh(args, report)
+        return
     if args.resource_type not in REMOTE_TYPES:
         return
     where = f"{args.resource_type.rsplit(':', 1)[-1]} {args.name}"
