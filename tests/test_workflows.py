@@ -175,6 +175,8 @@ def test_ci_runs_tests_and_the_offline_checks_on_pull_requests() -> None:
     assert "make test" in runs["test"]
     affected = next(r for r in runs["offline"] if "migrate.affected" in r)
     assert "--run" in affected and '--summary "$GITHUB_STEP_SUMMARY"' in affected
+    # Issue 8: the policy pack on every phase of both stacks, on every pull request.
+    assert "make check" in runs["offline"]
     checkout = next(s for s in ci["jobs"]["offline"]["steps"] if str(s.get("uses", "")).startswith("actions/checkout"))
     assert checkout["with"]["fetch-depth"] == 0  # the base branch must be there to diff against
 
