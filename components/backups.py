@@ -305,7 +305,7 @@ class BackupVerification(dyn.Resource, module="backups", name="BackupVerificatio
 
 
 def verified_backup(name: str, verification: BackupVerification) -> VerifiedBackup:
-    """The handle other components consume: the first object (a dump, or an app's manifest)."""
+    """The handle other components consume: the first object (a dump, or an app's manifest) and all."""
     first = verification.objects.apply(lambda objs: dict(objs[0]) if objs else {})
     return VerifiedBackup(
         name=name,
@@ -313,7 +313,12 @@ def verified_backup(name: str, verification: BackupVerification) -> VerifiedBack
         sha256=first.apply(lambda o: str(o.get("sha256", ""))),
         size=first.apply(lambda o: int(o.get("size", 0))),
         resource=verification,
+        objects=verification.objects.apply(lambda objs: [_object_record(o) for o in objs or []]),
     )
+
+
+def _object_record(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return {"key": str(raw.get("key", "")), "sha256": str(raw.get("sha256", "")), "size": int(raw.get("size", 0))}
 
 
 # --- Compose host dumps -------------------------------------------------------------------------

@@ -9,8 +9,11 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+import pulumi
+
 from components.config import Loaded
 from components.errors import ConfigError
+from components.handles import VerifiedBackup
 from components.phases import Phase
 
 if TYPE_CHECKING:
@@ -86,11 +89,11 @@ def build(loaded: Loaded, phase: Phase) -> dict[str, Any]:
     backup_handle = backups.handle(extra=fly_apps.verified)
     outputs["backupBucket"] = backup_handle.bucket
     outputs["verifiedBackups"] = {name: vb.key for name, vb in backup_handle.verified.items()}
-    # What the `backups-verified` exit check re-reads and compares (migrate/checks.py).
-    outputs["backupObjects"] = [
-        {"name": name, "key": vb.key, "sha256": vb.sha256, "size": vb.size}
-        for name, vb in backup_handle.verified.items()
-    ]
+    # What the `backups-verified` exit check re-reads and compares (migrate/checks.py): every
+    # object of every verified backup, a Fly app's volume archives as well as its manifest.
+    outputs["backupObjects"] = pulumi.Output.all(
+        *[_named_objects(name, vb) for name, vb in backup_handle.verified.items()]
+    ).apply(lambda groups: [obj for group in groups for obj in group])
 
     # --- GPU hosts (components/gpu_host.py) ---------------------------------------------------
     # K3s nodes (role server/agent) exist from k3s.gpuHosts on. The workstation (static: nothing
@@ -99,8 +102,6 @@ def build(loaded: Loaded, phase: Phase) -> dict[str, Any]:
     # phase before the llama block first logs in to it.
     # `hosts` maps host name -> HostHandle for the blocks below; steps on a host wait on its
     # `handle.ready` (instance, firewalls, first-boot check, cluster peer rules).
-    import pulumi
-
     from components.cluster_peers import ClusterPeers, ClusterPeersArgs, PeerNode
     from components.gpu_host import GpuHost, GpuHostArgs
     from components.handles import HostHandle
@@ -267,3 +268,10 @@ def build(loaded: Loaded, phase: Phase) -> dict[str, Any]:
     outputs["legacyVm"] = legacy.vm_self_link
 
     return outputs
+
+
+def _named_objects(name: str, backup: VerifiedBackup) -> pulumi.Output[list[dict[str, Any]]]:
+    if backup.objects is None:
+        one = {"name": name, "key": backup.key, "sha256": backup.sha256, "size": backup.size}
+        return pulumi.Output.from_input([one])
+    return backup.objects.apply(lambda objs: [{"name": name, **obj} for obj in objs])

@@ -213,3 +213,18 @@ def test_compose_dumps_start_in_p2b_and_each_is_verified_from_its_own_record() -
 def test_no_secret_value_reaches_the_plan_in_clear() -> None:
     text = json.dumps(recorded("prod", "p4-decommission").to_json())
     assert "offline-placeholder" not in text
+
+
+@pytest.mark.parametrize("phase", ["p1-fly-freeze", "p4-decommission"])
+def test_the_exit_check_gets_every_verified_object_not_only_the_first(phase: str) -> None:
+    # A Fly app's backup is a manifest plus one archive per volume; `backups-verified` must
+    # re-read the archives too, so every object of every verification is in backupObjects.
+    plan = recorded("prod", phase)
+    exported = {(o["key"], o["sha256"], o["size"]) for o in plan.outputs["backupObjects"]}
+    verified = [
+        (o["key"], o["sha256"], int(o["size"]))
+        for r in plan.of_type("pulumi-python:dynamic/backups:BackupVerification")
+        for o in r.outputs["objects"]
+    ]
+    assert verified and set(verified) <= exported
+    assert any(key.endswith(".tar.gz") for key, _, _ in exported), "no Fly volume archive is checked"
