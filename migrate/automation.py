@@ -73,6 +73,7 @@ class StackHandle(Protocol):
         *,
         message: str | None = None,
         policy_packs: list[str] | None = None,
+        policy_pack_configs: list[str] | None = None,
         color: str | None = None,
         on_output: Callable[[str], Any] | None = None,
     ) -> Any: ...
@@ -81,6 +82,7 @@ class StackHandle(Protocol):
         *,
         message: str | None = None,
         policy_packs: list[str] | None = None,
+        policy_pack_configs: list[str] | None = None,
         color: str | None = None,
         on_output: Callable[[str], Any] | None = None,
     ) -> Any: ...
@@ -453,6 +455,13 @@ def _move(stack: str, direction: str, *, yes: bool, to: str | None, allow_skip: 
     return _run(deps, body)
 
 
+def _policy_pack_configs(stack: str) -> list[str] | None:
+    """The stack's policy config, so the real run applies the levels `migrate check` applies
+    offline (policy/config.prod.json makes some advisory policies mandatory in prod)."""
+    config = POLICY_PACK / f"config.{stack}.json"
+    return [str(config)] if config.is_file() else None
+
+
 def _apply(handle: StackHandle, move: Move, restore_to: str | None, yes: bool, deps: Deps) -> int:
     from pulumi.automation import CommandError, ConfigValue
 
@@ -463,7 +472,12 @@ def _apply(handle: StackHandle, move: Move, restore_to: str | None, yes: bool, d
     try:
         console.print(f"[bold]2/4[/] pulumi preview --policy-pack policy ({target.id})")
         with console.status("pulumi preview …"):
-            preview = handle.preview(policy_packs=[str(POLICY_PACK)], on_output=_stream(console), color="never")
+            preview = handle.preview(
+                policy_packs=[str(POLICY_PACK)],
+                policy_pack_configs=_policy_pack_configs(move.stack),
+                on_output=_stream(console),
+                color="never",
+            )
         _print_summary(console, getattr(preview, "change_summary", {}) or {})
         if not yes and not deps.confirm(f"Deploy {target.id} to stack {move.stack}?"):
             console.print("declined; nothing was deployed")
@@ -472,6 +486,7 @@ def _apply(handle: StackHandle, move: Move, restore_to: str | None, yes: bool, d
         with console.status("pulumi up …"):
             result = handle.up(
                 policy_packs=[str(POLICY_PACK)],
+                policy_pack_configs=_policy_pack_configs(move.stack),
                 on_output=_stream(console),
                 color="never",
                 message=f"migrate {move.direction}: {move.current.id if move.current else '-'} -> {target.id}",

@@ -36,6 +36,10 @@ def _cmd_error(stderr: str, cls: type[CommandError] = CommandError) -> CommandEr
     return cls(CommandResult(stdout="", stderr=stderr, code=255))
 
 
+def _packs(kwargs: dict[str, Any]) -> tuple[str, ...]:
+    return (*kwargs["policy_packs"], *(kwargs.get("policy_pack_configs") or ()))
+
+
 class FakeStack:
     def __init__(
         self,
@@ -80,14 +84,14 @@ class FakeStack:
         return dict(self._outputs)
 
     def preview(self, **kwargs: Any) -> PreviewResult:
-        self.calls.append(("preview", tuple(kwargs["policy_packs"]), self.config.get(PHASE_KEY)))
+        self.calls.append(("preview", _packs(kwargs), self.config.get(PHASE_KEY)))
         kwargs["on_output"]("Previewing update (dev):\n")
         if self._preview_error:
             raise self._preview_error
         return PreviewResult(stdout="", stderr="", change_summary={OpType.CREATE: 12, OpType.SAME: 40})
 
     def up(self, **kwargs: Any) -> SimpleNamespace:
-        self.calls.append(("up", tuple(kwargs["policy_packs"]), self.config.get(PHASE_KEY)))
+        self.calls.append(("up", _packs(kwargs), self.config.get(PHASE_KEY)))
         kwargs["on_output"]("Updating (dev):\n")
         if self._up_error:
             raise self._up_error
@@ -150,7 +154,8 @@ class Harness:
         return self.out.getvalue()
 
 
-PACKS = (str(POLICY_PACK),)
+# The pack and the stack's policy config, as `pulumi preview --policy-pack P --policy-pack-config C`.
+PACKS = (str(POLICY_PACK), str(POLICY_PACK / "config.dev.json"))
 
 
 # --- status -------------------------------------------------------------------------------------

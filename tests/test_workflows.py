@@ -126,6 +126,11 @@ def test_the_three_workflows_exist_and_parse() -> None:
         assert doc["on"], f"{name}: no trigger"
         assert doc["jobs"], f"{name}: no jobs"
         assert doc.get("permissions") == {"contents": "read"}, f"{name}: least privilege token"
+        for job_name, job in doc["jobs"].items():
+            if "permissions" in job:
+                # Only the PR preview writes anything: its comment on the pull request.
+                assert (name, job_name) == ("ci.yml", "preview"), f"{name}: {job_name} widens the token"
+                assert job["permissions"] == {"contents": "read", "pull-requests": "write"}
 
 
 def test_every_run_step_uses_only_what_this_repository_has() -> None:
@@ -189,6 +194,8 @@ def test_ci_preview_runs_with_the_policy_pack_only_when_credentials_exist() -> N
     (_, step), *_ = _uses(ci, "pulumi/actions")
     assert step["with"]["command"] == "preview"
     assert step["with"]["policyPacks"] == "policy"
+    assert step["with"]["policyPackConfigs"] == "policy/config.${{ matrix.stack }}.json"
+    assert step["with"]["comment-on-pr"] is True
     assert (ROOT / "policy").is_dir()
     for s in job["steps"]:
         assert "if" in s, f"preview step {s.get('name') or s.get('uses')} runs even without credentials"
@@ -209,6 +216,9 @@ def test_deploy_ups_dev_on_merge_then_prod_behind_the_production_environment() -
         ups = [s for s in job["steps"] if s.get("with", {}).get("command") == "up"]
         assert len(ups) == 1 and ups[0]["with"]["stack-name"] == stack
         assert ups[0]["with"]["policyPacks"] == "policy"
+        # The real run enforces the levels `migrate check` enforces offline.
+        config = ups[0]["with"]["policyPackConfigs"]
+        assert config == f"policy/config.{stack}.json" and (ROOT / config).is_file()
         assert job["concurrency"] == {"group": f"pulumi-{stack}", "cancel-in-progress": False}
     commands = [s.get("with", {}).get("command") for s in prod["steps"]]
     assert commands.index("preview") < commands.index("up")
