@@ -842,6 +842,10 @@ class FlyApps(pulumi.ComponentResource):
                     token=args.token,
                     target=args.target,
                     backup=backup,
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[freeze]),
+                    # Protected in every stack: a destroyed app cannot come back, so rolling back
+                    # past p4 must stop at preview (Pulumi refuses to delete a protected resource)
+                    # rather than midway through an `up` that has already restarted the Compose
+                    # services when this resource's delete refuses.
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[freeze], protect=True),
                 )
         self.register_outputs({"verified": {k: v.key for k, v in self.verified.items()}})

@@ -1,7 +1,8 @@
 """`python -m migrate`: see what a phase builds and what a phase change does, offline.
 
 Exit codes: 0 ok; 1 a check failed (policy violation, failed exit check); 2 bad input (config,
-stack file, arguments) or a missing tool; 3 the transition would delete a protected resource.
+stack file, arguments) or a missing tool; 3 the transition would delete a protected resource or
+undo an irreversible step.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from components.phases import resolve
+    from components.phases import irreversible_between, resolve
     from migrate import render
     from migrate.harness import record
     from migrate.plan import diff_plans
@@ -73,11 +74,16 @@ def cmd_diff(args: argparse.Namespace) -> int:
     before = record(args.stack, phase=args.from_phase, stack_path=path)
     after = record(args.stack, phase=args.to_phase, stack_path=path)
     result = diff_plans(before, after)
+    undone = irreversible_between(args.from_phase, args.to_phase)
     if args.json:
-        print(json.dumps(result.to_json(), indent=2))
+        doc = result.to_json()
+        doc["irreversible"] = [{"phase": phase, "step": step} for phase, step in undone]
+        print(json.dumps(doc, indent=2))
     else:
         render.diff(_console(), args.stack, result)
-    return EXIT_PROTECTED if result.deletes_protected else EXIT_OK
+        for phase, step in undone:
+            print(f"refused: {phase} did {step}, which cannot be undone; no rollback goes back past {phase}")
+    return EXIT_PROTECTED if result.deletes_protected or undone else EXIT_OK
 
 
 # --- issue 9: real phase moves on the Automation API (migrate/automation.py) -----------------

@@ -91,7 +91,21 @@ def test_diff_runs_for_every_adjacent_pair_in_both_directions(
             doc = json.loads(capsys.readouterr().out)
             assert (doc["from"], doc["to"]) == (a, b)
             protected = [c for c in doc["changes"] if c["kind"] in ("delete", "replace") and c["protected"]]
-            assert code == (3 if protected else 0), f"{stack} {a}->{b}"
+            assert code == (3 if protected or doc["irreversible"] else 0), f"{stack} {a}->{b}"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_rolling_back_past_the_fly_destroy_is_refused_in_every_stack(
+    stack: str, cached_record: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli.main(["diff", "--stack", stack, "--from", "p4-decommission", "--to", "p3-local-brain"])
+    out = capsys.readouterr().out
+    assert code == 3
+    assert "p4-decommission did fly-destroy, which cannot be undone" in out
+    # Pulumi itself refuses too, at preview, before an `up` restarts anything: the destroy steps
+    # are protected even in dev, where nothing else is.
+    destroys = [r for r in recorded(stack, "p4-decommission").resources if r.name.endswith("-destroy")]
+    assert destroys and all(r.protect for r in destroys)
 
 
 def test_diff_exits_3_when_a_protected_resource_would_go(
