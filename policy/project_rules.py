@@ -446,7 +446,9 @@ def check_stateful_protected(args: Any, report: Report) -> None:
 DEFAULT_VERIFICATION_PATTERN = r"(?i)verif"
 DEFAULT_DESTRUCTIVE_WORDS = ("destroy", "decommission", "stop", "freeze", "retire", "restore", "teardown")
 DESTRUCTIVE_STATES = frozenset({"stopped", "destroyed", "deleted", "retired", "terminated", "suspended"})
-# A disk snapshot is the backup a retired VM keeps; the cloud makes it crash-consistent.
+# A disk snapshot is the backup a retired VM keeps: the provider's create returns only once GCP
+# reports it READY, and the VM is only stopped, its disks kept. Not a re-read checksum like the
+# bucket objects; GCP checks its own snapshots.
 DEFAULT_VERIFICATION_TYPES = ("gcp:compute/snapshot:Snapshot",)
 DESTRUCTIVE_SCRIPT = re.compile(
     r"(fly(ctl)?\s+(apps?\s+destroy|machines?\s+(stop|destroy))"
