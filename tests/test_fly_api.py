@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -128,3 +130,13 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert settings.api_url == "http://127.0.0.1:9/v1" and settings.graphql_url == "https://api.fly.io/graphql"
     monkeypatch.delenv("FLY_API_URL")
     assert FlySettings.from_env().api_url == "https://api.machines.dev/v1"
+
+
+def test_fake_checks_requests_against_the_spec(specs_dir: Path) -> None:
+    """The contract check itself can fail: a request the spec does not have is reported."""
+    with fake_fly(token=TOKEN) as fake:
+        assert fake.validating, f"the fake did not load {specs_dir / 'fly-machines-openapi.yaml'}"
+        # The Machines API has no PUT on a volume; a client that sent one would be off the spec.
+        with contextlib.suppress(FlyApiError):
+            _client(fake).request("PUT", "/apps/jobs/volumes/vol_x", "update volume", body={})
+        assert any(v.startswith("request PUT") and "/volumes/vol_x" in v for v in fake.violations), fake.violations
