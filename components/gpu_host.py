@@ -145,7 +145,12 @@ class GpuHost(pulumi.ComponentResource):
                     stdin=HOST_READY_SCRIPT.read_text(),
                     # Re-run when the machine is a new one (new address or new host key).
                     triggers=[self.address, self.host_public_key],
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=list(ready)),
+                    opts=pulumi.ResourceOptions(
+                        parent=self,
+                        depends_on=list(ready),
+                        # host-ready.sh waits up to 15 min for cloud-init, then 15 for the GPUs.
+                        custom_timeouts=pulumi.CustomTimeouts(create="35m", update="35m"),
+                    ),
                 )
             )
 
