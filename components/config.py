@@ -173,6 +173,8 @@ class HostConfig(Frozen):
     lambda_: LambdaHost | None = None
     gcp: GcpHost | None = None
     gpu: GpuSpec | None = None  # static hosts; lambda/gcp hosts take it from the machine type
+    # Host RAM, when known (static hosts): the llama sizing refuses CPU-side layers that need more.
+    memory_gib: int | None = Field(default=None, ge=1, le=65536)
     # False on a GPU node that must also run CPU workloads (a single-node dev cluster): no taint.
     dedicated_gpu: bool = True
     labels: dict[str, str] = {}

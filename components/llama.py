@@ -293,9 +293,9 @@ class LlamaServer(pulumi.ComponentResource):
         }
         probe = {"http_get": {"path": "/health", "port": "http"}, "period_seconds": PROBE_PERIOD_S}
         startup_failures = math.ceil(startup_budget_seconds(model) / PROBE_PERIOD_S)
-        # Host memory: the layers left on the CPU (none with full offload) plus 4 GiB for buffers.
-        cpu_layers = 0 if sizing.full_offload else sizing.n_layers - sizing.n_gpu_layers
-        memory_gib = math.ceil(sizing.weights_bytes * cpu_layers / sizing.n_layers / GIB) + 4
+        # Host memory: the layers left on the CPU with their KV cache (none with full offload),
+        # plus the process's buffers; the sizing worked it out.
+        memory_gib = math.ceil(sizing.host_needed_bytes / GIB)
         gpu_limits = {"nvidia.com/gpu": str(sizing.gpu_count)} if sizing.gpu_count else {}
         pod_spec: Any = {
             "security_context": {

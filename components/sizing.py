@@ -23,6 +23,10 @@ The numbers, and where they come from:
 - Per-GPU fixed cost: 512 MiB for the CUDA context and cuBLAS workspace.
 - Safety margin: the larger of 1 GiB per GPU (llama.cpp's own `--fit-target` default, 1024 MiB per
   device) and 5% of the GPU memory.
+- Host memory: the layers left on the CPU keep their weights and their slice of the KV cache in
+  RAM (llama.cpp puts a layer's KV cache where the layer runs), plus 4 GiB for the process, its
+  CPU buffers and the page cache the model file is read through. When the host's memory is
+  known (`hosts[].memoryGib`), a sizing that needs more is refused.
 
 Flash attention (`-fa on`) on every GPU target: every GPU in the catalog is Ampere or newer, where
 llama.cpp's CUDA FA kernels run, and FA keeps the attention scratch out of the compute buffer.
@@ -62,6 +66,7 @@ MARGIN_FRACTION: Final = 0.05
 DEFAULT_BATCH: Final = 2048  # llama-server's default logical batch
 DEFAULT_UBATCH: Final = 512  # llama-server's default physical batch
 LARGE_UBATCH: Final = 1024  # faster prompt processing when memory is plentiful
+HOST_OVERHEAD_BYTES: Final = 4 * GIB
 
 
 class SizingError(ConfigError):
@@ -76,6 +81,7 @@ class SizingKeys:
     context: str
     parallel: str
     gpu: str
+    host_memory: str = ""  # the key that states the host's RAM, when config has one
 
 
 class ServerSizing(Frozen):
@@ -96,6 +102,7 @@ class ServerSizing(Frozen):
     compute_bytes: int
     gpu_budget_bytes: int  # usable GPU memory (after the time-slicing share), 0 on CPU
     gpu_needed_bytes: int  # what the chosen offload puts on the GPU, overheads and margin included
+    host_needed_bytes: int  # what stays in host RAM: CPU-side layers with their KV cache, + overhead
 
     def args(self) -> list[str]:
         """The llama-server flags this sizing stands for (model path, host, port etc. come elsewhere)."""
@@ -165,12 +172,54 @@ def size_server(
     memory_share: int = 1,
     target: Literal["gpu", "cpu"] = "gpu",
     require_full_offload: bool = False,
+    host_memory_gib: int | None = None,
 ) -> ServerSizing:
     """Choose llama-server arguments for `model` on `gpu_count` x `gpu_model` (None: no GPU).
 
     `memory_share` > 1 means the GPU is time-sliced between that many pods with no memory
-    isolation, so this server may count on only its share of the memory.
+    isolation, so this server may count on only its share of the memory. `host_memory_gib`, when
+    known, bounds what the layers left on the CPU may use.
     """
+    sizing = _size(
+        model,
+        gpu_model,
+        context=context,
+        parallel=parallel,
+        keys=keys,
+        gpu_count=gpu_count,
+        memory_share=memory_share,
+        target=target,
+        require_full_offload=require_full_offload,
+    )
+    if host_memory_gib is not None and sizing.host_needed_bytes > host_memory_gib * GIB:
+        where = (
+            "on the CPU" if sizing.gpu == "cpu" else f"with {sizing.n_gpu_layers}/{sizing.n_layers} layers on the GPU"
+        )
+        raise SizingError(
+            f"{keys.model}: {model.name} {where} needs {_gib(sizing.host_needed_bytes)} of host memory "
+            f"(weights and KV cache of the CPU-side layers, plus {_gib(HOST_OVERHEAD_BYTES)}); "
+            f"{keys.host_memory or 'the host'} has {host_memory_gib} GiB. Lower {keys.context} or "
+            f"{keys.parallel}, pick a smaller model, or a host with more memory or a bigger GPU"
+        )
+    return sizing
+
+
+def _host_bytes(weights: int, kv: int, n_layers: int, cpu_layers: int, extra: int = 0) -> int:
+    return int((weights + kv) * cpu_layers / n_layers) + extra + HOST_OVERHEAD_BYTES
+
+
+def _size(
+    model: GgufModel,
+    gpu_model: str | None,
+    *,
+    context: int,
+    parallel: int,
+    keys: SizingKeys,
+    gpu_count: int,
+    memory_share: int,
+    target: Literal["gpu", "cpu"],
+    require_full_offload: bool,
+) -> ServerSizing:
     _check_context(model, context, parallel, keys)
     weights = weights_bytes(model)
     ctx_size = context * parallel
@@ -201,6 +250,7 @@ def size_server(
             compute_bytes=compute_bytes(model, batch),
             gpu_budget_bytes=0,
             gpu_needed_bytes=0,
+            host_needed_bytes=_host_bytes(weights, kv, model.n_layers, model.n_layers, compute_bytes(model, batch)),
         )
 
     info = GPUS.get(gpu_model)
@@ -236,6 +286,7 @@ def size_server(
             compute_bytes=compute_bytes(model, ubatch),
             gpu_budget_bytes=total,
             gpu_needed_bytes=need,
+            host_needed_bytes=_host_bytes(weights, kv, model.n_layers, 0),
         )
 
     short = f"{model.name} needs {_gib(full_need)} on the GPU for full offload; {gpu_model} x {gpu_count}"
@@ -276,6 +327,7 @@ def size_server(
         compute_bytes=compute_bytes(model, ubatch),
         gpu_budget_bytes=total,
         gpu_needed_bytes=int(ngl * per_layer) + compute_bytes(model, ubatch) + fixed,
+        host_needed_bytes=_host_bytes(weights, kv, model.n_layers, model.n_layers - ngl),
     )
 
 
@@ -403,7 +455,9 @@ def plan_workstation(cfg: StackConfig) -> ServerSizing | None:
             context=f"{_NS}{context_key}",
             parallel=f"{_NS}llama.parallel",
             gpu=f"{_NS}hosts[{host.name}].gpu",
+            host_memory=f"{_NS}hosts[{host.name}].memoryGib",
         ),
         target="gpu",
         require_full_offload=llama.require_full_offload,
+        host_memory_gib=host.memory_gib,
     )

@@ -212,3 +212,52 @@ def test_partial_offload_is_accepted_when_the_stack_says_so() -> None:
     raw["llama"] = {**raw["llama"], "workstationModel": "llama-3.1-70b-instruct-q4_k_m", "requireFullOffload": False}
     w = plan_workstation(parse(raw))
     assert w is not None and not w.full_offload and 0 < w.n_gpu_layers < 80
+
+
+# --- host memory --------------------------------------------------------------------------------
+
+
+def test_the_cpu_side_layers_count_with_their_kv_cache() -> None:
+    s = size_server(M70, "RTX4090-24GB", context=8192, parallel=2, keys=KEYS)
+    cpu_layers = s.n_layers - s.n_gpu_layers
+    cpu_share = (s.weights_bytes + s.kv_bytes) * cpu_layers / s.n_layers
+    assert s.host_needed_bytes == int(cpu_share) + 4 * GIB
+    full = size_server(M70, "H100-80GB", context=8192, parallel=4, keys=KEYS)
+    assert full.host_needed_bytes == 4 * GIB  # everything on the GPU: the process overhead only
+    cpu = size_server(TINY, None, context=2048, parallel=2, keys=KEYS, target="cpu")
+    assert cpu.host_needed_bytes > cpu.weights_bytes + cpu.kv_bytes
+
+
+@pytest.mark.parametrize(
+    ("model", "gpu", "host_gib", "fits"),
+    [
+        # 70B Q4 half on a 4090: ~24 GiB of weights and KV stay in RAM, plus 4 GiB.
+        (M70, "RTX4090-24GB", 64, True),
+        (M70, "RTX4090-24GB", 16, False),
+        # 70B Q4 on the CPU alone: 40 GiB of weights will not go into 32 GiB, whatever the GPU.
+        (M70, None, 32, False),
+        (TINY, None, 8, True),
+    ],
+)
+def test_host_memory_bounds_what_stays_on_the_cpu(model: Any, gpu: str | None, host_gib: int, fits: bool) -> None:
+    keys = SizingKeys(model="m", context="c", parallel="p", gpu="g", host_memory="hosts[workstation].memoryGib")
+    target = "cpu" if gpu is None else "gpu"
+    if fits:
+        s = size_server(model, gpu, context=2048, parallel=2, keys=keys, target=target, host_memory_gib=host_gib)
+        assert s.host_needed_bytes <= host_gib * GIB
+        return
+    with pytest.raises(SizingError, match=rf"host memory .*hosts\[workstation\]\.memoryGib has {host_gib} GiB"):
+        size_server(model, gpu, context=2048, parallel=2, keys=keys, target=target, host_memory_gib=host_gib)
+
+
+def test_a_workstation_without_enough_memory_is_refused_when_the_config_is_parsed() -> None:
+    raw = read_stack_file(stack_file("prod"))
+    # The 70B on the 4090 workstation: half its layers on the CPU, which 16 GiB cannot hold.
+    raw["llama"] = {**raw["llama"], "workstationModel": "llama-3.1-70b-instruct-q4_k_m", "requireFullOffload": False}
+    hosts = [dict(h) for h in raw["hosts"]]
+    for h in hosts:
+        if h["role"] == "workstation":
+            h["memoryGib"] = 16
+    raw["hosts"] = hosts
+    with pytest.raises(ConfigError, match=r"gpu-platform:hosts\[workstation\]\.memoryGib has 16 GiB"):
+        plan_workstation(parse(raw))
