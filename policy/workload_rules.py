@@ -25,7 +25,7 @@ from k8s_objects import (
     path_within,
     pod_spec,
 )
-from policy_support import Report, config, explain, get, walk
+from policy_support import SECRET_MARKER, Report, config, explain, get, walk
 
 HELM_TYPES = frozenset({"kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart"})
 DOCKER_IMAGE_INPUTS = {"docker:index/remoteImage:RemoteImage": "name", "docker:index/container:Container": "image"}
@@ -561,6 +561,11 @@ def check_secret_env(args: Any, report: Report) -> None:
         for c in all_containers(spec):
             for entry in get(c.spec, "env", default=[]):
                 name = str(get(entry, "name", default=""))
+                if get(entry, "value") == SECRET_MARKER and name not in allow:
+                    # Whatever its name (DATABASE_URL): the program marked the value secret.
+                    what = f"{_where(args, manifest, c)}: env {name} holds a Pulumi secret as a literal value"
+                    report(explain(what, _ENV_WHY, _ENV_FIX))
+                    continue
                 if not secret_like_name(name, words, allow):
                     continue
                 problem = _env_problem(entry)
