@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -535,6 +536,20 @@ SECRET_KEYS: tuple[tuple[str, bool], ...] = (
 )
 
 
+# The API credentials the providers also take from the environment at call time (what CI sets):
+# without the config key, the program reads the variable into a secret Output instead.
+SECRET_ENV: dict[str, str] = {"lambdaApiKey": "LAMBDA_API_KEY", "flyApiToken": "FLY_API_TOKEN"}
+
+
+def missing_secrets(present: set[str], environ: Mapping[str, str]) -> list[str]:
+    """Required secret keys that neither config (`present`) nor the environment provides."""
+    return [
+        name
+        for name, required in SECRET_KEYS
+        if required and name not in present and not environ.get(SECRET_ENV.get(name, ""))
+    ]
+
+
 @dataclass(frozen=True)
 class Secrets:
     lambda_api_key: pulumi.Output[str]
@@ -608,14 +623,24 @@ def load() -> Loaded:
     """Read and validate this stack's config inside a Pulumi program, before any resource."""
     cfg = parse(_stack_config_keys())
     pc = pulumi.Config(NAMESPACE)
-    missing = [name for name, required in SECRET_KEYS if required and pc.get(name) is None]
+    present = {name for name, _ in SECRET_KEYS if pc.get(name) is not None}
+    missing = missing_secrets(present, os.environ)
     if missing:
         keys = ", ".join(f"{NAMESPACE}:{m}" for m in missing)
-        raise ConfigError(f"{keys}: required secret is missing; set it with `pulumi config set --secret <key>`")
-    check_conditional_secrets(cfg, {name for name, _ in SECRET_KEYS if pc.get(name) is not None})
+        env = " or ".join(SECRET_ENV[m] for m in missing if m in SECRET_ENV)
+        raise ConfigError(
+            f"{keys}: required secret is missing; set it with `pulumi config set --secret <key>`"
+            + (f" (or {env} in the environment)" if env else "")
+        )
+    check_conditional_secrets(cfg, present)
+
+    def from_config_or_env(name: str) -> pulumi.Output[str]:
+        value = pc.get_secret(name)
+        return value if value is not None else pulumi.Output.secret(os.environ[SECRET_ENV[name]])
+
     secrets = Secrets(
-        lambda_api_key=pc.require_secret("lambdaApiKey"),
-        fly_api_token=pc.require_secret("flyApiToken"),
+        lambda_api_key=from_config_or_env("lambdaApiKey"),
+        fly_api_token=from_config_or_env("flyApiToken"),
         cloud_llm_api_key=pc.get_secret("cloudLlmApiKey"),
         backup_access_key_id=pc.get_secret("backupAccessKeyId"),
         backup_secret_access_key=pc.get_secret("backupSecretAccessKey"),

@@ -171,3 +171,15 @@ def test_stack_files_use_documentation_addresses_only() -> None:
             assert any(ipaddress.ip_address(addr) in d for d in docs), f"{stack}: {addr}"
         for net in networks:
             assert any(net.subnet_of(d) for d in docs), f"{stack}: {net}"
+
+
+# --- required secrets --------------------------------------------------------------------------
+
+
+def test_api_credentials_may_come_from_the_environment_instead_of_config() -> None:
+    everything = {"lambdaApiKey", "flyApiToken"}
+    assert config.missing_secrets(everything, {}) == []
+    assert config.missing_secrets(set(), {}) == ["lambdaApiKey", "flyApiToken"]
+    # What CI does: the providers' own variables, no secret config.
+    assert config.missing_secrets(set(), {"LAMBDA_API_KEY": "k", "FLY_API_TOKEN": "t"}) == []
+    assert config.missing_secrets({"flyApiToken"}, {"LAMBDA_API_KEY": ""}) == ["lambdaApiKey"]  # empty is unset
