@@ -306,6 +306,29 @@ def test_removing_an_agent_and_relabelling_another_touch_only_those_nodes() -> N
     assert others == [("k3s-gpu-agent-1-node", "update", ("metadata.labels.pool",))]
 
 
+def test_adding_an_agent_creates_only_that_node_and_opens_the_peer_rules_to_it() -> None:
+    hosts = hosts_of("prod")
+    extra = copy.deepcopy(next(h for h in hosts if h["name"] == "gpu-agent-2"))
+    extra["name"] = "gpu-agent-3"
+    base = recorded("prod", P2A)
+    grown = recorded_with("prod", P2A, json.dumps({"hosts": [*hosts, extra]}))
+    changes = diff_plans(base, grown).changes
+    created = {c.name for c in changes if c.kind == "create"}
+    assert created and all("gpu-agent-3" in name for name in created), sorted(created)
+    assert {"k3s-gpu-agent-3-install", "k3s-gpu-agent-3-ready", "gpu-agent-3-instance"} <= created
+    # Nothing of another node is created, replaced or deleted; the only updates are the peer
+    # firewall rules, which must now admit the new node's address.
+    touched = [c for c in changes if c.kind != "create"]
+    assert {c.kind for c in touched} <= {"update"}
+    assert all(c.type.endswith(("LambdaFirewallRulesetRules", "compute/firewall:Firewall")) for c in touched), [
+        (c.name, c.type) for c in touched
+    ]
+    # Agents join in parallel: the new one waits for the last server, not for another agent.
+    install = step(grown, "gpu-agent-3-install")
+    agents = {step(grown, f"gpu-agent-{i}-install").urn for i in (1, 2)}
+    assert not agents & set(install.dependencies)
+
+
 # --- phases ----------------------------------------------------------------------------------------
 
 
