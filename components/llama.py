@@ -127,7 +127,8 @@ class K3sTarget(Frozen):
     kind: Literal["k3s"] = "k3s"
     cluster: InstanceOf[ClusterHandle]
     namespace: str = Field(default="llm", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-    # Nodes that have the GPU the sizing was done for; the pod may land on any of them.
+    # Nodes that have the GPU the sizing was done for. The first pod may land on any of them; the
+    # model volume (local-path, node-local) then binds to that node and later pods follow it.
     nodes: tuple[str, ...] = Field(min_length=1)
     # The Retain StorageClass of the platform (platform.retainStorage).
     storage_class: str

@@ -342,7 +342,9 @@ class GpuNode:
 
 @dataclass(frozen=True)
 class Placement:
-    nodes: tuple[str, ...]  # every node with the chosen GPU; the pod may land on any of them
+    # Every node with the chosen GPU: where the first pod may land. The model volume is node-local
+    # (K3s local-path), so once bound it keeps the server on that node.
+    nodes: tuple[str, ...]
     sizing: ServerSizing
 
 
