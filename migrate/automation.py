@@ -74,6 +74,7 @@ class StackHandle(Protocol):
         message: str | None = None,
         policy_packs: list[str] | None = None,
         policy_pack_configs: list[str] | None = None,
+        refresh: bool | None = None,
         color: str | None = None,
         on_output: Callable[[str], Any] | None = None,
     ) -> Any: ...
@@ -83,6 +84,7 @@ class StackHandle(Protocol):
         message: str | None = None,
         policy_packs: list[str] | None = None,
         policy_pack_configs: list[str] | None = None,
+        refresh: bool | None = None,
         color: str | None = None,
         on_output: Callable[[str], Any] | None = None,
     ) -> Any: ...
@@ -470,9 +472,12 @@ def _apply(handle: StackHandle, move: Move, restore_to: str | None, yes: bool, d
     handle.set_config(PHASE_KEY, ConfigValue(value=target.id))
     deployed = False
     try:
-        console.print(f"[bold]2/4[/] pulumi preview --policy-pack policy ({target.id})")
+        console.print(f"[bold]2/4[/] pulumi preview --refresh --policy-pack policy ({target.id})")
         with console.status("pulumi preview …"):
             preview = handle.preview(
+                # Refresh first: the backup verifications re-read their objects then, so a backup
+                # deleted or changed since it was verified stops the move at preview, not midway.
+                refresh=True,
                 policy_packs=[str(POLICY_PACK)],
                 policy_pack_configs=_policy_pack_configs(move.stack),
                 on_output=_stream(console),
@@ -482,9 +487,10 @@ def _apply(handle: StackHandle, move: Move, restore_to: str | None, yes: bool, d
         if not yes and not deps.confirm(f"Deploy {target.id} to stack {move.stack}?"):
             console.print("declined; nothing was deployed")
             return EXIT_FAILED
-        console.print(f"[bold]3/4[/] pulumi up ({target.id})")
+        console.print(f"[bold]3/4[/] pulumi up --refresh ({target.id})")
         with console.status("pulumi up …"):
             result = handle.up(
+                refresh=True,
                 policy_packs=[str(POLICY_PACK)],
                 policy_pack_configs=_policy_pack_configs(move.stack),
                 on_output=_stream(console),

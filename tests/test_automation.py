@@ -37,6 +37,8 @@ def _cmd_error(stderr: str, cls: type[CommandError] = CommandError) -> CommandEr
 
 
 def _packs(kwargs: dict[str, Any]) -> tuple[str, ...]:
+    # Every real run refreshes first (backups re-read), so the fake refuses one that does not.
+    assert kwargs.get("refresh") is True, "preview and up must refresh"
     return (*kwargs["policy_packs"], *(kwargs.get("policy_pack_configs") or ()))
 
 
