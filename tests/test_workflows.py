@@ -216,6 +216,7 @@ def test_deploy_ups_dev_on_merge_then_prod_behind_the_production_environment() -
         ups = [s for s in job["steps"] if s.get("with", {}).get("command") == "up"]
         assert len(ups) == 1 and ups[0]["with"]["stack-name"] == stack
         assert ups[0]["with"]["policyPacks"] == "policy"
+        assert ups[0]["with"]["refresh"] is True  # backups re-read before anything depends on them
         # The real run enforces the levels `migrate check` enforces offline.
         config = ups[0]["with"]["policyPackConfigs"]
         assert config == f"policy/config.{stack}.json" and (ROOT / config).is_file()
