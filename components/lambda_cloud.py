@@ -223,8 +223,10 @@ class LambdaInstanceProvider(_LambdaProvider):
         for inst in client.list_instances():
             if inst.name != props["name"] or inst.status not in LIVE_STATES:
                 continue
-            # An instance of an older spec is the one a replacement is replacing: never adopt it.
-            if inst.tags and inst.tags.get(TAG_SPEC) != spec:
+            # Only an instance this resource launched carries its spec tag (set in the launch
+            # request itself). One of an older spec is the one a replacement replaces, and an
+            # untagged one of the same name was launched by hand: never adopt either.
+            if (inst.tags or {}).get(TAG_SPEC) != spec:
                 continue
             if (inst.region, inst.instance_type) in allowed:
                 return inst

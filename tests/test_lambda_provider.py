@@ -239,6 +239,20 @@ def test_a_replacement_never_adopts_the_instance_it_replaces(fake: FakeLambda, c
     assert fake.launches == 2
 
 
+def test_an_untagged_instance_of_the_same_name_is_never_adopted(fake: FakeLambda, clock: FakeClock) -> None:
+    # Someone launched one by hand under the name this resource uses: it is not ours to manage
+    # (or to terminate on `pulumi destroy`), so the provider launches its own.
+    props = account(fake, clock)
+    p = providers(clock)["instance"]
+    ours = p.create(props)
+    manual = dict(fake.instances[ours.id], id="f" * 32, tags=[])
+    p.delete(ours.id, ours.outs)
+    fake.instances[manual["id"]] = {**manual, "status": "active"}
+    again = p.create(props)
+    assert again.id not in (manual["id"], ours.id)
+    assert fake.instances[manual["id"]]["status"] == "active"  # left alone
+
+
 def test_a_forced_replacement_with_the_same_spec_launches_a_new_instance(fake: FakeLambda, clock: FakeClock) -> None:
     # `pulumi up --replace`: same inputs, so the same name and spec tag. Were the new instance
     # created first, create() would adopt the old one (same name, same spec) and the engine
