@@ -15,7 +15,6 @@ it, so tests never wait. Every request is kept in `requests`, to assert on what 
 from __future__ import annotations
 
 import base64
-import functools
 import gzip
 import io
 import json
@@ -30,55 +29,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.fakes.openapi import OpenApiRequest, OpenApiResponse, describe, load_spec
+
 SPEC_PATH = Path(__file__).resolve().parents[3] / "shared" / "specs" / "fly-machines-openapi.yaml"
 PREFIX = "/v1"
 SPEC_HOST = "https://api.machines.dev"  # the spec's server is https://api.machines.dev/v1
 EXPORT_MARKER = b"#FLY-EXPORT-OK"
-
-
-@functools.lru_cache(maxsize=2)
-def load_spec(path: str) -> tuple[Any, dict[str, Any]]:
-    import yaml
-    from openapi_core import OpenAPI
-
-    raw = yaml.safe_load(Path(path).read_text())
-    return OpenAPI.from_dict(raw), raw
-
-
-class _OpenApiRequest:
-    def __init__(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes | None) -> None:
-        from openapi_core.datatypes import RequestParameters
-        from werkzeug.datastructures import Headers, ImmutableMultiDict
-
-        self.host_url = SPEC_HOST
-        self.path = path
-        self.method = method.lower()
-        self.body = body or None
-        self.content_type = headers.get("Content-Type") or "application/json"
-        self.parameters = RequestParameters(
-            query=ImmutableMultiDict(parse_qs(query)), header=Headers(headers), cookie=ImmutableMultiDict({})
-        )
-
-
-class _OpenApiResponse:
-    def __init__(self, status: int, body: bytes, content_type: str) -> None:
-        from werkzeug.datastructures import Headers
-
-        self.status_code = status
-        self.data = body
-        self.content_type = content_type
-        self.headers = Headers({"Content-Type": content_type} if content_type else {})
-
-
-def _describe(exc: BaseException) -> str:
-    parts = [f"{type(exc).__name__}: {exc}"]
-    cause = exc.__cause__
-    while cause is not None:
-        parts.append(f"{type(cause).__name__}: {cause}")
-        for sub in getattr(cause, "schema_errors", ()) or ():
-            parts.append(f"  {sub.message}")
-        cause = cause.__cause__
-    return " <- ".join(parts)
 
 
 @dataclass
@@ -248,15 +204,15 @@ class FakeFly:
 
     # --- validation ------------------------------------------------------------------------------
 
-    def _validate_request(self, req: _OpenApiRequest) -> None:
+    def _validate_request(self, req: OpenApiRequest) -> None:
         if self._spec is None:
             return
         try:
             self._spec[0].validate_request(req)
         except Exception as exc:
-            self.violations.append(f"request {req.method.upper()} {req.path}: {_describe(exc)}")
+            self.violations.append(f"request {req.method.upper()} {req.path}: {describe(exc)}")
 
-    def _documented(self, req: _OpenApiRequest, status: int) -> bool:
+    def _documented(self, req: OpenApiRequest, status: int) -> bool:
         raw = self._spec[1] if self._spec else {}
         for template, ops in raw.get("paths", {}).items():
             rx = "^" + PREFIX + re.sub(r"\{[^}]+\}", "[^/]+", template) + "$"
@@ -264,7 +220,7 @@ class FakeFly:
                 return str(status) in ops[req.method].get("responses", {})
         return False
 
-    def _validate_response(self, req: _OpenApiRequest, status: int, body: bytes, content_type: str) -> None:
+    def _validate_response(self, req: OpenApiRequest, status: int, body: bytes, content_type: str) -> None:
         if self._spec is None:
             return
         if not self._documented(req, status):
@@ -295,11 +251,13 @@ class FakeFly:
                 )
             return
         try:
-            self._spec[0].validate_response(req, _OpenApiResponse(status, body, content_type))
+            self._spec[0].validate_response(
+                req, OpenApiResponse(status, body, {"Content-Type": content_type} if content_type else {})
+            )
         except Exception as exc:
-            self.violations.append(f"response {status} to {req.method.upper()} {req.path}: {_describe(exc)}")
+            self.violations.append(f"response {status} to {req.method.upper()} {req.path}: {describe(exc)}")
 
-    def _declared_content(self, req: _OpenApiRequest, status: int) -> dict[str, Any]:
+    def _declared_content(self, req: OpenApiRequest, status: int) -> dict[str, Any]:
         raw = self._spec[1] if self._spec else {}
         for template, ops in raw.get("paths", {}).items():
             rx = "^" + PREFIX + re.sub(r"\{[^}]+\}", "[^/]+", template) + "$"
@@ -574,7 +532,7 @@ class FakeFly:
                     )
                     req = None
                 else:
-                    req = _OpenApiRequest(method, url.path, url.query, headers, raw)
+                    req = OpenApiRequest(SPEC_HOST, method, url.path, url.query, headers=headers, body=raw)
                     fake._validate_request(req)
                     fault = fake._fault(method, url.path)
                     if not fake._authorised(headers):

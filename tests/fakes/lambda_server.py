@@ -13,7 +13,6 @@ so tests never wait on a clock.
 
 from __future__ import annotations
 
-import functools
 import json
 import threading
 import time
@@ -27,59 +26,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from components.catalog import LAMBDA_INSTANCE_TYPES, LAMBDA_REGIONS
+from tests.fakes.openapi import OpenApiRequest, OpenApiResponse, describe, load_spec
 
 SPEC_PATH = Path(__file__).resolve().parents[3] / "shared" / "specs" / "lambda-cloud-openapi-1.8.3.json"
 PREFIX = "/api/v1"
 SPEC_HOST = "https://cloud.lambda.ai"  # the spec's server; validation pretends requests went there
 
 INSUFFICIENT = "instance-operations/launch/insufficient-capacity"
-
-
-@functools.lru_cache(maxsize=2)
-def load_spec(path: str) -> tuple[Any, dict[str, Any]]:
-    """(openapi-core OpenAPI, raw document); loading takes seconds, so once per session."""
-    from openapi_core import OpenAPI
-
-    raw = json.loads(Path(path).read_text())
-    return OpenAPI.from_dict(raw), raw
-
-
-class _OpenApiRequest:
-    def __init__(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes | None) -> None:
-        from openapi_core.datatypes import RequestParameters
-        from werkzeug.datastructures import Headers, ImmutableMultiDict
-
-        self.host_url = SPEC_HOST
-        self.path = path
-        self.method = method.lower()
-        self.body = body or None
-        self.content_type = headers.get("Content-Type") or "application/json"
-        from urllib.parse import parse_qs
-
-        self.parameters = RequestParameters(
-            query=ImmutableMultiDict(parse_qs(query)), header=Headers(headers), cookie=ImmutableMultiDict({})
-        )
-
-
-class _OpenApiResponse:
-    def __init__(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-        from werkzeug.datastructures import Headers
-
-        self.status_code = status
-        self.data = body
-        self.content_type = "application/json"
-        self.headers = Headers(headers)
-
-
-def _describe(exc: BaseException) -> str:
-    parts = [f"{type(exc).__name__}: {exc}"]
-    cause = exc.__cause__
-    while cause is not None:
-        parts.append(f"{type(cause).__name__}: {cause}")
-        for sub in getattr(cause, "schema_errors", ()) or ():
-            parts.append(f"  {sub.message}")
-        cause = cause.__cause__
-    return " <- ".join(parts)
 
 
 @dataclass
@@ -155,26 +108,26 @@ class FakeLambda:
 
     # --- validation --------------------------------------------------------------------------
 
-    def _validate_request(self, req: _OpenApiRequest) -> None:
+    def _validate_request(self, req: OpenApiRequest) -> None:
         if self._spec is None:
             return
         try:
             self._spec[0].validate_request(req)
         except Exception as exc:
-            self.violations.append(f"request {req.method.upper()} {req.path}: {_describe(exc)}")
+            self.violations.append(f"request {req.method.upper()} {req.path}: {describe(exc)}")
 
-    def _validate_response(self, req: _OpenApiRequest, status: int, body: bytes, headers: dict[str, str]) -> None:
+    def _validate_response(self, req: OpenApiRequest, status: int, body: bytes, headers: dict[str, str]) -> None:
         if self._spec is None:
             return
         if status == 429 or status >= 500:
             self._validate_envelope(req, status, json.loads(body))
             return
         try:
-            self._spec[0].validate_response(req, _OpenApiResponse(status, body, headers))
+            self._spec[0].validate_response(req, OpenApiResponse(status, body, headers))
         except Exception as exc:
-            self.violations.append(f"response {status} to {req.method.upper()} {req.path}: {_describe(exc)}")
+            self.violations.append(f"response {status} to {req.method.upper()} {req.path}: {describe(exc)}")
 
-    def _validate_envelope(self, req: _OpenApiRequest, status: int, doc: Any) -> None:
+    def _validate_envelope(self, req: OpenApiRequest, status: int, doc: Any) -> None:
         import jsonschema
 
         raw = self._spec[1] if self._spec else {}
@@ -404,7 +357,7 @@ class FakeLambda:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 headers = {k: v for k, v in self.headers.items()}
-                req = _OpenApiRequest(self.command, split.path, split.query, headers, raw)
+                req = OpenApiRequest(SPEC_HOST, self.command, split.path, split.query, headers=headers, body=raw)
                 fake._validate_request(req)
                 body = json.loads(raw) if raw else {}
                 status, doc, extra = fake._answer(self.command, split.path, body, headers)
