@@ -102,7 +102,15 @@ class ServerSizing(Frozen):
     compute_bytes: int
     gpu_budget_bytes: int  # usable GPU memory (after the time-slicing share), 0 on CPU
     gpu_needed_bytes: int  # what the chosen offload puts on the GPU, overheads and margin included
-    host_needed_bytes: int  # what stays in host RAM: CPU-side layers with their KV cache, + overhead
+
+    @property
+    def host_needed_bytes(self) -> int:
+        """What stays in host RAM: the CPU-side layers with their KV cache, plus the overhead
+        (and on the CPU, the compute buffer, which otherwise sits on the GPU)."""
+        cpu_layers = max(0, self.n_layers - self.n_gpu_layers)
+        on_cpu = int((self.weights_bytes + self.kv_bytes) * cpu_layers / self.n_layers)
+        compute = self.compute_bytes if self.gpu == "cpu" else 0
+        return on_cpu + compute + HOST_OVERHEAD_BYTES
 
     def args(self) -> list[str]:
         """The llama-server flags this sizing stands for (model path, host, port etc. come elsewhere)."""
@@ -204,10 +212,6 @@ def size_server(
     return sizing
 
 
-def _host_bytes(weights: int, kv: int, n_layers: int, cpu_layers: int, extra: int = 0) -> int:
-    return int((weights + kv) * cpu_layers / n_layers) + extra + HOST_OVERHEAD_BYTES
-
-
 def _size(
     model: GgufModel,
     gpu_model: str | None,
@@ -250,7 +254,6 @@ def _size(
             compute_bytes=compute_bytes(model, batch),
             gpu_budget_bytes=0,
             gpu_needed_bytes=0,
-            host_needed_bytes=_host_bytes(weights, kv, model.n_layers, model.n_layers, compute_bytes(model, batch)),
         )
 
     info = GPUS.get(gpu_model)
@@ -286,7 +289,6 @@ def _size(
             compute_bytes=compute_bytes(model, ubatch),
             gpu_budget_bytes=total,
             gpu_needed_bytes=need,
-            host_needed_bytes=_host_bytes(weights, kv, model.n_layers, 0),
         )
 
     short = f"{model.name} needs {_gib(full_need)} on the GPU for full offload; {gpu_model} x {gpu_count}"
@@ -327,7 +329,6 @@ def _size(
         compute_bytes=compute_bytes(model, ubatch),
         gpu_budget_bytes=total,
         gpu_needed_bytes=int(ngl * per_layer) + compute_bytes(model, ubatch) + fixed,
-        host_needed_bytes=_host_bytes(weights, kv, model.n_layers, model.n_layers - ngl),
     )
 
 
