@@ -47,6 +47,7 @@ from components import nvidia, versions
 from components.handles import ClusterHandle, HostHandle
 from components.model import Frozen
 from components.models import GgufModel
+from components.services import namespace_ingress_policy
 from components.sizing import GIB, ServerSizing
 
 if TYPE_CHECKING:
@@ -417,20 +418,10 @@ class LlamaServer(pulumi.ComponentResource):
         )
         # Only this namespace (the router) and Prometheus reach the server; the API key is the
         # second lock. K3s enforces NetworkPolicy with its embedded kube-router controller.
-        sources: list[dict[str, Any]] = [{"pod_selector": {}}]
-        if t.monitoring_namespace:
-            sources.append(
-                {"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": t.monitoring_namespace}}}
-            )
-        policy: Any = {
-            "pod_selector": {"match_labels": labels},
-            "policy_types": ["Ingress"],
-            "ingress": [{"from": sources, "ports": [{"port": "http", "protocol": "TCP"}]}],
-        }
         k8s.networking.v1.NetworkPolicy(
             f"{name}-ingress",
             metadata={"name": "llama-ingress", "namespace": ns, "labels": labels},
-            spec=policy,
+            spec=namespace_ingress_policy(labels, [t.monitoring_namespace] if t.monitoring_namespace else []),
             opts=child(depends_on=in_ns),
         )
         if t.monitor_labels is not None:

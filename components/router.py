@@ -31,6 +31,7 @@ from pydantic import Field, InstanceOf, model_validator
 from components import versions
 from components.handles import ClusterHandle
 from components.model import Frozen
+from components.services import namespace_ingress_policy
 
 PORT = 4000
 CLOUD_GROUP = "cloud-fallback"
@@ -256,20 +257,10 @@ class Router(pulumi.ComponentResource):
             },
             opts=child(depends_on=args.depends_on),
         )
-        sources: list[dict[str, Any]] = [{"pod_selector": {}}]
-        sources += [
-            {"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": client}}}
-            for client in args.client_namespaces
-        ]
-        policy: Any = {
-            "pod_selector": {"match_labels": labels},
-            "policy_types": ["Ingress"],
-            "ingress": [{"from": sources, "ports": [{"port": "http", "protocol": "TCP"}]}],
-        }
         k8s.networking.v1.NetworkPolicy(
             f"{name}-ingress",
             metadata={"name": "router-ingress", "namespace": ns, "labels": labels},
-            spec=policy,
+            spec=namespace_ingress_policy(labels, args.client_namespaces),
             opts=child(depends_on=args.depends_on),
         )
         if args.replicas > 1:

@@ -325,6 +325,21 @@ def secret_env(refs: Sequence[SecretEnv]) -> list[dict[str, Any]]:
     ]
 
 
+def namespace_ingress_policy(labels: Mapping[str, str], from_namespaces: Sequence[str] = ()) -> dict[str, Any]:
+    """A NetworkPolicy spec: the pods `labels` select take traffic on their `http` port from their
+    own namespace and from `from_namespaces`, and from nowhere else."""
+    sources: list[dict[str, Any]] = [{"pod_selector": {}}]
+    sources += [
+        {"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": namespace}}}
+        for namespace in from_namespaces
+    ]
+    return {
+        "pod_selector": {"match_labels": dict(labels)},
+        "policy_types": ["Ingress"],
+        "ingress": [{"from": sources, "ports": [{"port": "http", "protocol": "TCP"}]}],
+    }
+
+
 def k8s_opts(
     parent: pulumi.Resource,
     cluster: ClusterHandle,
