@@ -74,8 +74,8 @@ class VerifiedBackup:
     size: pulumi.Output[int]
     resource: pulumi.Resource  # the verification resource; destructive steps depend on it
     # Every object the verification re-read ({"key", "sha256", "size"}), the first included: a Fly
-    # app's backup is its manifest plus one archive per volume. None: only the first is known.
-    objects: pulumi.Output[list[dict[str, Any]]] | None = None
+    # app's backup is its manifest plus one archive per volume.
+    objects: pulumi.Output[list[dict[str, Any]]]
 
 
 @dataclass(frozen=True)

@@ -271,7 +271,4 @@ def build(loaded: Loaded, phase: Phase) -> dict[str, Any]:
 
 
 def _named_objects(name: str, backup: VerifiedBackup) -> pulumi.Output[list[dict[str, Any]]]:
-    if backup.objects is None:
-        one = {"name": name, "key": backup.key, "sha256": backup.sha256, "size": backup.size}
-        return pulumi.Output.from_input([one])
     return backup.objects.apply(lambda objs: [{"name": name, **obj} for obj in objs])

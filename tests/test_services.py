@@ -143,7 +143,12 @@ SECRETS = PlatformSecrets(
 )
 VERIFIED = {
     s: VerifiedBackup(
-        name=s, key=cast(Any, "k"), sha256=cast(Any, "0" * 64), size=cast(Any, 1), resource=cast(Any, None)
+        name=s,
+        key=cast(Any, "k"),
+        sha256=cast(Any, "0" * 64),
+        size=cast(Any, 1),
+        resource=cast(Any, None),
+        objects=cast(Any, [{"key": "k", "sha256": "0" * 64, "size": 1}]),
     )
     for s in ("qdrant", "redis", "postgres")
 }
