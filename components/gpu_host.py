@@ -42,8 +42,9 @@ GCP_PIN_SCRIPT = SCRIPTS / "gcp-pin-host-key.sh"
 HOST_READY_SCRIPT = SCRIPTS / "host-ready.sh"
 
 
-def render_cloud_init(host_private_key: str, host_public_key: str, template: Path = CLOUD_INIT_TEMPLATE) -> str:
-    """The cloud-init user data that installs a host key. Pure: file in, text out."""
+def render_cloud_init(host_private_key: str, host_public_key: str, template: str | None = None) -> str:
+    """The cloud-init user data that installs a host key. Pure given `template` (the template text;
+    None reads components/scripts/cloud-init-host-key.yaml)."""
     private = host_private_key.strip()
     public = " ".join(host_public_key.split()[:2])
     if not private.startswith("-----BEGIN OPENSSH PRIVATE KEY-----"):
@@ -53,9 +54,8 @@ def render_cloud_init(host_private_key: str, host_public_key: str, template: Pat
     # The private key goes into a YAML block scalar: every line after the first needs the indent
     # the template gives the placeholder.
     indent = "\n    "
-    return string.Template(template.read_text()).substitute(
-        host_private_key=indent.join(private.splitlines()), host_public_key=public
-    )
+    text = CLOUD_INIT_TEMPLATE.read_text() if template is None else template
+    return string.Template(text).substitute(host_private_key=indent.join(private.splitlines()), host_public_key=public)
 
 
 def ssh_keys_metadata(user: str, public_key: str) -> str:
@@ -184,8 +184,10 @@ class GpuHost(pulumi.ComponentResource):
         assert host.lambda_ is not None and access.lambda_api_key is not None
         assert access.lambda_ssh_key_name is not None
         regions = dict.fromkeys(c.region for c in host.lambda_.candidates)
+        # The template is read here, not inside the apply: an apply is a pure transform.
+        template = CLOUD_INIT_TEMPLATE.read_text()
         user_data = pulumi.Output.all(host_key.private_key_openssh, host_key.public_key_openssh).apply(
-            lambda keys: render_cloud_init(keys[0], keys[1])
+            lambda keys: render_cloud_init(keys[0], keys[1], template)
         )
         instance = LambdaInstance(
             f"{name}-instance",
@@ -211,6 +213,7 @@ class GpuHost(pulumi.ComponentResource):
         assert g is not None
         vm_name = lambda_name(args.resource_prefix, host.name)[:63].rstrip("-")
         tag = vm_name
+        startup_script = GCP_PIN_SCRIPT.read_text()  # read here: the apply below stays pure
         metadata: pulumi.Output[dict[str, str]] = pulumi.Output.all(
             access.admin_public_key, host_key.private_key_openssh, host_key.public_key_openssh
         ).apply(
@@ -218,7 +221,7 @@ class GpuHost(pulumi.ComponentResource):
                 "ssh-keys": ssh_keys_metadata(host.ssh_user, v[0]),
                 "pinned-ssh-host-key": v[1],
                 "pinned-ssh-host-key-pub": " ".join(v[2].split()[:2]),
-                "startup-script": GCP_PIN_SCRIPT.read_text(),
+                "startup-script": startup_script,
                 # Deep Learning VM images install the NVIDIA driver on first boot when asked.
                 "install-nvidia-driver": "True",
                 # Keys come from this metadata only, never from project-wide keys or OS Login.
