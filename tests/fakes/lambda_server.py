@@ -431,6 +431,15 @@ class FakeClock:
     def monotonic(self) -> float:
         return self.now
 
+    # A provider carrying this clock is pickled into the provider host (tests/provider_host.py):
+    # the lock is not state, so it is left out and made anew there.
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def sleep(self, seconds: float) -> None:
         with self._lock:
             self.sleeps.append(seconds)
