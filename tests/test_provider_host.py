@@ -18,6 +18,7 @@ What is proven here, for every dynamic resource type:
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,7 @@ from components.lambda_cloud import (
     lambda_name,
 )
 from components.phases import phase_ids
+from migrate.harness import RecordedResource
 from tests.conftest import STACKS, recorded
 from tests.fakes.fly_server import FakeFly, fake_fly
 from tests.fakes.lambda_server import FakeClock, FakeLambda, fake_lambda
@@ -465,11 +467,41 @@ def _first_preview_inputs(inputs: dict[str, Any], unknown: set[str], leaves: boo
 
 PHASE_CASES = [(s, p) for s in STACKS for p in phase_ids()]
 
+# Phases are cumulative, so most resources recur unchanged from phase to phase: each distinct
+# call is made once per process and its verdict reused (still reported under every phase).
+_VERDICTS: dict[str, list[str]] = {}
+
+
+def _verdict(host: ProviderHost, call: str, r: RecordedResource, news: dict[str, Any], old: Any) -> list[str]:
+    key = json.dumps([call, r.type, r.name, news, old and old.outputs, old and old.inputs], sort_keys=True)
+    if key not in _VERDICTS:
+        wire = {**news, PROVIDER_KEY: with_provider_blob(r.type)}
+        problems: list[str] = []
+        try:
+            if call == "Check":
+                failures = host.check(r.type, r.name, wire).failures
+                problems += [f"Check failed {failures}"] if failures else []
+            else:
+                olds = {**old.outputs, PROVIDER_KEY: wire[PROVIDER_KEY]}
+                host.diff(r.type, r.name, r.urn, old_outputs=olds, news=wire, old_inputs=old.inputs)
+        except ProviderError as exc:
+            problems.append(f"{call}: {str(exc).strip().splitlines()[-1]}")
+        _VERDICTS[key] = [f"{r.name} ({r.type}) {p}" for p in problems]
+    return _VERDICTS[key]
+
+
+_BLOBS: dict[str, str] = {}
+
+
+def with_provider_blob(type_: str) -> str:
+    """The `__provider` of a type as the program makes it (default settings: these calls never reach an API)."""
+    if type_ not in _BLOBS:
+        _BLOBS[type_] = with_provider(PROVIDERS[type_](), {})[PROVIDER_KEY]
+    return _BLOBS[type_]
+
 
 @pytest.mark.parametrize(("stack", "phase"), PHASE_CASES, ids=[f"{s}-{p}" for s, p in PHASE_CASES])
-def test_first_preview_of_every_phase_passes_check_and_diff(
-    host: ProviderHost, fakes: Fakes, stack: str, phase: str
-) -> None:
+def test_first_preview_of_every_phase_passes_check_and_diff(host: ProviderHost, stack: str, phase: str) -> None:
     """The recorded program's dynamic resources, with a first preview's unknowns, through the host.
 
     In a preview the engine creates nothing, so every output of a resource being created is
@@ -479,40 +511,54 @@ def test_first_preview_of_every_phase_passes_check_and_diff(
     this phase adds. Secret inputs carry the harness's placeholder: these calls only check and diff.
     """
     plan = recorded(stack, phase)
-    previous = recorded(stack, phase_ids()[phase_ids().index(phase) - 1]) if phase != phase_ids()[0] else None
-    before = previous.by_urn() if previous else {}
+    index = phase_ids().index(phase)
+    before = recorded(stack, phase_ids()[index - 1]).by_urn() if index else {}
     custom = {r.urn for r in plan.resources if r.custom}
-    blobs: dict[str, str] = {}
+    dynamic = [r for r in plan.resources if r.type in PROVIDERS]
     problems: list[str] = []
-    calls = 0
-    for r in plan.resources:
-        if r.type not in PROVIDERS:
-            continue
-        if r.type not in blobs:
-            blobs[r.type] = with_provider(fakes.provider(r.type), {})[PROVIDER_KEY]
-        blob = blobs[r.type]
+    for r in dynamic:
         fed = {k for k, deps in r.property_dependencies.items() if set(deps) & custom}
         new = {k for k, deps in r.property_dependencies.items() if set(deps) & (custom - set(before))}
         for leaves in (False, True):
-            news = {**_first_preview_inputs(r.inputs, fed, leaves), PROVIDER_KEY: blob}
-            try:
-                checked = host.check(r.type, r.name, news)
-                calls += 1
-                if checked.failures:
-                    problems.append(f"{r.name} ({r.type}): Check failed {checked.failures}")
-                if r.urn in before:
-                    old = before[r.urn]
-                    news = {**_first_preview_inputs(r.inputs, new, leaves), PROVIDER_KEY: blob}
-                    host.diff(
-                        r.type,
-                        r.name,
-                        r.urn,
-                        old_outputs={**old.outputs, PROVIDER_KEY: blob},
-                        news=news,
-                        old_inputs=old.inputs,
-                    )
-                    calls += 1
-            except ProviderError as exc:
-                problems.append(f"{r.name} ({r.type}): {str(exc).strip().splitlines()[-1]}")
+            problems += _verdict(host, "Check", r, _first_preview_inputs(r.inputs, fed, leaves), None)
+            if r.urn in before:
+                problems += _verdict(host, "Diff", r, _first_preview_inputs(r.inputs, new, leaves), before[r.urn])
     assert problems == [], "\n".join(problems)
-    assert calls or not [r for r in plan.resources if r.type in PROVIDERS]
+    assert dynamic, f"{stack} {phase} records no dynamic resource; the Fly apps are adopted in every phase"
+
+
+# --- one credential rule: the environment wins over what state holds ------------------------------------
+
+
+def test_a_rotated_key_in_the_environment_refreshes_and_destroys_what_state_holds_a_stale_key_for(
+    host: ProviderHost, fakes: Fakes
+) -> None:
+    """After a key rotation the state still holds the old key; the `pulumi` process has the new one.
+
+    The fakes accept only the current key, so each call below succeeds only if the provider took
+    the environment's key over the stored one. The same calls on the host without the variables
+    fail, which shows the stored key really is stale.
+    """
+    made = build_estate(host, fakes, "c")
+    stale = {"api_key": "rotated-away-lambda-key", "token": "rotated-away-fly-token"}
+
+    def stored(m: Made) -> dict[str, Any]:
+        return {k: stale.get(k, v) for k, v in m.outputs.items()}
+
+    key, app, freeze = made[KEY], made[APP], made[FREEZE]
+    with pytest.raises(ProviderError, match="API key was rejected"):
+        host.read(KEY, key.name, key.id_, outputs=stored(key), inputs=stored(key))
+    with pytest.raises(ProviderError, match="401"):
+        host.read(APP, app.name, app.id_, outputs=stored(app), inputs=stored(app))
+
+    rotated_env = {"LAMBDA_API_URL": fakes.lam.base_url, "LAMBDA_API_KEY": LAMBDA_KEY, "FLY_API_TOKEN": FLY_TOKEN}
+    with provider_host(rotated_env) as rotated:
+        # pulumi refresh
+        assert rotated.read(KEY, key.name, key.id_, outputs=stored(key), inputs=stored(key))[0] == key.id_
+        assert rotated.read(APP, app.name, app.id_, outputs=stored(app), inputs=stored(app))[1]["exists"] is True
+        # pulumi destroy (a rollback): the frozen machines start again, the key goes
+        rotated.delete(FREEZE, freeze.name, freeze.id_, outputs=stored(freeze), old_inputs=stored(freeze))
+        rotated.delete(KEY, key.name, key.id_, outputs=stored(key), old_inputs=stored(key))
+    was_running = freeze.outputs["was_running"]
+    assert {fakes.fly.state_of(freeze.inputs["app"], m) for m in was_running} == {"started"}
+    assert key.id_ not in fakes.lam.ssh_keys
