@@ -123,6 +123,25 @@ class ProviderHost:
     def _request(type_: str, name: str) -> dict[str, str]:
         return {"urn": urn_of(type_, name), "type": type_, "name": name}
 
+    def _change(  # noqa: PLR0917 - private; the public calls take these by keyword
+        self,
+        type_: str,
+        name: str,
+        id_: str,
+        old_outputs: Mapping[str, Any],
+        news: Mapping[str, Any],
+        old_inputs: Mapping[str, Any] | None,
+        secrets: frozenset[str],
+    ) -> dict[str, Any]:
+        """Diff and Update carry the same fields: the old outputs as `olds`, the new inputs, the old inputs."""
+        return {
+            **self._request(type_, name),
+            "id": id_,
+            "olds": self._wire(old_outputs, secrets),
+            "news": self._wire(news, secrets),
+            "old_inputs": self._wire(old_inputs or {}, secrets),
+        }
+
     # --- the calls ----------------------------------------------------------------------------
 
     def check(
@@ -157,16 +176,8 @@ class ProviderHost:
         old_inputs: Mapping[str, Any] | None = None,
         secrets: frozenset[str] = frozenset(),
     ) -> Diffed:
-        response = self._call(
-            "Diff",
-            provider_pb2.DiffRequest(
-                **self._request(type_, name),
-                id=id_,
-                olds=self._wire(old_outputs, secrets),
-                news=self._wire(news, secrets),
-                old_inputs=self._wire(old_inputs or {}, secrets),
-            ),
-        )
+        fields = self._change(type_, name, id_, old_outputs, news, old_inputs, secrets)
+        response = self._call("Diff", provider_pb2.DiffRequest(**fields))
         return Diffed(response.changes, list(response.replaces), response.deleteBeforeReplace)
 
     def create(
@@ -209,16 +220,8 @@ class ProviderHost:
         old_inputs: Mapping[str, Any] | None = None,
         secrets: frozenset[str] = frozenset(),
     ) -> dict[str, Any]:
-        response = self._call(
-            "Update",
-            provider_pb2.UpdateRequest(
-                **self._request(type_, name),
-                id=id_,
-                olds=self._wire(old_outputs, secrets),
-                news=self._wire(news, secrets),
-                old_inputs=self._wire(old_inputs or {}, secrets),
-            ),
-        )
+        fields = self._change(type_, name, id_, old_outputs, news, old_inputs, secrets)
+        response = self._call("Update", provider_pb2.UpdateRequest(**fields))
         return rpc.deserialize_properties(response.properties)
 
     def delete(
