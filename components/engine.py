@@ -84,7 +84,9 @@ def known_inputs(method: _Method) -> _Method:
 
     The engine resolves every input before it creates or updates a resource, so an unknown here is
     a broken promise, not bad input; acting on it (e.g. launching with a placeholder) would be worse
-    than stopping.
+    than stopping. (Today's provider host deserializes Create/Update properties without keeping
+    unknowns, so one would arrive there as a missing key instead; this guards direct calls and any
+    host that keeps them.)
     """
 
     @functools.wraps(method)
