@@ -507,7 +507,7 @@ def _note_resources_in_applies(found: list[str]) -> None:
                 return
             frame = frame.f_back  # type: ignore[assignment]
 
-    pulumi.runtime.register_stack_transformation(check)  # type: ignore[arg-type]
+    pulumi.runtime.register_stack_transformation(check)
 
 
 def _run(
