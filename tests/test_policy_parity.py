@@ -347,7 +347,8 @@ def engines() -> Iterator[dict[bool, Engine]]:
 @pytest.mark.parametrize("stack", STACKS)
 def test_recorded_phases_get_the_same_diagnostics(stack: str, engines: dict[bool, Engine]) -> None:
     """Every phase, both views. The preview view is each phase's first `pulumi preview` (issue 12):
-    under the engine as offline, the pack reports no mandatory violation on it."""
+    it has the update's resources, and under the engine as offline the pack reports no mandatory
+    violation on it."""
     checked = cant_run = 0
     for phase in phase_ids():
         for preview in (True, False):
@@ -363,6 +364,9 @@ def test_recorded_phases_get_the_same_diagnostics(stack: str, engines: dict[bool
             assert not mandatory, f"{stack} {phase}: {mandatory[:5]}"
             if preview:
                 cant_run += sum(1 for d in engine if d[3] == CANT_RUN)
+                # The first preview shows exactly the resources the update creates.
+                update = recorded(stack, phase)
+                assert [(r.urn, r.type) for r in plan.resources] == [(r.urn, r.type) for r in update.resources]
             checked += 1
     assert checked >= 2 * (len(phase_ids()) - 1)
     # Not vacuous: the previews' unknowns reached the pack and came back as the SDK's advisory notes.
