@@ -46,7 +46,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from migrate.harness import record
     from migrate.plan import counts, critical_path
 
-    recorded = record(args.stack, phase=args.phase, stack_path=_stack_path(args.stack, args.stack_file))
+    recorded = record(
+        args.stack, phase=args.phase, stack_path=_stack_path(args.stack, args.stack_file), preview=args.preview
+    )
     phase = resolve(recorded.phase)
     if args.json:
         path = critical_path(recorded)
@@ -135,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_plan = sub.add_parser("plan", help="the resource tree a phase builds, offline")
     stack_args(p_plan)
     p_plan.add_argument("--phase", help="phase id (default: the stack's gpu-platform:phase)")
+    p_plan.add_argument(
+        "--preview",
+        action="store_true",
+        help="the stack's first `pulumi preview`: outputs of resources being created shown as [unknown]",
+    )
     p_plan.set_defaults(func=cmd_plan)
 
     p_diff = sub.add_parser("diff", help="creates, updates and deletes between two phases")
@@ -162,6 +169,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Exception as exc:
+        from migrate.harness import ResourceInApplyError
+
+        if not isinstance(exc, ResourceInApplyError):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

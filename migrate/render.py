@@ -10,7 +10,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from components.phases import Phase
-from migrate.harness import SECRET, RecordedPlan, RecordedResource
+from migrate.harness import SECRET, UNKNOWN, RecordedPlan, RecordedResource
 from migrate.plan import PlanDiff, counts, critical_path, tree
 
 _KIND_STYLE = {"create": ("+", "green"), "update": ("~", "yellow"), "replace": ("±", "magenta"), "delete": ("-", "red")}
@@ -32,6 +32,10 @@ def _label(res: RecordedResource) -> Text:
     if res.secret_inputs or res.secret_outputs:
         secrets = sorted({p.split(".")[0].split("[")[0] for p in res.secret_inputs} | set(res.secret_outputs))
         text.append(f"  {SECRET} " + ", ".join(secrets), style="yellow")
+    if res.unknown_inputs:
+        # A preview: inputs that wait for another resource's output (the engine's unknowns).
+        unknown = sorted({p.split(".")[0].split("[")[0] for p in res.unknown_inputs})
+        text.append(f"  {UNKNOWN} " + ", ".join(unknown), style="magenta")
     return text
 
 
@@ -42,6 +46,14 @@ def _short(urn: str) -> str:
 def plan(console: Console, p: RecordedPlan, phase: Phase) -> None:
     console.print(Text(f"Plan for stack {p.stack} at phase {phase.id}: {phase.title}", style="bold"))
     console.print(Text(phase.summary, style="dim"))
+    if p.preview:
+        waiting = sum(1 for r in p.resources if r.unknown_inputs)
+        console.print(
+            Text(
+                f"First preview: {waiting} resources have {UNKNOWN} inputs (outputs of resources not yet created)",
+                style="magenta",
+            )
+        )
     custom = sum(1 for r in p.resources if r.custom)
     console.print(f"{len(p.resources)} resources ({custom} custom, {len(p.resources) - custom} components)\n")
 

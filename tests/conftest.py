@@ -24,6 +24,12 @@ def recorded(stack: str, phase: str) -> RecordedPlan:
     return record(stack, phase=phase)
 
 
+@functools.lru_cache(maxsize=64)
+def recorded_preview(stack: str, phase: str) -> RecordedPlan:
+    """The same phase as a new stack's first `pulumi preview` sees it, recorded once per session."""
+    return record(stack, phase=phase, preview=True)
+
+
 @pytest.fixture
 def plan() -> Callable[[str, str], RecordedPlan]:
     return recorded

@@ -7,6 +7,7 @@ config says, as the engine would: the `phase` output becomes the configured phas
 
 from __future__ import annotations
 
+import inspect
 import io
 import re
 import sys
@@ -15,6 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from pulumi import automation as auto
 from pulumi.automation import (
     CommandError,
     CommandResult,
@@ -42,6 +44,12 @@ def _packs(kwargs: dict[str, Any]) -> tuple[str, ...]:
     return (*kwargs["policy_packs"], *(kwargs.get("policy_pack_configs") or ()))
 
 
+def _real(method: str, *args: Any, **kwargs: Any) -> None:
+    """Bind a call to the real `pulumi.automation.Stack` method, so a misspelt keyword or a wrong
+    argument fails here as it would against the real Automation API."""
+    inspect.signature(getattr(auto.Stack, method)).bind(None, *args, **kwargs)
+
+
 class FakeStack:
     def __init__(
         self,
@@ -67,25 +75,30 @@ class FakeStack:
         self._extra = dict(extra_outputs or {})
 
     def get_config(self, key: str) -> ConfigValue:
+        _real("get_config", key)
         self.calls.append(("get_config", key))
         if key not in self.config:
             raise _cmd_error(f"error: configuration key '{key}' not found for stack '{self.name}'")
         return ConfigValue(self.config[key])
 
     def set_config(self, key: str, value: ConfigValue) -> None:
+        _real("set_config", key, value)
         assert isinstance(value, ConfigValue)
         self.calls.append(("set_config", key, value.value))
         self.config[key] = value.value
 
     def remove_config(self, key: str) -> None:
+        _real("remove_config", key)
         self.calls.append(("remove_config", key))
         self.config.pop(key, None)
 
     def outputs(self) -> dict[str, OutputValue]:
+        _real("outputs")
         self.calls.append(("outputs",))
         return dict(self._outputs)
 
     def preview(self, **kwargs: Any) -> PreviewResult:
+        _real("preview", **kwargs)
         self.calls.append(("preview", _packs(kwargs), self.config.get(PHASE_KEY)))
         kwargs["on_output"]("Previewing update (dev):\n")
         if self._preview_error:
@@ -93,6 +106,7 @@ class FakeStack:
         return PreviewResult(stdout="", stderr="", change_summary={OpType.CREATE: 12, OpType.SAME: 40})
 
     def up(self, **kwargs: Any) -> SimpleNamespace:
+        _real("up", **kwargs)
         self.calls.append(("up", _packs(kwargs), self.config.get(PHASE_KEY)))
         kwargs["on_output"]("Updating (dev):\n")
         if self._up_error:
@@ -577,3 +591,22 @@ def test_exit_checks_read_fly_apps_and_backup_location_from_stack_config(monkeyp
     }
     assert got["creds"] == ("AKID", "s3cr3t")
     assert got["fly"] == "http://127.0.0.1:9/v1"
+
+
+def test_the_fake_stack_takes_only_what_the_real_stack_takes() -> None:
+    stack = FakeStack()
+    with pytest.raises(TypeError, match="refrsh"):
+        stack.preview(policy_packs=["policy"], refrsh=True, on_output=print)
+    with pytest.raises(TypeError):
+        stack.set_config("gpu-platform:phase")  # the real one needs the value
+
+
+def test_the_stack_protocol_matches_the_real_stack() -> None:
+    """Every method migrate/automation.py declares it calls exists on pulumi.automation.Stack with
+    the keywords it passes."""
+    for name, declared in vars(automation.StackHandle).items():
+        if name.startswith("_") or not callable(declared):
+            continue
+        real = inspect.signature(getattr(auto.Stack, name))
+        for param in list(inspect.signature(declared).parameters)[1:]:
+            assert param in real.parameters, f"Stack.{name} has no parameter {param!r}"
