@@ -56,6 +56,7 @@ class FakeStack:
     ) -> None:
         self.name = name
         self.calls: list[tuple[Any, ...]] = []
+        self.messages: list[str] = []  # the update messages `up` was given (the stack history)
         self.config: dict[str, str] = dict(config or {})
         if configured is not None:
             self.config[PHASE_KEY] = configured
@@ -94,6 +95,7 @@ class FakeStack:
 
     def up(self, **kwargs: Any) -> SimpleNamespace:
         self.calls.append(("up", _packs(kwargs), self.config.get(PHASE_KEY)))
+        self.messages.append(kwargs.get("message") or "")
         kwargs["on_output"]("Updating (dev):\n")
         if self._up_error:
             raise self._up_error
@@ -123,6 +125,7 @@ class Harness:
         self.offline: list[tuple[str, str]] = []
         self.prompts: list[str] = []
         self.checked: list[tuple[list[str], dict[str, Any]]] = []
+        self.thresholds: list[dict[str, Any]] = []
         self.failing = set(failing_checks)
         self.offline_code = offline_code
 
@@ -134,8 +137,15 @@ class Harness:
             self.offline.append((name, phase))
             return offline_code
 
-        def exit_checks(names: Sequence[str], outputs: Mapping[str, Any], _stack: Any, _console: Any) -> list[Any]:
+        def exit_checks(
+            names: Sequence[str],
+            outputs: Mapping[str, Any],
+            _stack: Any,
+            _console: Any,
+            thresholds: Mapping[str, Any] | None = None,
+        ) -> list[Any]:
             self.checked.append((list(names), dict(outputs)))
+            self.thresholds.append(dict(thresholds or {}))
             return [CheckResult(n, n not in self.failing, "fake") for n in names]
 
         def confirm(prompt: str) -> bool:
@@ -577,3 +587,74 @@ def test_exit_checks_read_fly_apps_and_backup_location_from_stack_config(monkeyp
     }
     assert got["creds"] == ("AKID", "s3cr3t")
     assert got["fly"] == "http://127.0.0.1:9/v1"
+
+
+# --- the cutover gate ----------------------------------------------------------------------------
+
+
+def test_forward_refuses_to_leave_a_traffic_phase_whose_checks_fail() -> None:
+    stack = FakeStack(deployed="p2b1-cutover-50", configured="p2b1-cutover-50")
+    h = Harness(stack, failing_checks=["routes-slo"])
+    assert automation.forward("dev", yes=True, deps=h.deps) == 1
+    # The gate ran the deployed phase's checks, with the thresholds its file states, and nothing moved.
+    assert h.checked[0][0] == ["public-routes-200", "routes-slo", "load-test"]
+    slo = h.thresholds[0]["routes-slo"]
+    assert (slo.window, slo.max_p95_seconds, slo.max_error_ratio, slo.min_requests) == ("8h", 2, 0.01, 500)
+    assert h.thresholds[0]["load-test"].users == 100
+    assert "gate closed" in h.text and "routes-slo" in h.text and "--override-gate" in h.text
+    assert stack.mutations() == [] and h.offline == []
+
+
+def test_a_passing_gate_lets_the_move_go_on() -> None:
+    stack = FakeStack(deployed="p2b1-cutover-50", configured="p2b1-cutover-50")
+    h = Harness(stack)
+    assert automation.forward("dev", yes=True, deps=h.deps) == 0
+    assert stack.config[PHASE_KEY] == "p2b2-cutover-100"
+    # After the update only the immediate checks run: the measurements wait for p2b2's own traffic.
+    assert h.checked[1][0] == ["public-routes-200"]
+    assert "run when the stack leaves p2b2-cutover-100" in h.text
+    assert stack.messages == ["migrate forward: p2b1-cutover-50 -> p2b2-cutover-100"]
+
+
+def test_override_gate_moves_anyway_and_records_the_reason_in_the_stack_history(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stack = FakeStack(deployed="p2b2-cutover-100", configured="p2b2-cutover-100")
+    h = Harness(stack, failing_checks=["load-test"])
+    with caplog.at_level("WARNING", logger="gpu-platform.migrate"):
+        code = automation.forward("dev", yes=True, deps=h.deps, override_gate="INC-42: load test host down")
+    assert code == 0 and stack.config[PHASE_KEY] == "p2c-optimize"
+    (message,) = stack.messages
+    assert "gate overridden by" in message and "INC-42: load test host down" in message and "load-test" in message
+    assert "INC-42" in caplog.text and "INC-42" in h.text
+
+
+def test_override_gate_needs_a_reason() -> None:
+    stack = FakeStack(deployed="p2b1-cutover-50", configured="p2b1-cutover-50")
+    h = Harness(stack, failing_checks=["routes-slo"])
+    assert automation.forward("dev", yes=True, deps=h.deps, override_gate="  ") == 2
+    assert "needs a reason" in h.text and stack.mutations() == [] and h.checked == []
+
+
+def test_skipping_past_a_traffic_phase_is_gated() -> None:
+    stack = FakeStack(deployed="p2a-k3s", configured="p2a-k3s")
+    h = Harness(stack)
+    assert automation.forward("dev", yes=True, to="p2c-optimize", allow_skip=True, deps=h.deps) == 1
+    assert "never measured: p2b-services, p2b1-cutover-50, p2b2-cutover-100" in h.text
+    assert stack.mutations() == []
+
+
+def test_rollback_from_a_cutover_phase_needs_no_gate() -> None:
+    stack = FakeStack(deployed="p2b2-cutover-100", configured="p2b2-cutover-100")
+    h = Harness(stack, failing_checks=["routes-slo", "load-test"])
+    assert automation.rollback("dev", yes=True, deps=h.deps) == 0
+    assert stack.config[PHASE_KEY] == "p2b1-cutover-50"
+    # Only p2b1's immediate check ran after the rollback: no gate before it, no load test after it.
+    assert [names for names, _ in h.checked] == [["public-routes-200"]]
+
+
+def test_leaving_a_phase_that_moves_no_traffic_is_not_gated() -> None:
+    stack = FakeStack(deployed="p2a-k3s", configured="p2a-k3s")
+    h = Harness(stack, failing_checks=["nodes-ready-gpu"])
+    assert automation.forward("dev", yes=True, deps=h.deps) == 0  # p2b-services' checks pass
+    assert h.checked[0][0] == ["backups-verified", "restore-jobs-complete", "public-routes-200"]
