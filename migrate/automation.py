@@ -429,6 +429,10 @@ def status(stack: str, checks: bool = False, deps: Deps | None = None) -> int:
         )
         names = list(current.exit_criteria.checks)
         console.print(f"  exit checks: {', '.join(names) or 'none'}")
+        if current.gated and following is not None:
+            console.print(
+                f"  gate:     `forward` runs these checks first and stops if one fails ({current.id} moves traffic)"
+            )
         if not checks or not names:
             return EXIT_OK
         results = deps.exit_checks(

@@ -658,3 +658,15 @@ def test_leaving_a_phase_that_moves_no_traffic_is_not_gated() -> None:
     h = Harness(stack, failing_checks=["nodes-ready-gpu"])
     assert automation.forward("dev", yes=True, deps=h.deps) == 0  # p2b-services' checks pass
     assert h.checked[0][0] == ["backups-verified", "restore-jobs-complete", "public-routes-200"]
+
+
+def test_the_cli_passes_override_gate_to_forward_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from migrate import cli
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(automation, "forward", lambda stack, **kw: seen.update(stack=stack, **kw) or 0)
+    assert cli.main(["forward", "--stack", "prod", "--yes", "--override-gate", "INC-7: legacy host gone"]) == 0
+    assert seen["stack"] == "prod" and seen["override_gate"] == "INC-7: legacy host gone"
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["rollback", "--stack", "prod", "--override-gate", "no gate to override"])
+    assert exc.value.code == 2
