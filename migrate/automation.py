@@ -528,7 +528,8 @@ def _move(
             console.print(
                 f"[red]gate closed:[/] {gate}. Nothing was changed. Fix K3s (or wait for the measurements), "
                 f"roll back with `python -m migrate rollback --stack {stack}`, or move anyway with "
-                '`--override-gate "<reason>"`, which is recorded in the stack history.',
+                '`--override-gate "<reason>"`, which is recorded in the stack history '
+                "(docs/troubleshooting.md#the-cutover-gate-stays-closed).",
                 highlight=False,
             )
             return EXIT_FAILED

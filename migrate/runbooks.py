@@ -30,6 +30,7 @@ TROUBLESHOOTING = {
         ("NVML errors in GPU pods", "nvml-errors-in-gpu-pods"),
     ],
     "platform": [("A Helm release is stuck in pending-install or pending-upgrade", "a-helm-release-is-stuck")],
+    "traffic": [("The cutover gate stays closed", "the-cutover-gate-stays-closed")],
     "llama": [
         ("A Helm release is stuck in pending-install or pending-upgrade", "a-helm-release-is-stuck"),
         ("NVML errors in GPU pods", "nvml-errors-in-gpu-pods"),
