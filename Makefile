@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 STACK  ?= dev
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv plan test lint typecheck pytest check diff-all clean
+.PHONY: venv plan test lint typecheck pytest check diff-all clean tools-traffic
 
 $(STAMP): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,8 +31,14 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy components migrate policy benchmarks __main__.py
 
+## Prometheus (Debian's package, 2.42 in bookworm) for the cutover gate's tests; apt only when missing.
+tools-traffic:
+	@command -v prometheus >/dev/null || { \
+	  apt-get -o DPkg::Lock::Timeout=600 update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends prometheus; }
+
 # pytest exits 5 when it collects no test; make treats that as a failure, as CI must.
-pytest: venv
+pytest: venv tools-traffic
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
 
 ## The offline policy check on every phase of both stacks.

@@ -38,7 +38,12 @@ ACME_DIRECTORIES = {
 }
 GRAFANA_ADMIN_SECRET = "grafana-admin"
 LOKI_URL = f"http://loki.{MONITORING_NAMESPACE}.svc.cluster.local:3100"
+# kube-prometheus-stack's Prometheus: `<fullname>-prometheus`, port 9090 (templates/prometheus/service.yaml,
+# values prometheus.service.port); fullname is the release name, which _release sets to the chart's.
+PROMETHEUS_URL = f"http://kube-prometheus-stack-prometheus.{MONITORING_NAMESPACE}.svc.cluster.local:9090"
 SLO_AVAILABILITY = 0.999  # the public routes' availability objective
+# Traefik's request-duration histogram buckets (seconds), a string as the chart's metrics.prometheus.buckets.
+LATENCY_BUCKETS = "0.1,0.25,0.5,1,2,5,10"
 
 
 def cluster_issuer_name(acme_server: str) -> str:
@@ -170,22 +175,32 @@ def alloy_values() -> dict[str, Any]:
 
 def traefik_values(monitoring: bool) -> dict[str, Any]:
     # traefik values.yaml (chart shipped by K3s v1.35): ports.web.redirections.entryPoint,
-    # logs.access.enabled, metrics.prometheus.service.enabled / serviceMonitor.enabled.
+    # logs.access.enabled, metrics.prometheus.service.enabled / serviceMonitor.enabled / buckets.
     values: dict[str, Any] = {
         "ports": {"web": {"redirections": {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": True}}}},
         "logs": {"access": {"enabled": True}},
     }
     if monitoring:
-        values["metrics"] = {"prometheus": {"service": {"enabled": True}, "serviceMonitor": {"enabled": True}}}
+        values["metrics"] = {
+            "prometheus": {
+                "service": {"enabled": True},
+                "serviceMonitor": {"enabled": True},
+                # Traefik's default buckets (0.1,0.3,1.2,5) put the 2 s target inside one wide bucket,
+                # where histogram_quantile can only interpolate; a boundary at 2 makes "p95 < 2 s" exact.
+                "buckets": LATENCY_BUCKETS,
+            }
+        }
     return values
 
 
 def slo_rules(platform_namespace: str, data_namespace: str) -> list[dict[str, Any]]:
     """Multi-window, multi-burn-rate alerts for the public routes, and the stores' health."""
     budget = round(1 - SLO_AVAILABILITY, 6)
-    # The weighted TraefikServices (<namespace>-<host>-split@kubernetescrd): what users see,
-    # whichever backend answered; the per-backend series would count each request twice.
-    svc = f'service=~"{platform_namespace}-.*-split@kubernetescrd"'
+    # Every backend of the public routes in the platform namespace, K3s and legacy alike: what users
+    # see, whichever backend answered. Traefik v3 records `traefik_service_*` per load-balanced
+    # backend only, never for the weighted TraefikService (`<ns>-<host>-split`) above them, so each
+    # request is counted once (components/traffic.py, traefik_service()).
+    svc = f'service=~"{platform_namespace}-.+@kubernetescrd"'
 
     def error_ratio(window: str) -> str:
         return (

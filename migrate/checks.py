@@ -14,16 +14,19 @@ result is one line, PASS or FAIL, with the detail that explains it.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import importlib
+import math
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -44,6 +47,8 @@ OUT_FLY_APPS = "flyApps"  # names of the legacy Fly apps (migrate/automation.py 
 OUT_PLATFORM = "platform"  # components/platform.py: {"restoreJobs": {namespace, selector}, "publicHostnames": [...]}
 OUT_PUBLIC_HOSTNAMES = "publicHostnames"  # inside `platform`; checked as https://<host>/
 OUT_LLAMA_SERVERS = ("llamaWorkstation", "llamaCluster")  # components/llama.py: each {"url": ...}
+
+_T = TypeVar("_T")
 
 FLY_API_URL = "https://api.machines.dev/v1"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -84,6 +89,12 @@ class CheckContext:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     overrides: dict[str, Any] = field(default_factory=dict)
+    # Per check name, the thresholds of the phase being checked (components.phases.ExitCriteria);
+    # a check that takes thresholds and finds none here uses its defaults.
+    thresholds: Mapping[str, Any] = field(default_factory=dict)
+    # The load test only: "host:443" -> "address:port", as `curl --connect-to` pins a hostname to an
+    # address without changing the URL, SNI or Host header (tests point the stack's names at 127.0.0.1).
+    connect_to: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -108,7 +119,7 @@ class Deadline:
         # Never wait on one request past the check's deadline, but give it a moment to answer.
         return max(0.5, min(self._ctx.request_timeout, self.remaining()))
 
-    def poll(self, attempt: Callable[[], str]) -> str:
+    def poll(self, attempt: Callable[[], _T]) -> _T:
         """Call `attempt` until it returns (PASS detail) or the deadline passes (its last failure)."""
         while True:
             try:
@@ -747,3 +758,207 @@ def fly_apps_destroyed(ctx: CheckContext, deadline: Deadline) -> str:
         return f"{len(apps)} app(s) gone: {', '.join(apps)}"
 
     return deadline.poll(attempt)
+
+
+# --- traffic cutover gates (p2b1-cutover-50, p2b2-cutover-100) ----------------------------------
+# Thresholds come from the phase file (`exitCriteria.thresholds`, components/phases.py).
+
+OUT_PROMETHEUS_URL = "prometheusUrl"  # inside `platform`: the in-cluster Prometheus (components/charts.py)
+OUT_ROUTE_BACKENDS = "routeBackends"  # inside `platform`: [{hostname, k3sService, legacyService}]
+# Traefik's service names as components/traffic.py builds them: `<namespace>-<service>-<port>@kubernetescrd`.
+_TRAEFIK_SERVICE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?@kubernetescrd$")
+
+
+def _thresholds(ctx: CheckContext, name: str) -> Any:
+    from components.phases import CHECK_THRESHOLDS
+
+    given = ctx.thresholds.get(name)
+    return given if given is not None else CHECK_THRESHOLDS[name]()
+
+
+def _platform_output(ctx: CheckContext, key: str) -> Any:
+    value = (ctx.outputs.get(OUT_PLATFORM) or {}).get(key)
+    if value in (None, [], ""):
+        raise _FinalError(
+            f"stack output {OUT_PLATFORM}.{key} is missing; the phase that routes traffic (with monitoring) exports it"
+        )
+    return value
+
+
+def _route_backends(ctx: CheckContext) -> list[tuple[str, str, str]]:
+    rows = _platform_output(ctx, OUT_ROUTE_BACKENDS)
+    backends = []
+    for row in rows if isinstance(rows, list | tuple) else [rows]:
+        if not isinstance(row, Mapping):
+            raise _FinalError(f"stack output {OUT_PLATFORM}.{OUT_ROUTE_BACKENDS}: {row!r:.80} is not a mapping")
+        names = (row.get("hostname"), row.get("k3sService"), row.get("legacyService"))
+        # The names go into PromQL: only Traefik's own service-name shape is accepted, so nothing is escaped.
+        if not isinstance(names[0], str) or not all(
+            isinstance(n, str) and _TRAEFIK_SERVICE.match(n) for n in names[1:]
+        ):
+            raise _FinalError(
+                f"stack output {OUT_PLATFORM}.{OUT_ROUTE_BACKENDS}: {dict(row)!r:.120} needs a hostname and two "
+                "Traefik service names (<namespace>-<service>-<port>@kubernetescrd)"
+            )
+        backends.append((str(names[0]), str(names[1]), str(names[2])))
+    return backends
+
+
+def routes_slo_queries(services: Sequence[str], window: str) -> dict[str, str]:
+    """The PromQL `routes-slo` sends, per Traefik backend service: requests, 5xx answers, p95 seconds.
+
+    Traefik v3 records `traefik_service_requests_total` and `traefik_service_request_duration_seconds`
+    (labels code, method, protocol, service) for each load-balanced backend it proxies to.
+    """
+    selector = f'service=~"{"|".join(services)}"'
+    return {
+        "requests": f"sum by (service) (increase(traefik_service_requests_total{{{selector}}}[{window}]))",
+        "errors": (f'sum by (service) (increase(traefik_service_requests_total{{{selector},code=~"5.."}}[{window}]))'),
+        "p95": (
+            "histogram_quantile(0.95, sum by (service, le) "
+            f"(rate(traefik_service_request_duration_seconds_bucket{{{selector}}}[{window}])))"
+        ),
+    }
+
+
+class _Prometheus:
+    """Instant queries on Prometheus's HTTP API, directly or through the API server's service proxy."""
+
+    def __init__(self, ctx: CheckContext, deadline: Deadline) -> None:
+        self._ctx, self._deadline = ctx, deadline
+        self.url = str(_platform_output(ctx, OUT_PROMETHEUS_URL)).rstrip("/")
+        proxy = _service_proxy_path(self.url + "/")
+        self._kube = KubeClient(str(_output(ctx, OUT_KUBECONFIG)), deadline) if proxy else None
+        self._base = proxy.rstrip("/") if proxy else self.url
+
+    def close(self) -> None:
+        if self._kube is not None:
+            self._kube.close()
+
+    def query(self, promql: str) -> dict[str, float]:
+        """service label -> value of one instant query (NaN where Prometheus answers NaN)."""
+        path, params = f"{self._base}/api/v1/query", {"query": promql}
+        if self._kube is not None:
+            response = self._kube.request("GET", path, params=params)
+        else:
+            response = requests.get(path, params=params, timeout=self._deadline.request_timeout())
+        try:
+            body = response.json()
+        except ValueError:
+            raise CheckError(f"Prometheus {self.url}: HTTP {response.status_code}, not a JSON answer") from None
+        if response.status_code != 200 or body.get("status") != "success":
+            error = body.get("error") if isinstance(body, dict) else None
+            text = f"Prometheus {self.url}: HTTP {response.status_code} {error or ''}".rstrip()
+            # 400 and 422: the query itself is wrong; asking again cannot help.
+            raise (_FinalError if response.status_code in (400, 422) else CheckError)(text)
+        data = body.get("data") or {}
+        if data.get("resultType") != "vector":
+            raise CheckError(f"Prometheus {self.url}: expected a vector, got {data.get('resultType')!r}")
+        return {
+            str(item["metric"].get("service", "")): float(item["value"][1])
+            for item in data.get("result") or []
+            if isinstance(item, dict) and isinstance(item.get("metric"), dict)
+        }
+
+
+@dataclass(frozen=True)
+class BackendSlo:
+    requests: float
+    errors: float
+    p95: float  # seconds; NaN without requests
+
+    @property
+    def error_ratio(self) -> float:
+        return self.errors / self.requests if self.requests > 0 else math.nan
+
+    def show(self) -> str:
+        if self.requests <= 0:
+            return "no requests"
+        p95 = f"{self.p95:.3g}s" if math.isfinite(self.p95) else "n/a"
+        return f"p95 {p95}, errors {self.error_ratio:.2%} of {self.requests:.0f}"
+
+
+def judge_route(k3s: BackendSlo, legacy: BackendSlo, limits: Any) -> list[str]:
+    """What is wrong with one route's K3s backend under `limits` (RoutesSloThresholds); empty when it passes."""
+    problems = []
+    if k3s.requests < limits.min_requests:
+        return [
+            f"only {k3s.requests:.0f} K3s request(s) in {limits.window}, fewer than minRequests {limits.min_requests}"
+        ]
+    if not math.isfinite(k3s.p95) or k3s.p95 > limits.max_p95_seconds:
+        problems.append(f"K3s p95 {k3s.p95:.3g}s > {limits.max_p95_seconds:g}s")
+    if k3s.error_ratio > limits.max_error_ratio:
+        problems.append(f"K3s errors {k3s.error_ratio:.2%} > {limits.max_error_ratio:.2%}")
+    if legacy.requests >= limits.min_requests:
+        if math.isfinite(legacy.p95) and k3s.p95 > limits.max_p95_vs_legacy * legacy.p95:
+            problems.append(f"K3s p95 {k3s.p95:.3g}s > {limits.max_p95_vs_legacy:g} x legacy {legacy.p95:.3g}s")
+        if k3s.error_ratio > legacy.error_ratio + limits.max_error_ratio_over_legacy:
+            problems.append(
+                f"K3s errors {k3s.error_ratio:.2%} > legacy {legacy.error_ratio:.2%} "
+                f"+ {limits.max_error_ratio_over_legacy:.2%}"
+            )
+    return problems
+
+
+@_check(
+    "routes-slo", "per route, K3s's p95 latency and error ratio in Prometheus within the phase's limits and vs legacy"
+)
+def routes_slo(ctx: CheckContext, deadline: Deadline) -> str:
+    limits = _thresholds(ctx, "routes-slo")
+    routes = _route_backends(ctx)
+    services = sorted({name for _, k3s, legacy in routes for name in (k3s, legacy)})
+    prometheus = _Prometheus(ctx, deadline)
+    try:
+        results = {
+            what: deadline.poll(functools.partial(prometheus.query, promql))
+            for what, promql in routes_slo_queries(services, limits.window).items()
+        }
+    finally:
+        prometheus.close()
+
+    def backend(service: str) -> BackendSlo:
+        return BackendSlo(
+            results["requests"].get(service, 0.0),
+            results["errors"].get(service, 0.0),
+            results["p95"].get(service, math.nan),
+        )
+
+    lines, failed = [], []
+    for hostname, k3s_service, legacy_service in routes:
+        k3s, legacy = backend(k3s_service), backend(legacy_service)
+        problems = judge_route(k3s, legacy, limits)
+        compared = "" if legacy.requests >= limits.min_requests else " (too little legacy traffic to compare)"
+        verdict = "FAIL " + "; ".join(problems) if problems else "ok"
+        lines.append(f"  {hostname}: K3s {k3s.show()} | legacy {legacy.show()}{compared} -> {verdict}")
+        if problems:
+            failed.append(hostname)
+    head = (
+        f"last {limits.window}, limits p95 <= {limits.max_p95_seconds:g}s, errors <= {limits.max_error_ratio:.2%}, "
+        f"vs legacy p95 x{limits.max_p95_vs_legacy:g} and errors +{limits.max_error_ratio_over_legacy:.2%}"
+    )
+    if failed:
+        raise _FinalError(f"{len(failed)} of {len(routes)} route(s) outside the limits ({head}):\n" + "\n".join(lines))
+    return f"{len(routes)} route(s) within the limits ({head}):\n" + "\n".join(lines)
+
+
+@_check("load-test", "a bounded Locust load test of the public hostnames meets the phase's p95 and error targets")
+def load_test(ctx: CheckContext, deadline: Deadline) -> str:
+    from migrate import loadtest
+
+    limits = _thresholds(ctx, "load-test")
+    urls = _public_urls(ctx)
+    plain = [url for url in urls if not url.startswith("https://")]
+    if plain:
+        raise _FinalError(f"not served over TLS: {', '.join(plain)}")
+    hosts = [str(urlsplit(url).hostname) for url in urls]
+    try:
+        report = loadtest.run(
+            loadtest.Plan.from_thresholds(limits, hosts, verify=ctx.verify, connect_to=dict(ctx.connect_to))
+        )
+    except loadtest.LoadTestError as exc:
+        raise _FinalError(str(exc)) from None
+    summary = report.summary()
+    problems = report.problems(limits)
+    if problems:
+        raise _FinalError(f"{'; '.join(problems)} ({summary})")
+    return summary

@@ -100,8 +100,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_move(args: argparse.Namespace) -> int:
     from migrate import automation
 
-    move = automation.forward if args.command == "forward" else automation.rollback
-    return move(args.stack, yes=args.yes, to=args.to, allow_skip=args.allow_skip)
+    if args.command == "forward":
+        return automation.forward(
+            args.stack, yes=args.yes, to=args.to, allow_skip=args.allow_skip, override_gate=args.override_gate
+        )
+    return automation.rollback(args.stack, yes=args.yes, to=args.to, allow_skip=args.allow_skip)
 
 
 def add_move_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -119,6 +122,12 @@ def add_move_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         p_move.add_argument(
             "--allow-skip", action="store_true", help="with --to: move past the phases in between in one update"
         )
+        if name == "forward":
+            p_move.add_argument(
+                "--override-gate",
+                metavar="REASON",
+                help="leave a traffic phase even though its exit checks fail; the reason goes into the update message",
+            )
         p_move.set_defaults(func=cmd_move)
 
 

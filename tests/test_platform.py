@@ -22,7 +22,7 @@ from components.datastores import RESTORE_LABEL, STORAGE_CLASS
 from components.phases import load_phases, phase_ids
 from components.platform import DATA_NAMESPACE, NAMESPACE
 from components.services import GPU_RESOURCE, GPU_RUNTIME_CLASS, GPU_TOLERATION, SERVICES, USES_LABEL
-from components.traffic import LEGACY_SERVICE, public_routes
+from components.traffic import legacy_service, public_routes
 from migrate.harness import SECRET, RecordedPlan, RecordedResource, read_stack_file, stack_file
 from migrate.plan import diff_plans
 from tests.conftest import STACKS, recorded
@@ -139,9 +139,9 @@ def test_route_weights_follow_the_phase(stack: str, phase: str) -> None:
     assert len(splits) == len(routes) == len(public_routes())
     for _, obj in splits:
         backends = {s["name"]: s["weight"] for s in obj["spec"]["weighted"]["services"]}
-        service = next(r.service for r in public_routes() if obj["metadata"]["name"] == f"{r.host}-split")
+        route = next(r for r in public_routes() if obj["metadata"]["name"] == f"{r.host}-split")
         # At 100 the legacy backend stays, at weight 0: rolling back is a weight change.
-        assert backends == {service: weight, LEGACY_SERVICE: 100 - weight}
+        assert backends == {route.service: weight, legacy_service(route): 100 - weight}
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -171,16 +171,25 @@ def test_the_legacy_backend_is_the_compose_host(stack: str) -> None:
     address = read_stack_file(stack_file(stack))["composeHost"]["address"]
     plan = recorded(stack, CUTOVER[0])
     services = {o["metadata"]["name"]: o for _, o in objects(plan, "kubernetes:core/v1:Service")}
-    legacy = services[LEGACY_SERVICE]
-    assert "selector" not in legacy["spec"], "a selector would make Kubernetes manage (and empty) its endpoints"
-    ((_, endpoints),) = objects(plan, "kubernetes:discovery.k8s.io/v1:EndpointSlice")
-    labels = endpoints["metadata"]["labels"]
-    assert labels["kubernetes.io/service-name"] == LEGACY_SERVICE
-    assert labels["endpointslice.kubernetes.io/managed-by"] != "endpointslice-controller.k8s.io"
-    assert endpoints["endpoints"] == [
-        {"addresses": [address], "conditions": {"ready": True, "serving": True, "terminating": False}}
-    ]
-    assert {p["name"] for p in endpoints["ports"]} == {p["name"] for p in legacy["spec"]["ports"]}
+    slices = {
+        o["metadata"]["labels"]["kubernetes.io/service-name"]: o
+        for _, o in objects(plan, "kubernetes:discovery.k8s.io/v1:EndpointSlice")
+    }
+    transports = {o["metadata"]["name"]: o for _, o in objects(plan, "kubernetes:traefik.io/v1alpha1:ServersTransport")}
+    # One legacy Service per hostname: Traefik names a backend after its Service and port, so a shared
+    # one would be one backend for every TraefikService, with one hostname's ServersTransport (SNI).
+    assert sorted(slices) == sorted(legacy_service(r) for r in public_routes())
+    for route in public_routes():
+        legacy, endpoints = services[legacy_service(route)], slices[legacy_service(route)]
+        assert "selector" not in legacy["spec"], "a selector would make Kubernetes manage (and empty) its endpoints"
+        assert endpoints["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] != (
+            "endpointslice-controller.k8s.io"
+        )
+        assert endpoints["endpoints"] == [
+            {"addresses": [address], "conditions": {"ready": True, "serving": True, "terminating": False}}
+        ]
+        assert {p["name"] for p in endpoints["ports"]} == {p["name"] for p in legacy["spec"]["ports"]}
+        assert transports[legacy_service(route)]["spec"]["serverName"].startswith(f"{route.host}.")
 
 
 # --- stateful data -----------------------------------------------------------------------------
