@@ -39,8 +39,14 @@ KUBE_PROMETHEUS_STACK_CHART: Final = (
 LOKI_CHART: Final = ("https://grafana-community.github.io/helm-charts", "loki", "6.56.1")
 # Grafana Alloy 1.5.1 ships pod logs to Loki (Promtail reached end of life on 2026-03-02).
 ALLOY_CHART: Final = ("https://grafana.github.io/helm-charts", "alloy", "1.5.1")
-# Traefik is not pinned here: K3s ships it (v3.6.13 in v1.35.5+k3s1) and we only configure it
-# through a HelmChartConfig, so its version moves with K3S_VERSION.
+# Traefik is not installed by us: K3s ships it and we only configure it through a HelmChartConfig,
+# so its version moves with K3S_VERSION. K3s v1.35.5+k3s1 bundles Traefik v3.6.13, whose upstream
+# chart is traefik 39.0.8 (K3s repackages that chart). Recorded here only so the tests check our
+# HelmChartConfig against that chart's own values.schema.json: bump it together with K3S_VERSION.
+K3S_TRAEFIK_CHART_VERSION: Final = "39.0.8"
+# The helm-controller line K3s embeds; its HelmChartConfig CRD is what our HelmChartConfig must fit
+# (tests only). v0.16.26 is the newest tag of that line; bump it together with K3S_VERSION.
+K3S_HELM_CONTROLLER_VERSION: Final = "v0.16.26"
 
 # Data stores: official images, pinned by tag (digests are added when the image is mirrored).
 # Postgres 18.4: PGDATA lives under /var/lib/postgresql/18/docker, the volume is /var/lib/postgresql.

@@ -12,6 +12,7 @@ import pytest
 
 from components.phases import phase_ids
 from migrate.harness import RecordedPlan, record
+from tools import upstream as upstream_files
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT.parent / "shared" / "specs"
@@ -39,6 +40,15 @@ def specs_dir() -> Path:
     if not SPECS.is_dir():
         pytest.skip(f"{SPECS} is not present; the contract tests need the shared API specs")
     return SPECS
+
+
+@functools.cache
+def upstream_root() -> Path:
+    """../shared/upstream, else `make upstream`'s cache; a test that needs them and finds neither fails."""
+    try:
+        return upstream_files.locate()
+    except LookupError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 def shellcheck() -> str:
