@@ -203,16 +203,17 @@ def _extract(url: str, wanted: Iterable[Source], dest: Path) -> set[str]:
             path = _member_path(member.name)
             if path is None or not member.isfile():
                 continue
-            for source in wanted:
-                out = _destination(source, path, dest)
-                if out is None:
-                    continue
-                data = tar.extractfile(member)
-                assert data is not None  # a regular file
+            # One file may serve two sources: Traefik's CRDs sit in its chart's crds/ folder.
+            targets = [(s, out) for s in wanted if (out := _destination(s, path, dest)) is not None]
+            if not targets:
+                continue
+            data = tar.extractfile(member)
+            assert data is not None  # a regular file
+            content = data.read()
+            for source, out in targets:
                 out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_bytes(data.read())
+                out.write_bytes(content)
                 found.add(source.what)
-                break
     return found
 
 
