@@ -60,8 +60,9 @@ QDRANT_IMAGE: Final = "docker.io/qdrant/qdrant:v1.18.2-unprivileged"
 RESTORE_FETCH_IMAGE: Final = "docker.io/curlimages/curl:8.22.0"
 # nginx 1.30.4 (stable) unprivileged build: listens on 8080 as uid 101.
 NGINX_IMAGE: Final = "docker.io/nginxinc/nginx-unprivileged:1.30.4-alpine"
-# The organisation's own service images, one tag per release of the platform repository. The
-# registry is a placeholder until the real one is configured; the tag is what gets bumped.
+# The organisation's own service images are `<registry>/<name>:<tag>` from stack config
+# `serviceImages` (components/config.py). These are its defaults: the registry is a placeholder
+# (dev plans with a warning, prod refuses it), the tag the platform repository's current release.
 PLATFORM_IMAGE_REGISTRY: Final = "ghcr.io/example-org"
 PLATFORM_RELEASE: Final = "2026.09.1"
 

@@ -18,12 +18,13 @@ import pytest
 import yaml
 
 from components import versions
+from components.config import parse
 from components.datastores import RESTORE_LABEL, STORAGE_CLASS
 from components.phases import load_phases, phase_ids
 from components.platform import DATA_NAMESPACE, NAMESPACE
 from components.services import GPU_RESOURCE, GPU_RUNTIME_CLASS, GPU_TOLERATION, SERVICES, USES_LABEL
 from components.traffic import LEGACY_SERVICE, public_routes
-from migrate.harness import SECRET, RecordedPlan, RecordedResource, read_stack_file, stack_file
+from migrate.harness import SECRET, RecordedPlan, RecordedResource, read_stack_file, record, stack_file
 from migrate.plan import diff_plans
 from tests.conftest import STACKS, recorded
 from tests.test_manifests import manifest
@@ -381,6 +382,35 @@ def test_every_pod_of_the_platform_is_restricted(stack: str) -> None:
     namespaces = {o["metadata"]["name"]: o for _, o in objects(plan, "kubernetes:core/v1:Namespace")}
     for ns in MY_NAMESPACES:
         assert namespaces[ns]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_service_images_come_from_the_stacks_registry_and_tag(stack: str) -> None:
+    images = parse(read_stack_file(stack_file(stack))).service_images
+    deployments = {
+        o["metadata"]["name"]: o for _, o in objects(recorded(stack, CUTOVER[0]), "kubernetes:apps/v1:Deployment")
+    }
+    for spec in SERVICES:
+        (container,) = pod_spec(deployments[spec.name])["containers"]
+        if "/" in spec.image:
+            assert container["image"] == spec.image  # a third-party pin from components/versions.py
+        else:
+            assert container["image"] == f"{images.registry}/{spec.image}:{images.tag}"
+    # prod names its registry; dev plans with the placeholder (and a warning).
+    assert images.is_placeholder == (stack == "dev")
+
+
+def test_one_image_tag_can_be_overridden() -> None:
+    raw = read_stack_file(stack_file("prod"))
+    override = {"serviceImages": {**raw["serviceImages"], "tags": {"mcp-github": "2026.09.2"}}}
+    plan = record("prod", phase=CUTOVER[0], overrides=override)
+    found = {
+        o["metadata"]["name"]: pod_spec(o)["containers"][0]["image"]
+        for _, o in objects(plan, "kubernetes:apps/v1:Deployment")
+    }
+    registry = raw["serviceImages"]["registry"]
+    assert found["github"] == f"{registry}/mcp-github:2026.09.2"
+    assert found["business"] == f"{registry}/mcp-business:{versions.PLATFORM_RELEASE}"
 
 
 @pytest.mark.parametrize("stack", STACKS)
