@@ -232,6 +232,21 @@ def slo_rules(platform_namespace: str, data_namespace: str) -> list[dict[str, An
                     "annotations": {"summary": "p95 latency of {{ $labels.service }} is above 2 s"},
                 },
                 {
+                    # The burn-rate and latency alerts compare ratios of Traefik's series; with no
+                    # series at all (metrics off, ServiceMonitor not scraped, renamed services) they
+                    # are silently never true. This one says so.
+                    "alert": "PlatformSloMetricsAbsent",
+                    "expr": (
+                        f"absent(traefik_service_requests_total{{{svc}}})"
+                        f" or absent(traefik_service_request_duration_seconds_bucket{{{svc}}})"
+                    ),
+                    "for": "15m",
+                    "labels": {"severity": "warning"},
+                    "annotations": {
+                        "summary": "No Traefik metrics of the public routes: the SLO alerts cannot fire",
+                    },
+                },
+                {
                     "alert": "PlatformDataStoreDown",
                     "expr": (
                         f'kube_statefulset_status_replicas_ready{{namespace="{data_namespace}"}}'
