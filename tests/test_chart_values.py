@@ -34,7 +34,7 @@ import yaml
 from components import versions
 from components.phases import phase_ids
 from tests.conftest import STACKS, recorded, upstream_root
-from tests.test_manifests import manifest
+from tests.test_manifests import manifest, normalise
 from tools.upstream import pinned_charts
 
 Path_ = tuple[str, ...]
@@ -57,17 +57,6 @@ RELATIVE_READS: dict[str, dict[Path_, tuple[str, ...]]] = {
 # Parent chart -> the values keys that belong to a subchart (its values.yaml and templates).
 SUBCHART_KEYS: dict[str, tuple[str, ...]] = {"kube-prometheus-stack": ("grafana",)}
 _VALUES_READ = re.compile(r"\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
-
-
-def _normalise(value: Any) -> Any:
-    """The wire format carries numbers as doubles; Helm's JSON decoding gives an integer 1 for 1.0."""
-    if isinstance(value, dict):
-        return {k: _normalise(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_normalise(v) for v in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
 
 
 @dataclass
@@ -237,7 +226,7 @@ def _schema_problems(c: Chart, values: dict[str, Any]) -> list[str]:
 def problems(name: str, version: str, values: dict[str, Any]) -> list[str]:
     """Every reason the pinned chart would reject or ignore `values`."""
     c = chart(name, version)
-    values = _normalise(values)
+    values = normalise(values)  # numbers arrive as doubles; Helm decodes 1.0 as 1
     out = [f"{'.'.join(p)}: {why}" for p, v in _leaves(values) if (why := _known(c, p, v))]
     return out + _schema_problems(c, values)
 

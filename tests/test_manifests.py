@@ -48,12 +48,12 @@ CLUSTER_SCOPED = {
 # --- rebuilding manifests from the recorded plan -----------------------------------------------
 
 
-def _normalise(value: Any) -> Any:
+def normalise(value: Any) -> Any:
     """The wire format carries every number as a double; Kubernetes wants integers."""
     if isinstance(value, dict):
-        return {k: _normalise(v) for k, v in value.items()}
+        return {k: normalise(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_normalise(v) for v in value]
+        return [normalise(v) for v in value]
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
@@ -66,7 +66,7 @@ def manifest(res: RecordedResource) -> dict[str, Any]:
     plan shows "[secret]" where the API server gets a map: offline there is nothing to validate
     there, and the field is left out. Any other secret leaf stays and must fit a string field.
     """
-    obj = _normalise(dict(res.inputs))
+    obj = normalise(dict(res.inputs))
     if obj.get("kind") == "Secret":
         for key in ("data", "stringData"):
             if obj.get(key) == SECRET:
