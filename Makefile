@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 STACK  ?= dev
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv plan test lint typecheck pytest check diff-all clean tools-traffic
+.PHONY: venv plan test lint typecheck pytest check diff-all clean tools-traffic upstream specs tools-validators
 
 $(STAMP): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ lint: venv
 	$(BIN)/ruff format --check .
 
 typecheck: venv
-	$(BIN)/mypy components migrate policy benchmarks __main__.py
+	$(BIN)/mypy components migrate policy benchmarks tools __main__.py
 
 ## Prometheus (Debian's package, 2.42 in bookworm) for the cutover gate's tests; apt only when missing.
 tools-traffic:
@@ -38,7 +38,7 @@ tools-traffic:
 	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends prometheus; }
 
 # pytest exits 5 when it collects no test; make treats that as a failure, as CI must.
-pytest: venv tools-traffic
+pytest: venv tools-traffic tools-validators
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
 
 ## The offline policy check on every phase of both stacks.
@@ -58,6 +58,28 @@ diff-all: venv
 	    fi; prev=$$p; \
 	  done; \
 	done
+
+## The charts' and CRDs' own files at the pinned versions, for the tests, where ../shared/upstream
+## is absent (a user's CI): downloaded from the charts' GitHub repositories into the cache.
+upstream: venv
+	$(BIN)/python -m tools.upstream
+
+## The published Lambda Cloud and Fly Machines API specs the fake servers validate against, where
+## ../shared/specs is absent: downloaded from where each API publishes it into the cache.
+specs: venv
+	$(BIN)/python -m tools.specs
+
+# Real validators the tests run: `cloud-init schema` (Debian's cloud-init) and `promtool`
+# (Debian's prometheus package, 2.42 on bookworm). Installed only when missing.
+tools-validators:
+	@missing=""; \
+	command -v cloud-init >/dev/null || missing="$$missing cloud-init"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing from the Debian archive"; \
+	  apt-get -o DPkg::Lock::Timeout=600 update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $$missing; \
+	fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -283,9 +283,17 @@ class Platform(pulumi.ComponentResource):
                 data_namespace=DATA_NAMESPACE,
                 monitoring_namespace=MONITORING_NAMESPACE if state.monitoring else None,
                 secrets=before_services,
+                images=cfg.service_images,
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
+        if cfg.service_images.is_placeholder:
+            # Only dev gets here (config.check_service_images refuses it in prod).
+            pulumi.log.warn(
+                f"gpu-platform:serviceImages.registry is the placeholder {cfg.service_images.registry!r}: the "
+                "platform's pods will not pull their images until it names your registry",
+                resource=services,
+            )
         self.outputs["namespace"] = NAMESPACE
 
         if args.k3s_weight > 0:

@@ -12,9 +12,10 @@ import pytest
 
 from components.phases import phase_ids
 from migrate.harness import RecordedPlan, record
+from tools import specs as upstream_specs
+from tools import upstream as upstream_files
 
 ROOT = Path(__file__).resolve().parent.parent
-SPECS = ROOT.parent / "shared" / "specs"
 STACKS = ("dev", "prod")
 
 
@@ -42,9 +43,20 @@ def all_phases() -> tuple[str, ...]:
 
 @pytest.fixture(scope="session")
 def specs_dir() -> Path:
-    if not SPECS.is_dir():
-        pytest.skip(f"{SPECS} is not present; the contract tests need the shared API specs")
-    return SPECS
+    """Where the published API specs are: ../shared/specs, else `make specs`'s cache; never skipped."""
+    try:
+        return upstream_specs.spec_file(upstream_specs.SPECS[0].name).parent
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@functools.cache
+def upstream_root() -> Path:
+    """../shared/upstream, else `make upstream`'s cache; a test that needs them and finds neither fails."""
+    try:
+        return upstream_files.locate()
+    except LookupError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 def shellcheck() -> str:

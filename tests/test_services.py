@@ -55,8 +55,9 @@ def test_the_table_is_consistent() -> None:
     [
         (_row(replicas={"dev": 2, "prod": 2}), "prod must run more replicas than dev"),
         (_row(gpus=1, max_replicas=4), "GPU services are not autoscaled"),
-        (_row(image="ghcr.io/example-org/mcp-github"), "must be pinned by tag"),
-        (_row(image="ghcr.io/example-org/mcp-github:latest"), "must be pinned by tag"),
+        (_row(image="docker.io/library/redis"), "must be pinned by tag"),  # third-party: a full reference
+        (_row(image="docker.io/library/redis:latest"), "must be pinned by tag"),
+        (_row(image="MCP_GitHub"), "is not a repository name"),  # the organisation's: a name
         (_row(max_replicas=1), "below prod replicas"),
         (_row(health_path="health"), "must start with /"),
         (_row(replicas={"prod": 2}), "replicas needs dev and prod"),
