@@ -225,23 +225,22 @@ def _checkov(out_dir: Path) -> int:
     return 1 if unsuppressed or stale else 0
 
 
+def _report(tool_name: str, lines: Sequence[str]) -> int:
+    print(f"{tool_name}: {len(lines)} findings")
+    for line in lines:
+        print(f"  {line}")
+    return 1 if lines else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     chosen = args.only or list(DEFAULT_TOOLS)
     code = 0
     try:
         if "zizmor" in chosen:
-            zfindings = run_zizmor()
-            print(f"zizmor: {len(zfindings)} findings")
-            for z in zfindings:
-                print(f"  {zizmor_line(z)}")
-            code |= 1 if zfindings else 0
+            code |= _report("zizmor", [zizmor_line(z) for z in run_zizmor()])
         if "actionlint" in chosen:
-            lines = run_actionlint()
-            print(f"actionlint: {len(lines)} findings")
-            for line in lines:
-                print(f"  {line}")
-            code |= 1 if lines else 0
+            code |= _report("actionlint", run_actionlint())
         if "checkov" in chosen:
             if args.manifests:
                 code |= _checkov(Path(args.manifests))
