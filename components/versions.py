@@ -94,8 +94,8 @@ CUDA_SMOKE_IMAGE: Final = "nvcr.io/nvidia/cuda:12.4.1-base-ubuntu22.04"
 # is what runs, so a re-pushed tag cannot change it (LLAMA_CPP_SERVER_IMAGE above). The
 # repositories below run by tag until their digest is resolved, each with the reason; a key ending
 # in "/" covers every repository under it. `migrate plan` lists the pending images a plan uses,
-# policy/config.prod.json names these same keys as the reviewed exceptions to the mandatory
-# `image-digest-pinned` policy (tests/test_images.py keeps the two equal), and `make digests`
+# policy/config.<stack>.json names these same keys as the reviewed exceptions to the
+# `image-digest-pinned` policy, mandatory in prod (tests/test_images.py keeps them equal); `make digests`
 # resolves each pinned tag from its registry and prints the references to paste above.
 _UNRESOLVED = "no registry was reachable where this pin was written; `make digests` resolves it"
 _REPUSHED = (
