@@ -114,9 +114,14 @@ def test_the_prod_policy_refuses_a_tag_only_image_that_is_not_on_the_reviewed_li
     assert all(versions.LITELLM_IMAGE in v.message for v in found)
 
 
-def test_plan_json_lists_the_pending_images_with_their_reasons(capsys: pytest.CaptureFixture[str]) -> None:
+def test_plan_json_lists_the_pending_images_with_their_reasons(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from migrate import harness
     from migrate.cli import main
 
+    # The session's recording of the same plan: what the CLI prints is under test, not the harness.
+    monkeypatch.setattr(harness, "record", lambda stack, phase=None, **_: recorded(stack, phase))
     assert main(["plan", "--stack", "prod", "--phase", "p3-local-brain", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     pending = {p["image"]: p["reason"] for p in doc["digestPending"]}
