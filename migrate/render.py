@@ -11,7 +11,7 @@ from rich.tree import Tree
 
 from components.phases import Phase
 from migrate.harness import SECRET, UNKNOWN, RecordedPlan, RecordedResource
-from migrate.plan import PlanDiff, counts, critical_path, tree
+from migrate.plan import PlanDiff, counts, critical_path, images, tree
 
 _KIND_STYLE = {"create": ("+", "green"), "update": ("~", "yellow"), "replace": ("±", "magenta"), "delete": ("-", "red")}
 
@@ -79,6 +79,17 @@ def plan(console: Console, p: RecordedPlan, phase: Phase) -> None:
     console.print(Text(f"\nCritical path ({path.length} resources, created one after another):", style="bold"))
     for i, urn in enumerate(path.urns, 1):
         console.print(f"  {i:>2}. {_short(urn)}")
+
+    uses = images(p)
+    if uses:
+        by_digest = [u for u in uses if u.digest]
+        console.print(Text(f"\nImages: {len(by_digest)} of {len(uses)} pinned by digest", style="bold"))
+        for u in uses:
+            if u.digest:
+                continue
+            why = u.pending_reason or "NOT on the reviewed pending list: the prod policy refuses it"
+            console.print(f"  digest pending  {u.ref}  ({', '.join(u.resources)})", markup=False)
+            console.print(Text(f"      {why}", style="dim" if u.pending_reason else "red"))
 
     console.print(Text("\nExit criteria", style="bold"))
     for item in phase.exit_criteria.checklist:

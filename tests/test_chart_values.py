@@ -33,8 +33,8 @@ import yaml
 
 from components import versions
 from components.phases import phase_ids
+from migrate.manifests import manifest, normalise
 from tests.conftest import STACKS, recorded, upstream_root
-from tests.test_manifests import manifest, normalise
 from tools.upstream import pinned_charts
 
 Path_ = tuple[str, ...]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import jsonschema
@@ -27,11 +26,10 @@ from kubernetes_validate import utils as kv_utils
 
 from components import versions
 from components.phases import phase_ids
-from migrate.harness import SECRET, UNKNOWN, RecordedPlan, RecordedResource
+from migrate.harness import UNKNOWN
+from migrate.manifests import unique_manifests
 from tests.conftest import STACKS, recorded, upstream_root
 
-# Types that are not one Kubernetes object: a Helm release renders many, a provider is none.
-NOT_MANIFESTS = ("kubernetes:helm.sh/v3:Release",)
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 CLUSTER_SCOPED = {
@@ -45,43 +43,7 @@ CLUSTER_SCOPED = {
 }
 
 
-# --- rebuilding manifests from the recorded plan -----------------------------------------------
-
-
-def normalise(value: Any) -> Any:
-    """The wire format carries every number as a double; Kubernetes wants integers."""
-    if isinstance(value, dict):
-        return {k: normalise(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [normalise(v) for v in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def manifest(res: RecordedResource) -> dict[str, Any]:
-    """The object the provider would apply for `res`.
-
-    A Secret's `data`/`stringData` is one secret value as a whole (the SDK marks the map), so the
-    plan shows "[secret]" where the API server gets a map: offline there is nothing to validate
-    there, and the field is left out. Any other secret leaf stays and must fit a string field.
-    """
-    obj = normalise(dict(res.inputs))
-    if obj.get("kind") == "Secret":
-        for key in ("data", "stringData"):
-            if obj.get(key) == SECRET:
-                del obj[key]
-    return obj
-
-
-def is_manifest(res: RecordedResource) -> bool:
-    return res.custom and res.type.startswith("kubernetes:") and res.type not in NOT_MANIFESTS
-
-
-def manifests(plan: RecordedPlan) -> Iterator[tuple[RecordedResource, dict[str, Any]]]:
-    for res in plan.resources:
-        if is_manifest(res):
-            yield res, manifest(res)
+# --- the manifests of every phase (migrate/manifests.py rebuilds them from the recorded plan) ---
 
 
 def _unknowns(value: Any, path: str = "") -> list[str]:
@@ -95,13 +57,7 @@ def _unknowns(value: Any, path: str = "") -> list[str]:
 @functools.cache
 def all_manifests() -> dict[str, tuple[str, dict[str, Any]]]:
     """Unique manifests of every phase of both stacks: JSON text -> (where, manifest)."""
-    out: dict[str, tuple[str, dict[str, Any]]] = {}
-    for stack in STACKS:
-        for phase in phase_ids():
-            for res, obj in manifests(recorded(stack, phase)):
-                key = json.dumps(obj, sort_keys=True)
-                out.setdefault(key, (f"{stack}/{phase}: {res.name} ({res.type})", obj))
-    return out
+    return unique_manifests(recorded(stack, phase) for stack in STACKS for phase in phase_ids())
 
 
 # --- built-in kinds: kubernetes-validate, strict -----------------------------------------------

@@ -25,9 +25,9 @@ from components.platform import DATA_NAMESPACE, NAMESPACE
 from components.services import GPU_RESOURCE, GPU_RUNTIME_CLASS, GPU_TOLERATION, SERVICES, USES_LABEL
 from components.traffic import legacy_service, public_routes
 from migrate.harness import SECRET, RecordedPlan, RecordedResource, read_stack_file, record, stack_file
+from migrate.manifests import manifest
 from migrate.plan import diff_plans
 from tests.conftest import STACKS, recorded
-from tests.test_manifests import manifest
 
 CUTOVER = ("p2b-services", "p2b1-cutover-50", "p2b2-cutover-100")
 WORKLOADS = {

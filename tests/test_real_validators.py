@@ -28,8 +28,8 @@ from components.charts import slo_rules
 from components.gpu_host import CLOUD_INIT_TEMPLATE, render_cloud_init
 from components.phases import phase_ids
 from components.platform import DATA_NAMESPACE, NAMESPACE
+from migrate.manifests import manifest
 from tests.conftest import STACKS, recorded
-from tests.test_manifests import manifest
 
 PROMTOOL_CASES = Path(__file__).parent / "fixtures" / "promtool" / "slo-alerts.test.yaml"
 RULE_TYPE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"

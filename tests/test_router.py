@@ -94,7 +94,7 @@ def test_router_keys_are_secrets_referenced_from_the_pod() -> None:
     assert "stringData" in keys.secret_inputs
     dep = plan.named("llm-router-deployment").inputs
     (c,) = dep["spec"]["template"]["spec"]["containers"]
-    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"]}
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"] if "valueFrom" in e}
     assert env == {
         ENV_MASTER_KEY: {"name": "router-keys", "key": "master-key"},
         ENV_LOCAL_KEY: {"name": "llama-api-key", "key": "api-key"},
@@ -125,6 +125,19 @@ def test_router_runs_non_root_with_probes_and_a_disruption_budget_in_prod() -> N
     assert spec["replicas"] == 2
     assert plan.named("llm-router-pdb").inputs["spec"]["minAvailable"] == 1
     assert plan.named("llm-router-service").inputs["spec"]["type"] == "ClusterIP"
+
+
+def test_router_root_filesystem_is_read_only_with_one_writable_emptydir() -> None:
+    pod = brain("prod").named("llm-router-deployment").inputs["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    writable = [m for m in c["volumeMounts"] if not m.get("readOnly")]
+    # The only writable path is an emptyDir at /tmp, and the image's cache directory is under it.
+    assert [(m["mountPath"], "emptyDir" in volumes[m["name"]]) for m in writable] == [("/tmp", True)]
+    assert volumes["tmp"]["emptyDir"]["sizeLimit"]
+    cache = next(e["value"] for e in c["env"] if e["name"] == "XDG_CACHE_HOME")
+    assert cache.startswith("/tmp/")
 
 
 def test_dev_router_has_one_replica_and_no_disruption_budget() -> None:
