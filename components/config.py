@@ -394,6 +394,10 @@ class ServiceImages(Frozen):
     )
     tag: str = versions.PLATFORM_RELEASE
     tags: dict[str, str] = {}
+    # {image name: "sha256:<hex>"}: what each image's tag resolved to when the release was cut
+    # (`crane digest <registry>/<name>:<tag>`), so a re-pushed tag cannot change what runs. An image
+    # without one runs by tag only if its registry is on the reviewed pending list (versions.py).
+    digests: dict[str, str] = {}
 
     @field_validator("tag")
     @classmethod
@@ -412,12 +416,27 @@ class ServiceImages(Frozen):
             _image_tag(tag)
         return v
 
+    @field_validator("digests")
+    @classmethod
+    def _digests(cls, v: dict[str, str]) -> dict[str, str]:
+        from components.services import own_image_names
+
+        known = own_image_names()
+        for name, digest in v.items():
+            if name not in known:
+                raise ValueError(f"{name!r} is not one of the platform's images; expected one of {', '.join(known)}")
+            if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+                raise ValueError(f"{name}: {digest!r} is not a digest (sha256: and 64 lowercase hex digits)")
+        return v
+
     @property
     def is_placeholder(self) -> bool:
         return self.registry == versions.PLATFORM_IMAGE_REGISTRY
 
     def reference(self, name: str) -> str:
-        return f"{self.registry}/{name}:{self.tags.get(name, self.tag)}"
+        ref = f"{self.registry}/{name}:{self.tags.get(name, self.tag)}"
+        digest = self.digests.get(name)
+        return f"{ref}@{digest}" if digest else ref
 
 
 def _image_tag(v: str) -> str:

@@ -75,6 +75,8 @@ NGINX_IMAGE: Final = "docker.io/nginxinc/nginx-unprivileged:1.30.4-alpine"
 # `serviceImages` (components/config.py). These are its defaults: the registry is a placeholder
 # (dev plans with a warning, prod refuses it), the tag the platform repository's current release.
 PLATFORM_IMAGE_REGISTRY: Final = "ghcr.io/example-org"
+# The registry the committed prod stack file names: a documentation value (RFC 2606), never pulled.
+DOCUMENTATION_IMAGE_REGISTRY: Final = "registry.example.com/platform"
 PLATFORM_RELEASE: Final = "2026.09.1"
 
 # --- local llama servers and router (components/llama.py, components/router.py) ----------------
@@ -133,7 +135,11 @@ DIGEST_PENDING: Final[dict[str, str]] = {
     "ghcr.io/berriai/litellm-non_root": _UNRESOLVED,
     "nvcr.io/nvidia/cuda": _UNRESOLVED,
     f"{PLATFORM_IMAGE_REGISTRY}/": (
-        "the organisation's registry is a placeholder until the real one is configured "
-        "(PLATFORM_IMAGE_REGISTRY); its images have no digest to pin yet"
+        "the dev stack's placeholder registry (PLATFORM_IMAGE_REGISTRY), which prod refuses; its "
+        "images have no digest to pin"
+    ),
+    f"{DOCUMENTATION_IMAGE_REGISTRY}/": (
+        "the committed prod stack's documentation registry (RFC 2606 example.com); a real prod stack "
+        "names its own registry and pins each image with serviceImages.digests"
     ),
 }

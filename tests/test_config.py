@@ -114,6 +114,16 @@ BAD: list[tuple[str, Any, tuple[str, ...]]] = [
         ("serviceImages.tags", "'mcp-githb' is not one of the platform's images"),
     ),
     ("a registry with a tag", {"serviceImages": {"registry": "r.example.com/platform:1"}}, ("serviceImages.registry",)),
+    (
+        "a digest that is not one",
+        {"serviceImages": {"registry": "r.example.com", "digests": {"dashboard": "sha256:abc"}}},
+        ("serviceImages.digests", "'sha256:abc' is not a digest"),
+    ),
+    (
+        "a digest for an image the platform does not run",
+        {"serviceImages": {"registry": "r.example.com", "digests": {"dashbord": "sha256:" + "0" * 64}}},
+        ("serviceImages.digests", "'dashbord' is not one of the platform's images"),
+    ),
 ]
 
 

@@ -52,7 +52,8 @@ def test_every_pending_entry_is_used_and_reasoned() -> None:
     repositories = {p.repository for p in pinned_images().values()}
     repositories |= {
         ImagePin.parse(u.ref).repository
-        for u in images(recorded("prod", phase_ids()[-2]))
+        for stack in ("dev", "prod")
+        for u in images(recorded(stack, phase_ids()[-2]))
         if not u.ref.startswith("sha256:")
     }
     for key, reason in versions.DIGEST_PENDING.items():
@@ -204,3 +205,23 @@ def test_docker_hub_short_names_and_hosts_map_to_their_api() -> None:
     assert digests.registry_url("ghcr.io") == "https://ghcr.io"
     assert digests._split("docker.io/library/redis") == ("docker.io", "library/redis")
     assert digests._split("nvcr.io/nvidia/cuda") == ("nvcr.io", "nvidia/cuda")
+
+
+def test_a_real_registry_runs_by_digest_and_passes_the_prod_policy_only_with_digests() -> None:
+    """A prod stack on its own registry is off the pending list: every own image needs its digest."""
+    from components.services import own_image_names
+    from migrate.harness import record
+
+    config = read_policy_config(POLICY_DIR / "config.prod.json")
+    registry = {"registry": "cr.internal.example/platform"}
+
+    bare = record("prod", "p2b-services", overrides={"serviceImages": registry})
+    refused = [v for v in evaluate(bare, config) if v.policy == "image-digest-pinned"]
+    assert refused and all(v.level == "mandatory" for v in refused)
+
+    digests = {name: "sha256:" + f"{i:02x}" * 32 for i, name in enumerate(own_image_names())}
+    pinned = record("prod", "p2b-services", overrides={"serviceImages": {**registry, "digests": digests}})
+    refs = {u.ref for u in images(pinned)}
+    for name, digest in digests.items():
+        assert any(r.startswith(f"cr.internal.example/platform/{name}:") and r.endswith(f"@{digest}") for r in refs)
+    assert not [v for v in evaluate(pinned, config) if v.policy == "image-digest-pinned"]
