@@ -29,6 +29,9 @@ NOT_RENOVATED = {
     "K3S_HELM_CONTROLLER_VERSION": "the helm-controller K3S_VERSION embeds",
     # The organisation's own images: the registry is stack config, the tag its release process's.
     "PLATFORM_IMAGE_REGISTRY": "not a version",
+    "DOCUMENTATION_IMAGE_REGISTRY": "not a version",
+    # The reviewed list of images without a digest: `make digests` empties it, not Renovate.
+    "DIGEST_PENDING": "not a version",
     "PLATFORM_RELEASE": "the platform repository's own release",
     # Read by the NVIDIA chart manager together with NVIDIA_DEVICE_PLUGIN_CHART_REPO.
     "NVIDIA_DEVICE_PLUGIN_CHART": "part of the device plugin chart's match",
