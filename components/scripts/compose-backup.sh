@@ -18,6 +18,7 @@ die() { log "error: $*"; exit 1; }
 service="" compose_dir="" bucket="" region="" endpoint="" prefix="compose" image=""
 qdrant_url="http://127.0.0.1:6333" redis_service="redis" postgres_service="postgres"
 postgres_user="postgres" postgres_db="platform"
+bgsave_timeout="${BGSAVE_TIMEOUT:-300}"
 while [ "$#" -gt 0 ]; do
   [ "$#" -ge 2 ] || die "flag $1 needs a value"
   case "$1" in
@@ -70,22 +71,35 @@ dump_qdrant() {
   ext="snapshot"
 }
 
+redis_cli() { compose exec -T "$redis_service" redis-cli "$@" | tr -d '\r'; }
+persistence() { redis_cli INFO persistence | sed -n "s/^$1://p"; }
+
 dump_redis() {
-  local before after status dir file i
-  before="$(compose exec -T "$redis_service" redis-cli LASTSAVE | tr -d '\r')"
-  log "redis: BGSAVE (last save $before)"
-  compose exec -T "$redis_service" redis-cli BGSAVE >/dev/null
-  after="$before"
-  for i in $(seq 1 150); do
-    after="$(compose exec -T "$redis_service" redis-cli LASTSAVE | tr -d '\r')"
-    [ "$after" != "$before" ] && break
-    sleep 2
+  local deadline reply status dir file
+  deadline=$((SECONDS + bgsave_timeout))
+  # A save that is already running (Redis's own `save` schedule, an AOF rewrite, or a backup
+  # killed midway) began before this backup was asked for: let it end, then take our own.
+  while :; do
+    reply="$(redis_cli BGSAVE 2>&1 || true)"
+    case "$reply" in
+      "Background saving started") break ;;
+      *"already in progress"* | *"Another child process is active"*) ;;
+      *) die "redis: BGSAVE failed: $reply" ;;
+    esac
+    [ "$SECONDS" -lt "$deadline" ] || die "redis: another save kept Redis busy for ${bgsave_timeout}s"
+    sleep 0.2
   done
-  [ "$after" != "$before" ] || die "redis: BGSAVE did not finish within 300s (tried $i times)"
-  status="$(compose exec -T "$redis_service" redis-cli INFO persistence | tr -d '\r' | sed -n 's/^rdb_last_bgsave_status://p')"
-  [ "$status" = "ok" ] || die "redis: last BGSAVE status is '$status'"
-  dir="$(compose exec -T "$redis_service" redis-cli CONFIG GET dir | tr -d '\r' | sed -n 2p)"
-  file="$(compose exec -T "$redis_service" redis-cli CONFIG GET dbfilename | tr -d '\r' | sed -n 2p)"
+  log "redis: BGSAVE started"
+  # BGSAVE forks before it answers, so rdb_bgsave_in_progress stays 1 until this save has ended
+  # (LASTSAVE has 1s resolution: a save ending in the second the last one did looks like none).
+  while [ "$(persistence rdb_bgsave_in_progress)" != 0 ]; do
+    [ "$SECONDS" -lt "$deadline" ] || die "redis: BGSAVE did not finish within ${bgsave_timeout}s"
+    sleep 0.2
+  done
+  status="$(persistence rdb_last_bgsave_status)"
+  [ "$status" = "ok" ] || die "redis: BGSAVE failed (rdb_last_bgsave_status:$status)"
+  dir="$(redis_cli CONFIG GET dir | sed -n 2p)"
+  file="$(redis_cli CONFIG GET dbfilename | sed -n 2p)"
   compose exec -T "$redis_service" cat "$dir/$file" >"$dump"
   [ "$(head -c 5 "$dump")" = "REDIS" ] || die "redis: $dir/$file does not start with the RDB magic"
   ext="rdb"
