@@ -131,7 +131,8 @@ class Redis:
         lines = [f"port {self.port}", "bind 127.0.0.1", f"dir {self.root}", 'save ""', "appendonly no",
                  f"logfile {self.log}"]  # fmt: skip
         if self.password:
-            lines.append(f"requirepass {self.password}")
+            quoted = self.password.replace("\\", "\\\\").replace('"', '\\"')
+            lines.append(f'requirepass "{quoted}"')
         lines += [f"{k.replace('_', '-')} {v}" for k, v in self.config.items()]
         self._proc = subprocess.Popen(
             [str(self.tools.redis_bin / "redis-server"), "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL
