@@ -68,7 +68,6 @@ dump_qdrant() {
   # The snapshot also sits in Qdrant's own storage; remove that copy so the host disk does not fill.
   curl -fsS -X DELETE "$qdrant_url/snapshots/$name?wait=true" >/dev/null || log "qdrant: could not delete snapshot $name on the host (harmless)"
   tar -tf "$dump" >/dev/null || die "qdrant: snapshot $name is not a readable tar archive"
-  ext="snapshot"
 }
 
 redis_cli() { compose exec -T "$redis_service" redis-cli "$@" | tr -d '\r'; }
@@ -102,29 +101,45 @@ dump_redis() {
   file="$(redis_cli CONFIG GET dbfilename | sed -n 2p)"
   compose exec -T "$redis_service" cat "$dir/$file" >"$dump"
   [ "$(head -c 5 "$dump")" = "REDIS" ] || die "redis: $dir/$file does not start with the RDB magic"
-  ext="rdb"
+}
+
+endpoint_args=()
+if [ -n "$endpoint" ]; then endpoint_args=(--endpoint-url "$endpoint"); fi
+case "$service" in qdrant) ext=snapshot ;; redis) ext=rdb ;; postgres) ext=dump ;; esac
+key="$prefix/$service/$stamp.$ext"
+
+# upload SOURCE [FLAGS...]: /backup/dump (the dump in $workdir) or - (stdin) to s3://$bucket/$key.
+upload() {
+  local source="$1"
+  shift
+  docker run --rm -i -e AWS_ACCESS_KEY_ID -e AWS_SECRET_ACCESS_KEY -e AWS_DEFAULT_REGION \
+    -v "$workdir:/backup:ro" "$image" \
+    s3 cp "$source" "s3://$bucket/$key" --only-show-errors "$@" "${endpoint_args[@]}"
 }
 
 dump_postgres() {
-  log "postgres: pg_dump -Fc $postgres_db as $postgres_user"
-  compose exec -T "$postgres_service" pg_dump -Fc -U "$postgres_user" "$postgres_db" >"$dump"
+  local estimate
+  # The dump goes to the bucket while pg_dump writes it (the migration window is dump + restore,
+  # not dump + upload + restore); tee keeps the copy that is listed and hashed below. A stream
+  # needs its size bound up front past 50 GB: the database's size is one (the dump is compressed).
+  estimate="$(compose exec -T "$postgres_service" psql -X -At -U "$postgres_user" -d "$postgres_db" \
+    -c "select pg_database_size(current_database())" | tr -d '\r')"
+  log "postgres: pg_dump -Fc $postgres_db as $postgres_user, streamed to s3://$bucket/$key"
+  # A failed dump may leave a partial object under this run's key: no record names it, so nothing
+  # restores it, and the bucket's lifecycle expires it.
+  compose exec -T "$postgres_service" pg_dump -Fc -U "$postgres_user" "$postgres_db" | tee "$dump" |
+    upload - --expected-size "$estimate" || die "postgres: pg_dump or its upload failed"
   # The archive's table of contents must read back before the dump counts.
   compose exec -T "$postgres_service" pg_restore --list <"$dump" >/dev/null || die "postgres: pg_restore cannot read the dump"
-  ext="dump"
 }
 
-ext=""
 "dump_$service"
 size="$(stat -c %s "$dump")"
 sha="$(sha256sum "$dump" | cut -d' ' -f1)"
 [ "$size" -gt 0 ] || die "$service: the dump is empty"
-key="$prefix/$service/$stamp.$ext"
-
-endpoint_args=()
-if [ -n "$endpoint" ]; then endpoint_args=(--endpoint-url "$endpoint"); fi
-log "$service: uploading $size bytes (sha256 $sha) to s3://$bucket/$key"
-docker run --rm -e AWS_ACCESS_KEY_ID -e AWS_SECRET_ACCESS_KEY -e AWS_DEFAULT_REGION \
-  -v "$workdir:/backup:ro" "$image" \
-  s3 cp /backup/dump "s3://$bucket/$key" --only-show-errors --metadata "sha256=$sha" "${endpoint_args[@]}"
-log "$service: done"
+if [ "$service" != postgres ]; then
+  log "$service: uploading $size bytes (sha256 $sha) to s3://$bucket/$key"
+  upload /backup/dump --metadata "sha256=$sha" </dev/null
+fi
+log "$service: done ($size bytes, sha256 $sha)"
 printf '{"service":"%s","key":"%s","size":%s,"sha256":"%s"}\n' "$service" "$key" "$size" "$sha"

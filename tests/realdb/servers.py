@@ -85,7 +85,11 @@ class Postgres:
                  "-c", "full_page_writes=off", "-c", "max_connections=40"],
                 stdout=log, stderr=subprocess.STDOUT, **self._user,
             )  # fmt: skip
-        _wait("postgres", self._ready, self._proc, self.log)
+        try:
+            _wait("postgres", self._ready, self._proc, self.log)
+        except AssertionError:
+            self.stop()
+            raise
         return self
 
     def _ready(self) -> bool:
@@ -141,7 +145,11 @@ class Redis:
         self._proc.stdin.write("\n".join(lines).encode() + b"\n")
         self._proc.stdin.close()
         self.log.touch()
-        _wait("redis-server", self._ready, self._proc, self.log)
+        try:
+            _wait("redis-server", self._ready, self._proc, self.log)
+        except AssertionError:
+            self.stop()
+            raise
         return self
 
     def _ready(self) -> bool:

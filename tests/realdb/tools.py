@@ -6,6 +6,7 @@ AWS CLI in a venv under the cache dir, and redis-cli and curl from Debian when t
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import shutil
@@ -65,6 +66,7 @@ def _scratch(name: str) -> Path:
     """A per-process dir under /tmp that every user can read (short: socket paths have a limit)."""
     path = Path(tempfile.mkdtemp(prefix=f"gp-{name}-"))
     path.chmod(0o755)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
     return path
 
 
