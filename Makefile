@@ -52,8 +52,9 @@ typecheck: venv
 	$(BIN)/mypy components migrate policy benchmarks __main__.py
 
 # pytest exits 5 when it collects no test; make treats that as a failure, as CI must.
+# loadgroup: tests marked xdist_group share one worker (and so one set of servers it starts).
 pytest: venv tools-datastores
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 ## The offline policy check on every phase of both stacks.
 check: venv

@@ -14,48 +14,32 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.s3 import FakeS3, moto_s3
+from components.backups import ObjectRecord
+from tests.fakes.s3 import FakeS3
 from tests.realdb.data import ODD_TABLE, WRITE_ONE, WRITER_SQL, postgres_sql
 from tests.realdb.digests import postgres_digest
-from tests.realdb.pipeline import KILLED, Run
+from tests.realdb.pipeline import BUCKET, KILLED, Run
 from tests.realdb.servers import Postgres
-from tests.realdb.tools import Tools, tools
+from tests.realdb.tools import Tools
 
-BUCKET = "pg-backups"
+# One worker runs this module: its servers start once (make test runs pytest with --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("postgres-servers")
 ROWS = 600  # small and fast; benchmarks/data_migration.py runs the large case
 MARKER = "public.gpu_platform_restore"
 
 
 @pytest.fixture(scope="module")
-def kit() -> Tools:
-    return tools()
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[FakeS3]:
-    with moto_s3() as fake:
-        fake.make_bucket(BUCKET)
-        yield fake
-
-
-@pytest.fixture(scope="module")
-def source(kit: Tools) -> Iterator[Postgres]:
-    pg = Postgres(kit).start()
-    try:
+def source(realdb_tools: Tools) -> Iterator[Postgres]:
+    with Postgres(realdb_tools) as pg:
         pg.psql("postgres", "create database platform")
         pg.psql("platform", postgres_sql(ROWS))
         yield pg
-    finally:
-        pg.stop()
 
 
 @pytest.fixture(scope="module")
-def target_server(kit: Tools) -> Iterator[Postgres]:
-    pg = Postgres(kit).start()
-    try:
+def target_server(realdb_tools: Tools) -> Iterator[Postgres]:
+    with Postgres(realdb_tools) as pg:
         yield pg
-    finally:
-        pg.stop()
 
 
 @pytest.fixture
@@ -69,8 +53,22 @@ def target(target_server: Postgres) -> Postgres:
 
 
 @pytest.fixture
-def run(kit: Tools, s3: FakeS3, source: Postgres, tmp_path: Path) -> Run:
-    return Run(kit, s3, BUCKET, tmp_path, services={"postgres": source.env()})
+def run(realdb_tools: Tools, realdb_s3: FakeS3, source: Postgres, tmp_path: Path) -> Run:
+    return Run(realdb_tools, realdb_s3, BUCKET, tmp_path, services={"postgres": source.env()})
+
+
+@pytest.fixture(scope="module")
+def dumped(
+    realdb_tools: Tools, realdb_s3: FakeS3, source: Postgres, tmp_path_factory: pytest.TempPathFactory
+) -> ObjectRecord:
+    """One verified backup of the source, for the tests about restoring it."""
+    run = Run(realdb_tools, realdb_s3, BUCKET, tmp_path_factory.mktemp("dump"), services={"postgres": source.env()})
+    return run.record(run.backup("postgres"), "postgres")
+
+
+@pytest.fixture(scope="module")
+def source_digest(source: Postgres) -> dict[str, str]:
+    return postgres_digest(source, "platform")
 
 
 def _job_env(target: Postgres) -> dict[str, str]:
@@ -88,20 +86,22 @@ def _user_tables(pg: Postgres, db: str) -> int:
     return int(pg.psql(db, sql))
 
 
-def _assert_restored(source: Postgres, target: Postgres, sha: str) -> None:
-    assert postgres_digest(target, "platform") == postgres_digest(source, "platform")
+def _assert_restored(source_digest: dict[str, str], target: Postgres, sha: str) -> None:
+    assert postgres_digest(target, "platform") == source_digest
     assert _markers(target) == [sha]
     # Nothing left behind: no staging database, no renamed-aside empty one.
     assert target.databases() == {"postgres", "platform"}
 
 
-def test_round_trip_is_identical_and_a_second_run_is_a_no_op(run: Run, source: Postgres, target: Postgres) -> None:
-    record = run.record(run.backup("postgres"), "postgres")
+def test_round_trip_is_identical_and_a_second_run_is_a_no_op(
+    run: Run, dumped: ObjectRecord, source_digest: dict[str, str], target: Postgres
+) -> None:
+    record = dumped
     assert record.key.startswith("compose/postgres/") and record.key.endswith(".dump")
 
     first = run.job("postgres", record, **_job_env(target))
     assert first.returncode == 0, first.stderr
-    _assert_restored(source, target, record.sha256)
+    _assert_restored(source_digest, target, record.sha256)
     digest = postgres_digest(target, "platform")
     assert f"rows:team data é.{ODD_TABLE}" in {k.replace('"', "") for k in digest}, "the awkward table came back"
 
@@ -109,16 +109,16 @@ def test_round_trip_is_identical_and_a_second_run_is_a_no_op(run: Run, source: P
     assert second.returncode == 0, second.stderr
     assert "nothing to do" in second.stdout
     assert postgres_digest(target, "platform") == digest
-    _assert_restored(source, target, record.sha256)
+    _assert_restored(source_digest, target, record.sha256)
 
 
 @pytest.mark.parametrize("damage", ["flipped", "truncated", "missing"])
 def test_a_damaged_object_is_refused_and_nothing_is_restored(
-    run: Run, s3: FakeS3, target: Postgres, damage: str
+    run: Run, realdb_s3: FakeS3, dumped: ObjectRecord, target: Postgres, damage: str
 ) -> None:
-    record = run.record(run.backup("postgres"), "postgres")
-    client = s3.client(BUCKET)
-    data = client.get_object(Bucket=BUCKET, Key=record.key)["Body"].read()
+    client = realdb_s3.client(BUCKET)
+    data = client.get_object(Bucket=BUCKET, Key=dumped.key)["Body"].read()
+    record = ObjectRecord(f"{dumped.key}.{damage}", dumped.size, dumped.sha256)
     if damage == "flipped":
         client.put_object(Bucket=BUCKET, Key=record.key, Body=data[:-100] + bytes([data[-100] ^ 1]) + data[-99:])
     elif damage == "truncated":
@@ -146,7 +146,7 @@ RESTORE_KILLS = ["mid-fetch", "mid-restore", "before-swap", "after-swap"]
 
 @pytest.mark.parametrize("step", list(BACKUP_KILLS))
 def test_a_backup_killed_midway_prints_no_record_and_the_rerun_completes(
-    run: Run, source: Postgres, target: Postgres, step: str
+    run: Run, source_digest: dict[str, str], target: Postgres, step: str
 ) -> None:
     tool, body = BACKUP_KILLS[step]
     if body is None:
@@ -159,7 +159,7 @@ def test_a_backup_killed_midway_prints_no_record_and_the_rerun_completes(
     run.clear_hooks()
     record = run.record(run.backup("postgres"), "postgres")
     assert run.job("postgres", record, **_job_env(target)).returncode == 0
-    _assert_restored(source, target, record.sha256)
+    _assert_restored(source_digest, target, record.sha256)
 
 
 # Makes every DDL of the restore take 0.2s, so the kill lands while tables are still missing.
@@ -174,18 +174,14 @@ STAGING_TABLES = (
 
 @pytest.mark.parametrize("step", RESTORE_KILLS)
 def test_a_restore_killed_at_any_step_leaves_nothing_half_done_and_the_rerun_completes(
-    run: Run, source: Postgres, target: Postgres, step: str
+    run: Run, dumped: ObjectRecord, source_digest: dict[str, str], target: Postgres, step: str
 ) -> None:
-    record = run.record(run.backup("postgres"), "postgres")
+    record = dumped
     if step == "mid-fetch":
         run.kill_during("curl", "--aws-sigv4", '[ -s "$BACKUP_DIR/object" ]')
     elif step == "mid-restore":
-        run.hook(
-            "pg_restore",
-            f"case \"$*\" in *--jobs*)\n  psql -X -q -d platform__restoring -c '{SLOW_DDL}'\n"
-            f'  "$REAL" "$@" &\n  i=0\n  until {STAGING_TABLES} || [ $i -ge 500 ]; do sleep 0.02; i=$((i + 1)); done\n'
-            '  kill -KILL 0 ;;\nesac\nexec "$REAL" "$@"',
-        )
+        slow = f"psql -X -q -d platform__restoring -c '{SLOW_DDL}'"
+        run.kill_during("pg_restore", "--jobs", STAGING_TABLES, first=slow)
     elif step == "before-swap":
         run.kill_before("psql", "rename to")
     else:
@@ -196,31 +192,35 @@ def test_a_restore_killed_at_any_step_leaves_nothing_half_done_and_the_rerun_com
 
     if step == "after-swap":
         # Committed: the data and its marker went live together.
-        assert postgres_digest(target, "platform") == postgres_digest(source, "platform")
+        assert postgres_digest(target, "platform") == source_digest
         assert _markers(target) == [record.sha256]
     else:
         assert _user_tables(target, "platform") == 0 and _markers(target) == [], "half a restore is live"
     if step == "mid-restore":
         staged = _user_tables(target, "platform__restoring")
-        assert 0 < staged < _user_tables(source, "platform"), "the kill did not land mid-restore"
+        assert 0 < staged < len([k for k in source_digest if k.startswith("rows:")]), (
+            "the kill did not land mid-restore"
+        )
 
     run.clear_hooks()
     rerun = run.job("postgres", record, **_job_env(target))
     assert rerun.returncode == 0, rerun.stderr
-    _assert_restored(source, target, record.sha256)
+    _assert_restored(source_digest, target, record.sha256)
 
 
-def test_an_empty_marker_table_is_not_a_restore(run: Run, source: Postgres, target: Postgres) -> None:
+def test_an_empty_marker_table_is_not_a_restore(
+    run: Run, dumped: ObjectRecord, source_digest: dict[str, str], target: Postgres
+) -> None:
     target.psql("postgres", f"create table {MARKER} (sha256 text primary key, restored_at timestamptz default now())")
-    record = run.record(run.backup("postgres"), "postgres")
+    record = dumped
     result = run.job("postgres", record, **_job_env(target))
     assert result.returncode == 0, result.stderr
-    _assert_restored(source, target, record.sha256)
+    _assert_restored(source_digest, target, record.sha256)
 
 
-def test_tables_no_restore_wrote_are_refused_and_kept(run: Run, target: Postgres) -> None:
+def test_tables_no_restore_wrote_are_refused_and_kept(run: Run, dumped: ObjectRecord, target: Postgres) -> None:
     target.psql("platform", "create table mine (id int); insert into mine values (42)")
-    record = run.record(run.backup("postgres"), "postgres")
+    record = dumped
     result = run.job("postgres", record, **_job_env(target))
     assert result.returncode == 1 and "holds 1 table(s) that no restore wrote" in result.stderr
     assert target.psql("platform", "select id from mine").strip() == "42" and _markers(target) == []

@@ -14,51 +14,36 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.s3 import FakeS3, moto_s3
+from components.backups import ObjectRecord
+from tests.fakes.s3 import FakeS3
 from tests.realdb.data import redis_load
 from tests.realdb.digests import redis_digest
-from tests.realdb.pipeline import KILLED, Run
+from tests.realdb.pipeline import BUCKET, KILLED, Run
 from tests.realdb.resp import Resp
 from tests.realdb.servers import Redis, free_port
-from tests.realdb.tools import Tools, tools
+from tests.realdb.tools import Tools
 
-BUCKET = "redis-backups"
+# One worker runs this module: its servers start once (make test runs pytest with --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("redis-servers")
 KEYS = 300
 PASSWORD = 'live "pass\\word" with spaces'  # quoting in the config and on redis-cli's stdin
 DONE = b"gpu-platform:restore:sha256"
 PROGRESS = b"gpu-platform:restore:in-progress"
+Content = tuple[dict[str, str], dict[tuple[int, bytes], int]]  # {key: digest}, {key: expiry}
 
 
 @pytest.fixture(scope="module")
-def kit() -> Tools:
-    return tools()
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[FakeS3]:
-    with moto_s3() as fake:
-        fake.make_bucket(BUCKET)
-        yield fake
-
-
-@pytest.fixture(scope="module")
-def source(kit: Tools) -> Iterator[Redis]:
-    server = Redis(kit).start()  # the Compose host's: no password inside the compose network
-    try:
+def source(realdb_tools: Tools) -> Iterator[Redis]:
+    with Redis(realdb_tools) as server:  # the Compose host's: no password inside the compose network
         with server.client() as r:
             redis_load(r, KEYS)
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
-def live_server(kit: Tools) -> Iterator[Redis]:
-    server = Redis(kit, password=PASSWORD).start()
-    try:
+def live_server(realdb_tools: Tools) -> Iterator[Redis]:
+    with Redis(realdb_tools, password=PASSWORD) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -69,8 +54,29 @@ def live(live_server: Redis) -> Redis:
 
 
 @pytest.fixture
-def run(kit: Tools, s3: FakeS3, source: Redis, tmp_path: Path) -> Run:
-    return Run(kit, s3, BUCKET, tmp_path, services={"redis": {"REDIS_PORT": str(source.port)}})
+def run(realdb_tools: Tools, realdb_s3: FakeS3, source: Redis, tmp_path: Path) -> Run:
+    return Run(realdb_tools, realdb_s3, BUCKET, tmp_path, services={"redis": {"REDIS_PORT": str(source.port)}})
+
+
+@pytest.fixture(scope="module")
+def dumped(
+    realdb_tools: Tools, realdb_s3: FakeS3, source: Redis, tmp_path_factory: pytest.TempPathFactory
+) -> ObjectRecord:
+    """One verified backup of the source, for the tests about restoring it."""
+    run = Run(
+        realdb_tools,
+        realdb_s3,
+        BUCKET,
+        tmp_path_factory.mktemp("dump"),
+        services={"redis": {"REDIS_PORT": str(source.port)}},
+    )
+    return run.record(run.backup("redis"), "redis")
+
+
+@pytest.fixture(scope="module")
+def want(source: Redis) -> Content:
+    """The source's content, read before any test writes to it (the writer test cleans up after itself)."""
+    return _content(source)
 
 
 @pytest.fixture
@@ -83,15 +89,15 @@ def _job_env(live: Redis, temp_port: int, **extra: str) -> dict[str, str]:
             "TEMP_PORT": str(temp_port), **extra}  # fmt: skip
 
 
-def _content(server: Redis) -> tuple[dict[str, str], dict[tuple[int, bytes], int]]:
+def _content(server: Redis) -> Content:
     keys, expiries = redis_digest(server.port, server.password)
     keys.pop(f"0:{DONE!r}", None)
     expiries.pop((0, DONE), None)
     return keys, expiries
 
 
-def _assert_same(source: Redis, live: Redis) -> None:
-    want_keys, want_exp = _content(source)
+def _assert_same(want: Content, live: Redis) -> None:
+    want_keys, want_exp = want
     got_keys, got_exp = _content(live)
     assert got_keys == want_keys
     assert got_exp.keys() == want_exp.keys()
@@ -105,22 +111,27 @@ def _marker(live: Redis) -> tuple[bytes | None, bytes | None]:
 
 
 def _port_free(port: int) -> bool:
-    try:
-        Resp(port).close()
-    except OSError:
-        return True
-    return False
+    """Nothing answers on the port (within 5s: a SIGKILLed server takes a moment to be gone)."""
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            Resp(port).close()
+        except OSError:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
 
 
 def test_round_trip_is_identical_and_a_second_run_is_a_no_op(
-    run: Run, source: Redis, live: Redis, temp_port: int
+    run: Run, dumped: ObjectRecord, want: Content, live: Redis, temp_port: int
 ) -> None:
-    record = run.record(run.backup("redis"), "redis")
+    record = dumped
     assert record.key.startswith("compose/redis/") and record.key.endswith(".rdb")
 
     first = run.job("redis", record, **_job_env(live, temp_port))
     assert first.returncode == 0, first.stderr
-    _assert_same(source, live)
+    _assert_same(want, live)
     assert _marker(live) == (record.sha256.encode(), None)
     assert _port_free(temp_port), "the throwaway redis-server is still running"
     keys, _ = _content(live)
@@ -128,13 +139,15 @@ def test_round_trip_is_identical_and_a_second_run_is_a_no_op(
 
     second = run.job("redis", record, **_job_env(live, temp_port))
     assert second.returncode == 0 and "nothing to do" in second.stdout
-    _assert_same(source, live)
+    _assert_same(want, live)
 
 
-def test_a_truncated_object_is_refused(run: Run, s3: FakeS3, live: Redis, temp_port: int) -> None:
-    record = run.record(run.backup("redis"), "redis")
-    client = s3.client(BUCKET)
-    data = client.get_object(Bucket=BUCKET, Key=record.key)["Body"].read()
+def test_a_truncated_object_is_refused(
+    run: Run, realdb_s3: FakeS3, dumped: ObjectRecord, live: Redis, temp_port: int
+) -> None:
+    record = ObjectRecord(f"{dumped.key}.truncated", dumped.size, dumped.sha256)
+    client = realdb_s3.client(BUCKET)
+    data = client.get_object(Bucket=BUCKET, Key=dumped.key)["Body"].read()
     client.put_object(Bucket=BUCKET, Key=record.key, Body=data[:-10])
     result = run.job("redis", record, **_job_env(live, temp_port))
     assert result.returncode == 1 and "size mismatch" in result.stderr
@@ -152,7 +165,7 @@ def test_a_save_ending_in_the_same_second_as_the_last_does_not_hang(run: Run, so
 
 
 def test_a_backup_killed_during_bgsave_and_the_rerun_waits_for_that_save(
-    run: Run, source: Redis, live: Redis, temp_port: int
+    run: Run, source: Redis, want: Content, live: Redis, temp_port: int
 ) -> None:
     with source.client() as r:
         r.call("CONFIG", "SET", "rdb-key-save-delay", 3000)  # ~1s per save: the kill lands mid-save
@@ -169,7 +182,7 @@ def test_a_backup_killed_during_bgsave_and_the_rerun_waits_for_that_save(
         with source.client() as r:
             r.call("CONFIG", "SET", "rdb-key-save-delay", 0)
     assert run.job("redis", record, **_job_env(live, temp_port)).returncode == 0
-    _assert_same(source, live)
+    _assert_same(want, live)
 
 
 def test_a_backup_killed_during_the_upload_prints_no_record(run: Run, source: Redis, live: Redis) -> None:
@@ -182,9 +195,9 @@ def test_a_backup_killed_during_the_upload_prints_no_record(run: Run, source: Re
 
 @pytest.mark.parametrize("step", ["mid-copy", "before-record", "after-record"])
 def test_a_restore_killed_at_any_step_is_finished_by_the_rerun(
-    run: Run, source: Redis, live: Redis, temp_port: int, step: str
+    run: Run, dumped: ObjectRecord, want: Content, live: Redis, *, temp_port: int, step: str
 ) -> None:
-    record = run.record(run.backup("redis"), "redis")
+    record = dumped
     if step == "mid-copy":
         # The first MIGRATE batch (5 keys) of db 0 goes through, then the pod dies.
         run.hook(
@@ -203,36 +216,31 @@ def test_a_restore_killed_at_any_step_is_finished_by_the_rerun(
     done, progress = _marker(live)
     if step == "after-record":
         assert (done, progress) == (record.sha256.encode(), None)
-        _assert_same(source, live)
+        _assert_same(want, live)
     else:
         assert (done, progress) == (None, record.sha256.encode()), "an unfinished copy must not look restored"
     if step == "mid-copy":
         copied = len(_content(live)[0]) - 1  # less the in-progress mark
-        assert 0 < copied < len(_content(source)[0]), "the kill did not land mid-copy"
+        assert 0 < copied < len(want[0]), "the kill did not land mid-copy"
 
     run.clear_hooks()
     rerun = run.job("redis", record, **_job_env(live, temp_port))
     assert rerun.returncode == 0, rerun.stderr
-    _assert_same(source, live)
+    _assert_same(want, live)
     assert _marker(live) == (record.sha256.encode(), None)
 
 
-def test_a_port_already_in_use_is_refused(run: Run, kit: Tools, live: Redis, temp_port: int) -> None:
-    record = run.record(run.backup("redis"), "redis")
-    decoy = Redis(kit, password=PASSWORD)
-    decoy.start()
-    try:
-        with decoy.client() as r:
-            r.call("SET", "from-another-backup", "x")
+def test_a_port_already_in_use_is_refused(run: Run, realdb_tools: Tools, dumped: ObjectRecord, live: Redis) -> None:
+    record = dumped
+    with Redis(realdb_tools, password=PASSWORD) as decoy, decoy.client() as r:
+        r.call("SET", "from-another-backup", "x")
         result = run.job("redis", record, **_job_env(live, decoy.port))
-    finally:
-        decoy.stop()
     assert result.returncode == 1 and "is already in use" in result.stderr
     assert _content(live) == ({}, {}) and _marker(live) == (None, None)
 
 
-def test_keys_no_restore_wrote_are_refused(run: Run, live: Redis, temp_port: int) -> None:
-    record = run.record(run.backup("redis"), "redis")
+def test_keys_no_restore_wrote_are_refused(run: Run, dumped: ObjectRecord, live: Redis, temp_port: int) -> None:
+    record = dumped
     with live.client() as r:
         r.call("SET", "someone:else", "x")
     result = run.job("redis", record, **_job_env(live, temp_port))
@@ -241,7 +249,7 @@ def test_keys_no_restore_wrote_are_refused(run: Run, live: Redis, temp_port: int
 
 
 def test_a_backup_taken_while_the_source_keeps_writing_is_one_consistent_moment(
-    run: Run, source: Redis, live: Redis, temp_port: int
+    run: Run, source: Redis, want: Content, live: Redis, temp_port: int
 ) -> None:
     stop = threading.Event()
     written: list[int] = []
@@ -255,7 +263,6 @@ def test_a_backup_taken_while_the_source_keeps_writing_is_one_consistent_moment(
                 r.call("SET", f"w:tick:{len(written)}", "1")
                 written.append(r.call("EXEC")[0])
 
-    static_before = _content(source)
     writer = threading.Thread(target=write, daemon=True)
     writer.start()
     try:
@@ -274,7 +281,7 @@ def test_a_backup_taken_while_the_source_keeps_writing_is_one_consistent_moment(
             assert len([k for k in _content(live)[0] if k.startswith("0:b'w:tick:")]) == counter
         assert before <= counter <= written[-1]
         keys = _content(live)[0]
-        assert {k: v for k, v in keys.items() if not k.startswith("0:b'w:")} == static_before[0]
+        assert {k: v for k, v in keys.items() if not k.startswith("0:b'w:")} == want[0]
     finally:
         with source.client() as r:
             for key in r.call("KEYS", "w:*"):

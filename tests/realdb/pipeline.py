@@ -26,6 +26,7 @@ from tests.realdb.tools import SHIM_BIN, Tools
 SCRIPTS = Path(__file__).resolve().parents[2] / "components" / "scripts"
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAeR38XS+/Ww7bePnY3qdCgRfdccbLQjbZTZ6zpUxS6P"
 KILLED = -9
+BUCKET = "compose-backups"
 
 
 @dataclass
@@ -79,12 +80,12 @@ class Run:
     def kill_after(self, tool: str, match: str) -> None:
         self.hook(tool, f'"$REAL" "$@"\nrc=$?\ncase "$*" in *"{match}"*) kill -KILL 0 ;; esac\nexit $rc')
 
-    def kill_during(self, tool: str, match: str, until: str) -> None:
-        """Start the real tool; once the shell condition `until` holds (at most ~10s), kill the run."""
+    def kill_during(self, tool: str, match: str, until: str, first: str = ":") -> None:
+        """Run `first`, start the real tool; once the shell condition `until` holds (at most ~10s), kill the run."""
         self.hook(
             tool,
             # An asynchronous command's stdin is /dev/null unless redirected: curl reads its keys there.
-            f'case "$*" in *"{match}"*)\n  "$REAL" "$@" <&0 &\n  i=0\n'
+            f'case "$*" in *"{match}"*)\n  {first}\n  "$REAL" "$@" <&0 &\n  i=0\n'
             f"  until {until} || [ $i -ge 500 ]; do sleep 0.02; i=$((i + 1)); done\n"
             '  kill -KILL 0 ;;\nesac\nexec "$REAL" "$@"',
         )

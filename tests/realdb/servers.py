@@ -23,13 +23,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait(what: str, ready: Any, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
+def _wait(what: str, server: Any, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Until `server` is ready; a server that exits or never answers is stopped and its log shown."""
     deadline = time.monotonic() + timeout
-    while not ready():
-        if proc.poll() is not None:
-            raise AssertionError(f"{what} exited with {proc.returncode}:\n{log.read_text(errors='replace')[-2000:]}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} was not ready within {timeout}s:\n{log.read_text(errors='replace')[-2000:]}")
+    while not server._ready():
+        problem = f"exited with {proc.returncode}" if proc.poll() is not None else ""
+        if not problem and time.monotonic() > deadline:
+            problem = f"was not ready within {timeout}s"
+        if problem:
+            log = server.log.read_text(errors="replace")[-2000:]
+            server.stop()
+            raise AssertionError(f"{what} {problem}:\n{log}")
         time.sleep(0.05)
 
 
@@ -44,7 +48,23 @@ def _stop(proc: subprocess.Popen[bytes] | None) -> None:
         proc.wait(timeout=10)
 
 
-class Postgres:
+class _Server:
+    """Started on entering a `with`, stopped (and its files removed) on leaving it."""
+
+    def start(self) -> Any:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+class Postgres(_Server):
     """One cluster: local (socket) connections trusted, TCP with a password, like the postgres image."""
 
     def __init__(self, tools: Tools, password: str = "pg-test-password") -> None:
@@ -85,11 +105,7 @@ class Postgres:
                  "-c", "full_page_writes=off", "-c", "max_connections=40"],
                 stdout=log, stderr=subprocess.STDOUT, **self._user,
             )  # fmt: skip
-        try:
-            _wait("postgres", self._ready, self._proc, self.log)
-        except AssertionError:
-            self.stop()
-            raise
+        _wait("postgres", self, self._proc)
         return self
 
     def _ready(self) -> bool:
@@ -118,7 +134,7 @@ class Postgres:
         return set(self.psql("postgres", "select datname from pg_database where not datistemplate").split())
 
 
-class Redis:
+class Redis(_Server):
     """redis-server on 127.0.0.1 with its data in a temp dir."""
 
     def __init__(self, tools: Tools, password: str | None = None, **config: str) -> None:
@@ -145,11 +161,7 @@ class Redis:
         self._proc.stdin.write("\n".join(lines).encode() + b"\n")
         self._proc.stdin.close()
         self.log.touch()
-        try:
-            _wait("redis-server", self._ready, self._proc, self.log)
-        except AssertionError:
-            self.stop()
-            raise
+        _wait("redis-server", self, self._proc)
         return self
 
     def _ready(self) -> bool:
