@@ -286,3 +286,21 @@ def test_a_backup_taken_while_the_source_keeps_writing_is_one_consistent_moment(
         with source.client() as r:
             for key in r.call("KEYS", "w:*"):
                 r.call("DEL", key)
+
+
+def test_a_failed_copy_stops_the_throwaway_server_and_is_not_recorded(
+    run: Run, dumped: ObjectRecord, want: Content, live: Redis, temp_port: int
+) -> None:
+    with live.client() as r:
+        r.call("ACL", "SETUSER", "default", "-restore")  # MIGRATE's RESTORE on the live server fails
+    try:
+        failed = run.job("redis", dumped, **_job_env(live, temp_port))
+    finally:
+        with live.client() as r:
+            r.call("ACL", "SETUSER", "default", "+restore")
+    assert failed.returncode == 1 and "MIGRATE failed for db" in failed.stderr
+    assert _port_free(temp_port), "the throwaway redis-server outlived a failed run"
+    assert _marker(live) == (None, dumped.sha256.encode())
+    rerun = run.job("redis", dumped, **_job_env(live, temp_port))
+    assert rerun.returncode == 0, rerun.stderr
+    _assert_same(want, live)

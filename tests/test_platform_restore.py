@@ -340,6 +340,10 @@ def test_redis_refuses_keys_it_did_not_write(redis: Sandbox) -> None:
 # --- restore-qdrant.sh -------------------------------------------------------------------------
 
 # curl against a fake Qdrant: collections are files in $STATE/collections, aliases in $STATE/aliases.
+# It answers the endpoints of Qdrant's published API reference (api.qdrant.tech, snapshots and
+# aliases): POST /collections/{name}/snapshots/upload (multipart `snapshot`, `priority`, `checksum`,
+# `wait`), GET /collections/{name}/exists, GET /aliases, POST /collections/aliases, with the
+# `api-key` header. No Qdrant server installs here, so this path is not proven against a real one.
 CURL_QDRANT = r"""
 printf 'curl %s\n' "$*" >>"$LOG"
 cat >"$STATE/curl-stdin"
