@@ -118,17 +118,21 @@ upload() {
 }
 
 dump_postgres() {
-  local estimate
+  local estimate size_args=()
   # The dump goes to the bucket while pg_dump writes it (the migration window is dump + restore,
   # not dump + upload + restore); tee keeps the copy that is listed and hashed below. A stream
   # needs its size bound up front past 50 GB: the database's size is one (the dump is compressed).
   estimate="$(compose exec -T "$postgres_service" psql -X -At -U "$postgres_user" -d "$postgres_db" \
-    -c "select pg_database_size(current_database())" | tr -d '\r')"
+    -c "select pg_database_size(current_database())" | tr -d '\r')" || estimate=""
+  case "$estimate" in
+    '' | *[!0-9]*) log "postgres: could not read the database's size; streams over 50 GB will fail" ;;
+    *) size_args=(--expected-size "$estimate") ;;
+  esac
   log "postgres: pg_dump -Fc $postgres_db as $postgres_user, streamed to s3://$bucket/$key"
   # A failed dump may leave a partial object under this run's key: no record names it, so nothing
   # restores it, and the bucket's lifecycle expires it.
   compose exec -T "$postgres_service" pg_dump -Fc -U "$postgres_user" "$postgres_db" | tee "$dump" |
-    upload - --expected-size "$estimate" || die "postgres: pg_dump or its upload failed"
+    upload - "${size_args[@]}" || die "postgres: pg_dump or its upload failed"
   # The archive's table of contents must read back before the dump counts.
   compose exec -T "$postgres_service" pg_restore --list <"$dump" >/dev/null || die "postgres: pg_restore cannot read the dump"
 }
