@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 STACK  ?= dev
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv plan test lint typecheck pytest check diff-all clean tools-traffic upstream specs tools-validators tools-scan scan actionlint digests
+.PHONY: venv plan test lint typecheck pytest check diff-all clean tools-traffic upstream specs tools-validators tools-scan scan actionlint digests tools-datastores
 
 $(STAMP): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,25 @@ $(SCAN_STAMP): security/scanners.txt
 
 tools-scan: $(SCAN_STAMP)
 
+# The real-database tier (tests/test_data_migration_*.py, benchmarks/data_migration.py): Postgres 18,
+# redis-server 8.2 and the AWS CLI in their own venv outside the work tree, redis-cli and curl from
+# Debian when missing. tests/realdb/tools.py finds them here.
+DATASTORE_TOOLS := $(CACHE_DIR)/datastore-tools
+DATASTORE_STAMP := $(DATASTORE_TOOLS)/.installed-$(shell cksum tests/realdb/requirements.txt | cut -d' ' -f1)
+
+$(DATASTORE_STAMP): tests/realdb/requirements.txt
+	@test -x $(DATASTORE_TOOLS)/bin/python || $(PYTHON) -m venv $(DATASTORE_TOOLS)
+	$(DATASTORE_TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check -r tests/realdb/requirements.txt
+	@rm -f $(DATASTORE_TOOLS)/.installed-* && touch $@
+
+tools-datastores: $(DATASTORE_STAMP)
+	@missing=""; \
+	command -v redis-cli >/dev/null || missing="$$missing redis-tools"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
+	if [ -n "$$missing" ]; then \
+	  apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends $$missing; \
+	fi
+
 ## The dev stack's plan at its configured phase (STACK=prod for prod).
 plan: venv
 	$(BIN)/python -m migrate plan --stack $(STACK)
@@ -52,8 +71,9 @@ tools-traffic:
 	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends prometheus; }
 
 # pytest exits 5 when it collects no test; make treats that as a failure, as CI must.
-pytest: venv tools-traffic tools-validators tools-scan
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
+# loadgroup: tests marked xdist_group share one worker (and so one set of servers it starts).
+pytest: venv tools-traffic tools-validators tools-scan tools-datastores
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 ## The offline policy check on every phase of both stacks.
 check: venv

