@@ -407,24 +407,14 @@ class ServiceImages(Frozen):
     @field_validator("tags")
     @classmethod
     def _tags(cls, v: dict[str, str]) -> dict[str, str]:
-        from components.services import own_image_names
-
-        known = own_image_names()
-        for name, tag in v.items():
-            if name not in known:
-                raise ValueError(f"{name!r} is not one of the platform's images; expected one of {', '.join(known)}")
+        for tag in _own_images(v).values():
             _image_tag(tag)
         return v
 
     @field_validator("digests")
     @classmethod
     def _digests(cls, v: dict[str, str]) -> dict[str, str]:
-        from components.services import own_image_names
-
-        known = own_image_names()
-        for name, digest in v.items():
-            if name not in known:
-                raise ValueError(f"{name!r} is not one of the platform's images; expected one of {', '.join(known)}")
+        for name, digest in _own_images(v).items():
             if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
                 raise ValueError(f"{name}: {digest!r} is not a digest (sha256: and 64 lowercase hex digits)")
         return v
@@ -437,6 +427,17 @@ class ServiceImages(Frozen):
         ref = f"{self.registry}/{name}:{self.tags.get(name, self.tag)}"
         digest = self.digests.get(name)
         return f"{ref}@{digest}" if digest else ref
+
+
+def _own_images(by_name: dict[str, str]) -> dict[str, str]:
+    """`by_name` when every key names one of the platform's own images."""
+    from components.services import own_image_names  # services imports this module: import late
+
+    known = own_image_names()
+    for name in by_name:
+        if name not in known:
+            raise ValueError(f"{name!r} is not one of the platform's images; expected one of {', '.join(known)}")
+    return by_name
 
 
 def _image_tag(v: str) -> str:

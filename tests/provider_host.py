@@ -39,6 +39,8 @@ from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import rpc
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
+from tests.local import stop
+
 ROOT = Path(__file__).resolve().parent.parent
 PROVIDER_KEY = "__provider"
 STACK = "test"
@@ -279,9 +281,4 @@ def provider_host(env: Mapping[str, str] | None = None) -> Iterator[ProviderHost
             finally:
                 host.channel.close()
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            stop(process)

@@ -13,11 +13,10 @@ import hashlib
 import ipaddress
 import json
 import ssl
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,6 +31,7 @@ from cryptography.x509.oid import NameOID
 from components.phases import CHECK_NAMES
 from migrate import checks
 from migrate.checks import CHECKS, CheckContext, KubeClient, run_check
+from tests.local import port, serve_http
 
 pytestmark = pytest.mark.network
 
@@ -160,20 +160,9 @@ def serve(routes: dict[tuple[str, str], Route], tls: ssl.SSLContext | None = Non
         def do_DELETE(self) -> None:
             self._handle()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    if tls:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-    scheme = "https" if tls else "http"
-    fake.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serve_http(Handler, tls) as server:
+        fake.url = f"{'https' if tls else 'http'}://127.0.0.1:{port(server)}"
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def _server_tls(pki: Pki, require_client_cert: bool) -> ssl.SSLContext:

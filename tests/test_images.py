@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from migrate import digests
 from migrate.plan import images
 from migrate.policy_runner import POLICY_DIR, evaluate, read_policy_config
 from tests.conftest import recorded
+from tests.local import port, serve_http
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGEST = "sha256:" + "ab" * 32
@@ -170,14 +170,8 @@ class _Registry(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def registry() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Registry)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_http(_Registry) as server:
+        yield f"http://127.0.0.1:{port(server)}"
 
 
 def test_digests_resolves_moved_tags_and_refusals(registry: str) -> None:

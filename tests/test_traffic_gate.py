@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from components.phases import LoadTestThresholds, RoutesSloThresholds
 from components.traffic import PublicRoute, route_backends
 from migrate import loadtest
 from migrate.checks import CheckContext, _service_proxy_path, routes_slo_queries, run_check
+from tests.local import port, serve_http, stop
 from tests.test_checks import _issue, _pem
 
 pytestmark = pytest.mark.network
@@ -146,19 +147,8 @@ def running(app: FakeTraefik, tls: ssl.SSLContext | None = None) -> Iterator[int
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    if tls is not None:
-        # Each connection's handshake in its own handler thread, not serially in accept().
-        server.socket = tls.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve_http(Handler, tls) as server:
+        yield port(server)
 
 
 # --- Prometheus ----------------------------------------------------------------------------------
@@ -208,11 +198,7 @@ def prometheus(target_port: int, tmp: Path) -> Iterator[str]:
                 yield url
                 return
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
     pytest.fail(f"prometheus did not start: {proc.stderr.read().decode()[-500:] if proc.stderr else ''}")
 
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 import io
 import re
 import tarfile
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from components import versions
 from tests.conftest import upstream_root
 from tests.fakes.fly_server import FakeFly
 from tests.fakes.lambda_server import FakeLambda
+from tests.local import port, serve_http
 from tools import specs, upstream
 
 # What the pins in components/versions.py must expand to (repository and path facts: SOURCES.tsv of
@@ -143,15 +143,8 @@ def codeload() -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve_http(Handler) as server:
+        yield f"http://127.0.0.1:{port(server)}"
 
 
 def _files(folder: Path) -> dict[str, bytes]:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.local import stop
 from tests.realdb.tools import Tools
 
 UNPRIVILEGED = "nobody"  # initdb and postgres refuse root; tests run as root in CI
@@ -38,14 +39,7 @@ def _wait(what: str, server: Any, proc: subprocess.Popen[bytes], timeout: float 
 
 
 def _stop(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
+    stop(proc, timeout=30)
 
 
 class _Server:
