@@ -29,7 +29,7 @@ from pulumi.runtime.proto import provider_pb2
 from pulumi.runtime.rpc import UNKNOWN as WIRE_UNKNOWN
 
 from components.backups import BackupVerificationProvider
-from components.engine import unknown_paths
+from components.engine import unknown_paths, unwrap_secrets
 from components.fly import FlyAppExportProvider, FlyAppProvider, FlyDestroyProvider, FlyFreezeProvider
 from components.fly_api import FlySettings
 from components.lambda_api import RetryPolicy
@@ -42,7 +42,7 @@ from components.lambda_cloud import (
 )
 from components.phases import phase_ids
 from migrate.harness import RecordedResource
-from tests.conftest import STACKS, recorded
+from tests.conftest import STACKS, recorded, recorded_preview
 from tests.fakes.fly_server import FakeFly, fake_fly
 from tests.fakes.lambda_server import FakeClock, FakeLambda, fake_lambda
 from tests.fakes.s3 import FakeS3, moto_s3
@@ -525,6 +525,25 @@ def test_first_preview_of_every_phase_passes_check_and_diff(host: ProviderHost, 
                 problems += _verdict(host, "Diff", r, _first_preview_inputs(r.inputs, new, leaves), before[r.urn])
     assert problems == [], "\n".join(problems)
     assert dynamic, f"{stack} {phase} records no dynamic resource; the Fly apps are adopted in every phase"
+
+
+@pytest.mark.parametrize(("stack", "phase"), PHASE_CASES, ids=[f"{s}-{p}" for s, p in PHASE_CASES])
+def test_the_recorded_first_preview_passes_check_as_the_engine_sends_it(
+    host: ProviderHost, stack: str, phase: str
+) -> None:
+    """Each dynamic resource of the recorded first preview (migrate/harness.py, preview=True), with
+    exactly the inputs the program left unknown there, in the wire form the engine sends: unknowns
+    as the sentinel and, since the host declines secrets at Configure, secrets unwrapped."""
+    plan = recorded_preview(stack, phase)
+    dynamic = [r for r in plan.resources if r.type in PROVIDERS]
+    assert dynamic, f"{stack} {phase} records no dynamic resource in its preview"
+    problems: list[str] = []
+    for r in dynamic:
+        problems += _verdict(host, "Check", r, unwrap_secrets(r.wire_inputs), None)
+    assert problems == [], "\n".join(problems)
+    # The preview really hands these providers unknowns from p1 on (the backups, the hosts' keys).
+    if phase_ids().index(phase) >= phase_ids().index("p1-fly-freeze"):
+        assert any(unknown_paths(r.wire_inputs) for r in dynamic), f"{stack} {phase}: no unknown input at all"
 
 
 # --- one credential rule: the environment wins over what state holds ------------------------------------
