@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 STACK  ?= dev
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv plan test lint typecheck pytest check diff-all clean
+.PHONY: venv plan test lint typecheck pytest check diff-all clean llm-tools-start llama-server litellm
 
 $(STAMP): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ plan: venv
 	$(BIN)/python -m migrate plan --stack $(STACK)
 
 ## Lint, type-check and run every test.
-test: lint typecheck pytest
+test: llm-tools-start lint typecheck pytest
 
 lint: venv
 	$(BIN)/ruff check .
@@ -32,8 +32,22 @@ typecheck: venv
 	$(BIN)/mypy components migrate policy benchmarks __main__.py
 
 # pytest exits 5 when it collects no test; make treats that as a failure, as CI must.
-pytest: venv
+pytest: venv llm-tools-start
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
+
+## The real llama-server (built from source) and LiteLLM proxy that tests/real runs, cached per
+## version under ~/.cache/gpu-platform. Started in the background, so lint and the fast tests run
+## meanwhile; the real-server tests wait for them (tests/real/tools.py). A no-op once cached.
+llm-tools-start: venv
+	@command -v curl >/dev/null || apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends curl
+	@PYTHON=$(abspath $(BIN)/python) scripts/background.sh llama-server scripts/build-llama-server.sh
+	@PYTHON=$(PYTHON) scripts/background.sh litellm scripts/litellm-venv.sh
+
+## The same two in the foreground.
+llama-server: venv
+	PYTHON=$(abspath $(BIN)/python) scripts/build-llama-server.sh
+litellm:
+	PYTHON=$(PYTHON) scripts/litellm-venv.sh
 
 ## The offline policy check on every phase of both stacks.
 check: venv

@@ -37,8 +37,18 @@ CHECK_NAMES: frozenset[str] = frozenset(
         "public-routes-200",  # every public hostname answers 200 over TLS
         "llama-health",  # the llama server(s) answer /health with ok
         "fly-apps-destroyed",  # the legacy Fly apps no longer exist
+        "llama-bench-targets",  # the llama server(s) meet the latency and tokens/s targets under load
+        "router-local-share",  # the share of router requests served by local model groups
     }
 )
+# The thresholds a check takes from its phase file (exitCriteria.targets.<check>); migrate/checks.py
+# reads them from the `exitTargets` stack output.
+CHECK_TARGETS: dict[str, frozenset[str]] = {
+    "llama-bench-targets": frozenset(
+        {"maxTokens", "requests", "clients", "ttftP95Seconds", "latencyP95Seconds", "decodeTokensPerSecond"}
+    ),
+    "router-local-share": frozenset({"minShare", "windowSeconds", "minRequests"}),
+}
 
 FlyAppsState = Literal["running", "stopped", "destroyed"]
 
@@ -159,12 +169,23 @@ class PhaseState(Frozen):
 class ExitCriteria(Frozen):
     checklist: tuple[str, ...] = Field(min_length=1)
     checks: tuple[str, ...] = ()
+    # Per check, its thresholds: every check in CHECK_TARGETS that the phase names has all of them.
+    targets: dict[str, dict[str, float]] = {}
 
     @model_validator(mode="after")
     def _known_checks(self) -> ExitCriteria:
         unknown = sorted(set(self.checks) - CHECK_NAMES)
         if unknown:
             raise ValueError(f"unknown machine check(s) {unknown}; known: {sorted(CHECK_NAMES)}")
+        stray = sorted(set(self.targets) - set(self.checks))
+        if stray:
+            raise ValueError(f"targets for check(s) {stray} the phase does not run")
+        for check in self.checks:
+            want = CHECK_TARGETS.get(check, frozenset())
+            have = set(self.targets.get(check, {}))
+            if have != want:
+                missing, extra = sorted(want - have), sorted(have - want)
+                raise ValueError(f"targets.{check}: missing {missing}, unknown {extra}; it takes {sorted(want)}")
         return self
 
 

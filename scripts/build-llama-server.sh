@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Builds llama-server (CPU only) from the llama.cpp source vendored in the llama-cpp-python sdist, once per
+# source version, into ${XDG_CACHE_HOME:-$HOME/.cache}/gpu-platform/llama-server/<version>/.
+#
+# The sdist is the only llama.cpp source the package index serves; its CHANGELOG names the upstream commit it
+# vendors (components/versions.py pins the server image to that commit's build). ccache keeps a rebuild after a
+# cache wipe short. The binary is never written into the work tree.
+#
+# Usage: scripts/build-llama-server.sh            build (no-op when the binary exists), print its path
+#        scripts/build-llama-server.sh --path     print where the binary is (or will be), build nothing
+set -euo pipefail
+
+SDIST_VERSION=0.3.36
+# sha256 of llama_cpp_python-0.3.36.tar.gz as published on PyPI.
+SDIST_SHA256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/gpu-platform/llama-server/${SDIST_VERSION}"
+BINARY="$CACHE/bin/llama-server"
+PYTHON="${PYTHON:-python3}"
+
+if [ "${1:-}" = "--path" ]; then
+  echo "$BINARY"
+  exit 0
+fi
+if [ -x "$BINARY" ]; then
+  echo "$BINARY"
+  exit 0
+fi
+mkdir -p "$CACHE"
+# One build at a time (two checkouts on one machine share the cache); the second finds the binary.
+exec 9>"$CACHE/.lock"
+flock 9
+if [ -x "$BINARY" ]; then
+  echo "$BINARY"
+  exit 0
+fi
+
+need() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "$2" >&2
+  else
+    echo "build-llama-server: $1 is missing; install the Debian package $2" >&2
+    exit 1
+  fi
+}
+need cmake cmake
+need g++ g++
+need ccache ccache
+
+work="$(mktemp -d "$CACHE/.build.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+
+"$PYTHON" -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+  "llama-cpp-python==${SDIST_VERSION}" -d "$work" >&2
+sdist="$work/llama_cpp_python-${SDIST_VERSION}.tar.gz"
+echo "${SDIST_SHA256}  ${sdist}" | sha256sum --check --quiet -
+tar -xzf "$sdist" -C "$work" "llama_cpp_python-${SDIST_VERSION}/vendor/llama.cpp"
+src="$work/llama_cpp_python-${SDIST_VERSION}/vendor/llama.cpp"
+
+export CCACHE_DIR="${CCACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/gpu-platform/ccache}"
+nice -n 10 cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
+  -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=OFF \
+  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DBUILD_SHARED_LIBS=OFF >&2
+nice -n 10 cmake --build "$work/build" --target llama-server -j "${BUILD_JOBS:-2}" >&2
+
+mkdir -p "$CACHE/bin"
+cp "$work/build/bin/llama-server" "$BINARY.tmp"
+mv "$BINARY.tmp" "$BINARY"
+echo "$BINARY"
