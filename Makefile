@@ -32,8 +32,10 @@ typecheck: venv
 	$(BIN)/mypy components migrate policy benchmarks __main__.py
 
 # pytest exits 5 when it collects no test; make treats that as a failure, as CI must.
+# --dist loadgroup: the real-server tests (xdist_group "llm-real") run in order on one worker while
+# the other takes the rest; they share servers and stop llama-server half-way.
 pytest: venv llm-tools-start
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 ## The real llama-server (built from source) and LiteLLM proxy that tests/real runs, cached per
 ## version under ~/.cache/gpu-platform. Started in the background, so lint and the fast tests run

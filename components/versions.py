@@ -60,15 +60,20 @@ PLATFORM_IMAGE_REGISTRY: Final = "ghcr.io/example-org"
 PLATFORM_RELEASE: Final = "2026.09.1"
 
 # --- local llama servers and router (components/llama.py, components/router.py) ----------------
-# llama.cpp's server image, CUDA 12 build b9603 (ghcr.io/ggml-org/llama.cpp package page): the tag
-# names the build, the digest is that package version's multi-arch index, so a re-pushed tag cannot
-# change what runs. CUDA 12.8 runtime: any driver >= 525 (CUDA minor-version compatibility), which
-# the Lambda Stack and the workstation have; the cuda13 variant would need a 580+ driver. Its flags
-# (`-fa on|off|auto`, `--metrics`, `--api-key` via LLAMA_API_KEY) are those components/llama.py uses.
-LLAMA_CPP_SERVER_IMAGE: Final = (
-    "ghcr.io/ggml-org/llama.cpp:server-cuda12-b9603"
-    "@sha256:841b199aed2649a748875b043b32fed2e8c2d4d87e1d563556817fb7fa44b72b"
-)
+# llama.cpp's server image, CUDA 12 build b11312 (ghcr.io/ggml-org/llama.cpp package page), the build
+# of upstream commit 0c1e57098: the llama.cpp source the tests build llama-server from and run every
+# rendered command line against (LLAMA_CPP_TEST_SOURCE, scripts/build-llama-server.sh), so what the
+# tests accept is what the cluster runs. Pinned by tag only for now: its digest could not be read
+# offline; resolve it with `crane digest ghcr.io/ggml-org/llama.cpp:server-cuda12-b11312` and append
+# `@sha256:...` here (the previous pin, b9603, was by digest). CUDA 12.8 runtime: any driver >= 525
+# (CUDA minor-version compatibility), which the Lambda Stack and the workstation have; the cuda13
+# variant would need a 580+ driver. The tests build the same source for the CPU, so what they cannot
+# cover is the CUDA backend itself (offload, flash attention on the GPU).
+LLAMA_CPP_SERVER_IMAGE: Final = "ghcr.io/ggml-org/llama.cpp:server-cuda12-b11312"
+# Where the tests get that source: the llama.cpp tree vendored in the llama-cpp-python sdist on PyPI
+# (the only llama.cpp source a package index serves); its CHANGELOG names the upstream commit, which
+# scripts/build-llama-server.sh checks before building.
+LLAMA_CPP_TEST_SOURCE: Final = {"sdist": "llama-cpp-python==0.3.36", "commit": "0c1e57098", "build": "b11312"}
 # LiteLLM proxy, the non-root variant (runs as `nobody`, so the pod passes the restricted Pod
 # Security profile). v1.104.8 is past 1.84.0, which fixed the Host-header authentication bypass
 # GHSA-4xpc-pv4p-pm3w (CVE-2026-49468), and past the compromised PyPI 1.82.7/1.82.8

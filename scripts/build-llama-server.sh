@@ -3,15 +3,18 @@
 # source version, into ${XDG_CACHE_HOME:-$HOME/.cache}/gpu-platform/llama-server/<version>/.
 #
 # The sdist is the only llama.cpp source the package index serves; its CHANGELOG names the upstream commit it
-# vendors (components/versions.py pins the server image to that commit's build). ccache keeps a rebuild after a
-# cache wipe short. The binary is never written into the work tree.
+# vendors, checked below against components/versions.py LLAMA_CPP_TEST_SOURCE (the server image is that
+# commit's build). ccache keeps a rebuild after a cache wipe short. The binary is never written into the work
+# tree. A cold build takes about 40 minutes on a busy 2-core machine, a few on an idle 16-core one.
 #
 # Usage: scripts/build-llama-server.sh            build (no-op when the binary exists), print its path
 #        scripts/build-llama-server.sh --path     print where the binary is (or will be), build nothing
 set -euo pipefail
 
-SDIST_VERSION=0.3.36
-# sha256 of llama_cpp_python-0.3.36.tar.gz as published on PyPI.
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+SDIST_VERSION="$(sed -n 's/^LLAMA_CPP_TEST_SOURCE.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' "$ROOT/components/versions.py")"
+COMMIT="$(sed -n 's/^LLAMA_CPP_TEST_SOURCE.*"commit": "\([0-9a-f]*\)".*/\1/p' "$ROOT/components/versions.py")"
+# sha256 of llama_cpp_python-0.3.36.tar.gz as published on PyPI; a new version needs its own.
 SDIST_SHA256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/gpu-platform/llama-server/${SDIST_VERSION}"
 BINARY="$CACHE/bin/llama-server"
@@ -54,7 +57,15 @@ trap 'rm -rf "$work"' EXIT
   "llama-cpp-python==${SDIST_VERSION}" -d "$work" >&2
 sdist="$work/llama_cpp_python-${SDIST_VERSION}.tar.gz"
 echo "${SDIST_SHA256}  ${sdist}" | sha256sum --check --quiet -
-tar -xzf "$sdist" -C "$work" "llama_cpp_python-${SDIST_VERSION}/vendor/llama.cpp"
+tar -xzf "$sdist" -C "$work" "llama_cpp_python-${SDIST_VERSION}/vendor/llama.cpp" \
+  "llama_cpp_python-${SDIST_VERSION}/CHANGELOG.md"
+changelog="$work/llama_cpp_python-${SDIST_VERSION}/CHANGELOG.md"
+# The first release section names the vendored commit: "update llama.cpp to ggml-org/llama.cpp@<commit>".
+vendored="$(sed -n '/^## \[[0-9]/,$p' "$changelog" | grep -m1 -o 'llama.cpp@[0-9a-f]*' | cut -d@ -f2)"
+if [ "$vendored" != "$COMMIT" ]; then
+  echo "build-llama-server: the sdist vendors llama.cpp@${vendored}, components/versions.py says ${COMMIT}" >&2
+  exit 1
+fi
 src="$work/llama_cpp_python-${SDIST_VERSION}/vendor/llama.cpp"
 
 export CCACHE_DIR="${CCACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/gpu-platform/ccache}"
