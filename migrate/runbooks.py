@@ -122,7 +122,13 @@ def render_phase(phase: Phase, phases: Sequence[Phase]) -> str:
             "| check | passes when |",
             "|---|---|",
         ]
-        lines += [f"| `{name}` | {_cell(checks.get(name, ''))} |" for name in phase.exit_criteria.checks]
+        targets = phase.exit_criteria.targets
+        lines += [
+            f"| `{name}` | {_cell(checks.get(name, ''))}"
+            + (f" ({', '.join(f'{k} {v:g}' for k, v in targets[name].items())})" if name in targets else "")
+            + " |"
+            for name in phase.exit_criteria.checks
+        ]
     else:
         lines.append("No machine checks.")
     lines += ["", "## Rolling back", "", _cell(phase.rollback) or "No rollback notes.", ""]
