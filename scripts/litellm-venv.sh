@@ -12,9 +12,15 @@ if [ -z "$version" ]; then
   exit 2
 fi
 venv="${XDG_CACHE_HOME:-$HOME/.cache}/gpu-platform/litellm/$version"
-stamp="$venv/.installed"
+constraints="$root/scripts/litellm-constraints.txt"
+# Every dependency pinned too; a new constraints file reinstalls.
+stamp="$venv/.installed-$(cksum "$constraints" | cut -d' ' -f1)"
 if [ "${1:-}" = "--path" ]; then
   echo "$venv/bin/python"
+  exit 0
+fi
+if [ "${1:-}" = "--stamp" ]; then
+  echo "$stamp"
   exit 0
 fi
 mkdir -p "$(dirname "$venv")"
@@ -22,7 +28,8 @@ exec 9>"$venv.lock"
 flock 9
 if [ ! -f "$stamp" ]; then
   "${PYTHON:-python3}" -m venv --clear "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "litellm[proxy]==$version" >&2
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -c "$constraints" \
+    "litellm[proxy]==$version" >&2
   touch "$stamp"
 fi
 echo "$venv/bin/python"

@@ -27,9 +27,9 @@ JOBS = CACHE / "jobs"
 TOOL_WAIT_S = float(os.environ.get("GPU_PLATFORM_TOOL_WAIT_S", "2700"))
 
 
-def _script_path(script: str) -> Path:
+def _script_path(script: str, what: str = "--path") -> Path:
     out = subprocess.run(
-        ["bash", str(ROOT / "scripts" / script), "--path"], capture_output=True, text=True, timeout=30, check=True
+        ["bash", str(ROOT / "scripts" / script), what], capture_output=True, text=True, timeout=30, check=True
     )
     return Path(out.stdout.strip())
 
@@ -68,7 +68,7 @@ def llama_server_binary() -> Path:
 
 def litellm_python() -> Path:
     python = _script_path("litellm-venv.sh")
-    _wait_for_job("litellm", python.parent.parent / ".installed", "litellm")
+    _wait_for_job("litellm", _script_path("litellm-venv.sh", "--stamp"), "litellm")
     return python
 
 
