@@ -10,6 +10,9 @@
 # Usage: scripts/build-llama-server.sh            build (no-op when the binary exists), print its path
 #        scripts/build-llama-server.sh --path     print where the binary is (or will be), build nothing
 set -euo pipefail
+# The whole script is one block, read before it runs: an edit to this file during a build (which
+# takes long) cannot change what the running build does next.
+{
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 SDIST_VERSION="$(sed -n 's/^LLAMA_CPP_TEST_SOURCE.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' "$ROOT/components/versions.py")"
@@ -50,7 +53,10 @@ need cmake cmake
 need g++ g++
 need ccache ccache
 
-work="$(mktemp -d "$CACHE/.build.XXXXXX")"
+# A fixed build directory (under the lock): ccache keys on the compiler's arguments, paths included.
+work="$CACHE/.build"
+rm -rf "$work"
+mkdir -p "$work"
 trap 'rm -rf "$work"' EXIT
 
 "$PYTHON" -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
@@ -69,6 +75,7 @@ fi
 src="$work/llama_cpp_python-${SDIST_VERSION}/vendor/llama.cpp"
 
 export CCACHE_DIR="${CCACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/gpu-platform/ccache}"
+export CCACHE_BASEDIR="$work" CCACHE_NOHASHDIR=1
 nice -n 10 cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
   -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=OFF \
@@ -79,3 +86,5 @@ mkdir -p "$CACHE/bin"
 cp "$work/build/bin/llama-server" "$BINARY.tmp"
 mv "$BINARY.tmp" "$BINARY"
 echo "$BINARY"
+exit 0
+}

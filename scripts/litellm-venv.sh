@@ -28,8 +28,10 @@ exec 9>"$venv.lock"
 flock 9
 if [ ! -f "$stamp" ]; then
   "${PYTHON:-python3}" -m venv --clear "$venv"
+  # prometheus_client: the router config's `callbacks: [prometheus]` needs it; the image ships it,
+  # the proxy extra does not.
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -c "$constraints" \
-    "litellm[proxy]==$version" >&2
+    "litellm[proxy]==$version" prometheus_client >&2
   touch "$stamp"
 fi
 echo "$venv/bin/python"
