@@ -41,7 +41,8 @@ pytest: venv llm-tools-start
 ## version under ~/.cache/gpu-platform. Started in the background, so lint and the fast tests run
 ## meanwhile; the real-server tests wait for them (tests/real/tools.py). A no-op once cached.
 llm-tools-start: venv
-	@command -v curl >/dev/null || apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends curl
+	@command -v curl >/dev/null || { apt-get -o DPkg::Lock::Timeout=600 update -q && \
+	  apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends curl; }
 	@PYTHON=$(abspath $(BIN)/python) scripts/background.sh llama-server scripts/build-llama-server.sh
 	@PYTHON=$(PYTHON) scripts/background.sh litellm scripts/litellm-venv.sh
 

@@ -43,7 +43,10 @@ fi
 need() {
   command -v "$1" >/dev/null 2>&1 && return 0
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "$2" >&2
+    # A fresh machine may have no package lists yet.
+    apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "$2" >&2 ||
+      { apt-get -o DPkg::Lock::Timeout=600 update -q >&2 &&
+        apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "$2" >&2; }
   else
     echo "build-llama-server: $1 is missing; install the Debian package $2" >&2
     exit 1
@@ -67,7 +70,8 @@ tar -xzf "$sdist" -C "$work" "llama_cpp_python-${SDIST_VERSION}/vendor/llama.cpp
   "llama_cpp_python-${SDIST_VERSION}/CHANGELOG.md"
 changelog="$work/llama_cpp_python-${SDIST_VERSION}/CHANGELOG.md"
 # The first release section names the vendored commit: "update llama.cpp to ggml-org/llama.cpp@<commit>".
-vendored="$(sed -n '/^## \[[0-9]/,$p' "$changelog" | grep -m1 -o 'llama.cpp@[0-9a-f]*' | cut -d@ -f2)"
+vendored="$(awk '/^## \[[0-9]/ { release = 1 }
+  release && match($0, /llama\.cpp@[0-9a-f]+/) { print substr($0, RSTART + 10, RLENGTH - 10); exit }' "$changelog")"
 if [ "$vendored" != "$COMMIT" ]; then
   echo "build-llama-server: the sdist vendors llama.cpp@${vendored}, components/versions.py says ${COMMIT}" >&2
   exit 1

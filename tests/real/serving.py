@@ -21,6 +21,7 @@ import hashlib
 import ipaddress
 import os
 import ssl
+import subprocess
 import threading
 from dataclasses import dataclass, field
 from functools import partial
@@ -141,11 +142,13 @@ class Rendered:
         )
 
     def start(self, log: Path) -> Process:
+        """Run the init container's command to completion (its output opens the log), then the server."""
         if self.prepare:
-            import subprocess
-
-            done = subprocess.run(self.prepare, env=self.env, capture_output=True, text=True, timeout=120, check=False)
-            assert done.returncode == 0, f"{self.label} init container failed:\n{done.stdout}{done.stderr}"
+            done = subprocess.run(
+                self.prepare, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120, check=False
+            )
+            log.write_bytes(done.stdout)
+            assert done.returncode == 0, f"{self.label} init container failed:\n{done.stdout.decode()}"
         return Process(self.argv, self.env, log)
 
 

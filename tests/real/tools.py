@@ -84,7 +84,7 @@ class Process:
     def __init__(self, argv: Sequence[str], env: Mapping[str, str], log: Path) -> None:
         self.argv = list(argv)
         self.log = log
-        self._fh = log.open("wb")
+        self._fh = log.open("ab")
         self.proc = subprocess.Popen(
             self.argv, env=dict(env), stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True
         )
