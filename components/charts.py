@@ -1,8 +1,8 @@
 """Third-party charts on K3s: cert-manager, monitoring, SLO alerts, and K3s's Traefik settings.
 
 Each chart is a `helm.v3.Release` whose (repository, chart, version) comes from
-components/versions.py; the value paths given here are the ones tests/test_platform.py asserts
-on, and each was checked against the pinned chart's values.yaml (noted next to it).
+components/versions.py; tests/test_chart_values.py checks every value path given here against the
+pinned chart's own values.yaml, values.schema.json and templates (noted next to each).
 
 - cert-manager (platform.certManager, p2a) with its CRDs (`crds.enabled`, kept on uninstall so
   deleting the release never deletes every Certificate) and a Let's Encrypt ClusterIssuer whose
@@ -38,7 +38,12 @@ ACME_DIRECTORIES = {
 }
 GRAFANA_ADMIN_SECRET = "grafana-admin"
 LOKI_URL = f"http://loki.{MONITORING_NAMESPACE}.svc.cluster.local:3100"
+# kube-prometheus-stack's Prometheus: `<fullname>-prometheus`, port 9090 (templates/prometheus/service.yaml,
+# values prometheus.service.port); fullname is the release name, which _release sets to the chart's.
+PROMETHEUS_URL = f"http://kube-prometheus-stack-prometheus.{MONITORING_NAMESPACE}.svc.cluster.local:9090"
 SLO_AVAILABILITY = 0.999  # the public routes' availability objective
+# Traefik's request-duration histogram buckets (seconds), a string as the chart's metrics.prometheus.buckets.
+LATENCY_BUCKETS = "0.1,0.25,0.5,1,2,5,10"
 
 
 def cluster_issuer_name(acme_server: str) -> str:
@@ -86,9 +91,10 @@ def kube_prometheus_stack_values(environment: str) -> dict[str, Any]:
 
 def loki_values(environment: str) -> dict[str, Any]:
     # grafana-community loki values.yaml 6.56: deploymentMode, loki.auth_enabled,
-    # loki.commonConfig.replication_factor, loki.storage.type, loki.schemaConfig.configs,
-    # loki.limits_config, singleBinary.replicas, {backend,read,write}.replicas,
-    # chunksCache/resultsCache/gateway/lokiCanary.enabled, test.enabled.
+    # loki.commonConfig.replication_factor, loki.storage.type, singleBinary.replicas,
+    # {backend,read,write}.replicas, chunksCache/resultsCache/gateway/lokiCanary.enabled,
+    # test.enabled; loki.schemaConfig, loki.limits_config and loki.compactor are sections of Loki's
+    # own config file, which the chart renders as given.
     return {
         "deploymentMode": "SingleBinary",
         "loki": {
@@ -107,6 +113,10 @@ def loki_values(environment: str) -> dict[str, Any]:
                 ]
             },
             "limits_config": {"retention_period": "744h" if environment == "prod" else "168h"},
+            # retention_period is enforced by the compactor only, and only with retention_enabled;
+            # without it Loki keeps every log forever and the volume fills. Retention needs a store
+            # for delete requests: the same filesystem the chunks live on.
+            "compactor": {"retention_enabled": True, "delete_request_store": "filesystem"},
         },
         "singleBinary": {"replicas": 1},
         "backend": {"replicas": 0},
@@ -169,23 +179,35 @@ def alloy_values() -> dict[str, Any]:
 
 
 def traefik_values(monitoring: bool) -> dict[str, Any]:
-    # traefik values.yaml (chart shipped by K3s v1.35): ports.web.redirections.entryPoint,
-    # logs.access.enabled, metrics.prometheus.service.enabled / serviceMonitor.enabled.
+    # traefik chart 39 (the one K3s v1.35 bundles): ports.web.http.redirections.entryPoint (since
+    # v39; the schema rejects the older ports.web.redirections), logs.access.enabled,
+    # metrics.prometheus.service.enabled / serviceMonitor.enabled / buckets.
+    redirect = {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": True}}
     values: dict[str, Any] = {
-        "ports": {"web": {"redirections": {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": True}}}},
+        "ports": {"web": {"http": {"redirections": redirect}}},
         "logs": {"access": {"enabled": True}},
     }
     if monitoring:
-        values["metrics"] = {"prometheus": {"service": {"enabled": True}, "serviceMonitor": {"enabled": True}}}
+        values["metrics"] = {
+            "prometheus": {
+                "service": {"enabled": True},
+                "serviceMonitor": {"enabled": True},
+                # Traefik's default buckets (0.1,0.3,1.2,5) put the 2 s target inside one wide bucket,
+                # where histogram_quantile can only interpolate; a boundary at 2 makes "p95 < 2 s" exact.
+                "buckets": LATENCY_BUCKETS,
+            }
+        }
     return values
 
 
 def slo_rules(platform_namespace: str, data_namespace: str) -> list[dict[str, Any]]:
     """Multi-window, multi-burn-rate alerts for the public routes, and the stores' health."""
     budget = round(1 - SLO_AVAILABILITY, 6)
-    # The weighted TraefikServices (<namespace>-<host>-split@kubernetescrd): what users see,
-    # whichever backend answered; the per-backend series would count each request twice.
-    svc = f'service=~"{platform_namespace}-.*-split@kubernetescrd"'
+    # Every backend of the public routes in the platform namespace, K3s and legacy alike: what users
+    # see, whichever backend answered. Traefik v3 records `traefik_service_*` per load-balanced
+    # backend only, never for the weighted TraefikService (`<ns>-<host>-split`) above them, so each
+    # request is counted once (components/traffic.py, traefik_service()).
+    svc = f'service=~"{platform_namespace}-.+@kubernetescrd"'
 
     def error_ratio(window: str) -> str:
         return (
@@ -223,6 +245,21 @@ def slo_rules(platform_namespace: str, data_namespace: str) -> list[dict[str, An
                     "for": "10m",
                     "labels": {"severity": "warning"},
                     "annotations": {"summary": "p95 latency of {{ $labels.service }} is above 2 s"},
+                },
+                {
+                    # The burn-rate and latency alerts compare ratios of Traefik's series; with no
+                    # series at all (metrics off, ServiceMonitor not scraped, renamed services) they
+                    # are silently never true. This one says so.
+                    "alert": "PlatformSloMetricsAbsent",
+                    "expr": (
+                        f"absent(traefik_service_requests_total{{{svc}}})"
+                        f" or absent(traefik_service_request_duration_seconds_bucket{{{svc}}})"
+                    ),
+                    "for": "15m",
+                    "labels": {"severity": "warning"},
+                    "annotations": {
+                        "summary": "No Traefik metrics of the public routes: the SLO alerts cannot fire",
+                    },
                 },
                 {
                     "alert": "PlatformDataStoreDown",

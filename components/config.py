@@ -379,6 +379,75 @@ class RouterConfig(Frozen):
         return self
 
 
+class ServiceImages(Frozen):
+    """Where the platform's own service images come from (components/services.py, `image` names).
+
+    Each image is `<registry>/<name>:<tag>`; `tags` overrides the tag of single images (a hotfix
+    of one service) by name. The default registry is a placeholder no cluster can pull from: dev
+    plans with it (and warns), a prod stack must name its registry (checked in `parse`).
+    """
+
+    registry: str = Field(
+        default=versions.PLATFORM_IMAGE_REGISTRY,
+        # host[:port][/path], lowercase as OCI references require; no tag or digest here.
+        pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*$",
+    )
+    tag: str = versions.PLATFORM_RELEASE
+    tags: dict[str, str] = {}
+    # {image name: "sha256:<hex>"}: what each image's tag resolved to when the release was cut
+    # (`crane digest <registry>/<name>:<tag>`), so a re-pushed tag cannot change what runs. An image
+    # without one runs by tag only if its registry is on the reviewed pending list (versions.py).
+    digests: dict[str, str] = {}
+
+    @field_validator("tag")
+    @classmethod
+    def _tag(cls, v: str) -> str:
+        return _image_tag(v)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, v: dict[str, str]) -> dict[str, str]:
+        from components.services import own_image_names
+
+        known = own_image_names()
+        for name, tag in v.items():
+            if name not in known:
+                raise ValueError(f"{name!r} is not one of the platform's images; expected one of {', '.join(known)}")
+            _image_tag(tag)
+        return v
+
+    @field_validator("digests")
+    @classmethod
+    def _digests(cls, v: dict[str, str]) -> dict[str, str]:
+        from components.services import own_image_names
+
+        known = own_image_names()
+        for name, digest in v.items():
+            if name not in known:
+                raise ValueError(f"{name!r} is not one of the platform's images; expected one of {', '.join(known)}")
+            if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+                raise ValueError(f"{name}: {digest!r} is not a digest (sha256: and 64 lowercase hex digits)")
+        return v
+
+    @property
+    def is_placeholder(self) -> bool:
+        return self.registry == versions.PLATFORM_IMAGE_REGISTRY
+
+    def reference(self, name: str) -> str:
+        ref = f"{self.registry}/{name}:{self.tags.get(name, self.tag)}"
+        digest = self.digests.get(name)
+        return f"{ref}@{digest}" if digest else ref
+
+
+def _image_tag(v: str) -> str:
+    # OCI tag grammar; `latest` (or any tag that moves) would make two pods of one Deployment differ.
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", v):
+        raise ValueError(f"{v!r} is not an image tag (letters, digits, '_', '.', '-'; at most 128)")
+    if v == "latest":
+        raise ValueError("'latest' moves; pin the release tag the images were built with")
+    return v
+
+
 # --- the stack ---------------------------------------------------------------------------------
 
 
@@ -404,6 +473,7 @@ class StackConfig(Frozen):
     backups: Backups
     llama: LlamaConfig = LlamaConfig()
     router: RouterConfig = RouterConfig()
+    service_images: ServiceImages = ServiceImages()
 
     @field_validator("phase")
     @classmethod
@@ -594,9 +664,21 @@ def parse(raw: Mapping[str, Any]) -> StackConfig:
     secret_names = {name for name, _ in SECRET_KEYS}
     plain = {k: _json_or_text(v) for k, v in raw.items() if k not in secret_names}
     try:
-        return StackConfig.model_validate(_coerce_scalars(plain))
+        cfg = StackConfig.model_validate(_coerce_scalars(plain))
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, prefix=f"{NAMESPACE}:")) from None
+    check_service_images(cfg)
+    return cfg
+
+
+def check_service_images(cfg: StackConfig) -> None:
+    """A prod stack must name the registry its images come from; the default is a placeholder."""
+    if cfg.is_prod and cfg.service_images.is_placeholder:
+        raise ConfigError(
+            f"{NAMESPACE}:serviceImages.registry: {cfg.service_images.registry!r} is the placeholder registry, and "
+            "a prod stack would deploy services whose images cannot be pulled; set it to your organisation's "
+            "registry (`pulumi config set --path serviceImages.registry registry.example.com/platform`)"
+        )
 
 
 def _stack_config_keys() -> dict[str, Any]:

@@ -23,7 +23,8 @@ The restore is a Job per store that depends on the store's VerifiedBackup resour
 expected SHA-256 and size: its init container (scripts/restore-fetch.sh) refuses an object that
 differs from what was verified, its restore container (scripts/restore-<store>.sh) never writes
 over data it did not restore itself. The objects are what scripts/compose-backup.sh writes:
-`pg_dump -Fc` (pg_restore, one transaction), the Redis RDB (loaded by a throwaway redis-server
+`pg_dump -Fc` (pg_restore into a staging database, swapped in with its marker in one
+transaction), the Redis RDB (loaded by a throwaway redis-server
 in the Job and MIGRATEd into the live one), Qdrant's full-storage snapshot (its collection
 snapshots uploaded one by one, then its aliases). The Jobs carry the label `gpu-platform/restore=true`; the
 exit check `restore-jobs-complete` waits for every Job with it to complete.
@@ -425,9 +426,11 @@ class DataStores(pulumi.ComponentResource):
                     "annotations": {"gpu-platform/backup-sha256": backup.sha256},
                 },
                 spec={
-                    # A failed restore needs a person: the scripts never overwrite, so a retry
-                    # after a partial Postgres restore would only refuse again.
-                    "backoff_limit": 0,
+                    # A pod that dies midway (a drained node, an OOM kill) is retried: each
+                    # script finishes or starts over what a killed run left, and never writes
+                    # over data it did not restore (tests/test_data_migration_*.py kill every
+                    # step). A refusal fails the same way on each try and then needs a person.
+                    "backoff_limit": 2,
                     "active_deadline_seconds": 6 * 3600,
                     "template": {
                         "metadata": {"labels": {**job_labels, RESTORE_OF_LABEL: store}},

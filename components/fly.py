@@ -39,7 +39,6 @@ from typing import Any, Literal
 
 import pulumi
 import pulumi.dynamic as dyn
-from pulumi.runtime.rpc import UNKNOWN
 
 from components import versions
 from components.backups import (
@@ -54,6 +53,7 @@ from components.backups import (
     verified_backup,
     verify_objects,
 )
+from components.engine import changed, contains_unknown, credential, is_unknown, known_inputs
 from components.errors import ConfigError
 from components.fly_api import (
     GONE_STATES,
@@ -99,14 +99,7 @@ def check_decommission(apps: tuple[str, ...], allow_destroy: tuple[str, ...], fl
 # --- shared provider plumbing -------------------------------------------------------------------
 
 
-def _is_unknown(value: Any) -> bool:
-    if value == UNKNOWN:
-        return True
-    if isinstance(value, Mapping):
-        return any(_is_unknown(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return any(_is_unknown(v) for v in value)
-    return False
+FLY_TOKEN_ENV = "FLY_API_TOKEN"
 
 
 def _public(props: Mapping[str, Any]) -> dict[str, Any]:
@@ -114,17 +107,14 @@ def _public(props: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class _FlyProvider(dyn.ResourceProvider):
-    """Base: builds the API client from the resource's token (or FLY_API_TOKEN) and settings."""
+    """Base: builds the API client from FLY_API_TOKEN (else the resource's stored token) and settings."""
 
     def __init__(self, settings: FlySettings | None = None) -> None:
         super().__init__()
         self._settings = settings
 
     def _client(self, props: Mapping[str, Any]) -> FlyClient:
-        import os
-
-        token = props.get("token") or os.environ.get("FLY_API_TOKEN", "")
-        return FlyClient(str(token), self._settings or FlySettings.from_env())
+        return FlyClient(credential(FLY_TOKEN_ENV, props.get("token")), self._settings or FlySettings.from_env())
 
     @staticmethod
     def _app(props: Mapping[str, Any]) -> str:
@@ -167,11 +157,16 @@ def backup_check_failures(news: Mapping[str, Any], action: str) -> list[dyn.Chec
     """Preview-time refusal when the inputs already show the backup missing or unverified."""
     app = news.get("app")
     backup = news.get("backup")
-    if _is_unknown(backup):
-        return []  # known once the verification has run; create() checks it again before acting
-    if not isinstance(backup, Mapping) or not backup.get("objects"):
+    # Unknown parts are known once the verification has run (a first preview); create() and
+    # update() check the backup again, object by object, before acting. Only what is known
+    # already and wrong is refused here.
+    if is_unknown(backup):
+        return []
+    objects = backup.get("objects") if isinstance(backup, Mapping) else None
+    verified = backup.get("verified") if isinstance(backup, Mapping) else None
+    if not is_unknown(objects) and not objects:
         return [dyn.CheckFailure("backup", f"Fly app {app}: {action} needs a verified backup; none is recorded")]
-    if backup.get("verified") is not True:
+    if not is_unknown(verified) and verified is not True:
         return [
             dyn.CheckFailure("backup", f"Fly app {app}: {action} needs a verified backup; its backup is not verified")
         ]
@@ -257,6 +252,7 @@ class FlyAppProvider(_FlyProvider):
             **_summary(client, app),
         }
 
+    @known_inputs
     def create(self, props: dict[str, Any]) -> dyn.CreateResult:
         outs = self._inventory(props, absent_ok=bool(props.get("allow_absent")))
         return dyn.CreateResult(id_=self._app(props), outs=outs)
@@ -265,12 +261,11 @@ class FlyAppProvider(_FlyProvider):
         return dyn.ReadResult(id_, self._inventory(props, absent_ok=True))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dyn.DiffResult:
-        if olds.get("app") != news.get("app"):
+        if changed(olds, news, "app"):
             return dyn.DiffResult(changes=True, replaces=["app"], delete_before_replace=False)
-        return dyn.DiffResult(
-            changes=olds.get("allow_absent") != news.get("allow_absent") or olds.get("org") != news.get("org")
-        )
+        return dyn.DiffResult(changes=changed(olds, news, "allow_absent") or changed(olds, news, "org"))
 
+    @known_inputs
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> dyn.UpdateResult:
         return dyn.UpdateResult(outs=self._inventory(news, absent_ok=bool(news.get("allow_absent"))))
 
@@ -455,6 +450,7 @@ def export_volume(
 class FlyAppExportProvider(_FlyProvider):
     """Raise snapshot retention, snapshot every volume, export each and write the app's manifest."""
 
+    @known_inputs
     def create(self, props: dict[str, Any]) -> dyn.CreateResult:
         app = self._app(props)
         client = self._client(props)
@@ -513,7 +509,7 @@ class FlyAppExportProvider(_FlyProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dyn.DiffResult:
         # Only another app is a new export; a token or bucket-key rotation changes nothing taken.
-        if olds.get("app") != news.get("app") or olds.get("location") != news.get("location"):
+        if changed(olds, news, "app") or changed(olds, news, "location"):
             return dyn.DiffResult(changes=True, replaces=["app"], delete_before_replace=False)
         return dyn.DiffResult(changes=False)
 
@@ -603,15 +599,17 @@ class FlyFreezeProvider(_FlyProvider):
         was_running = already + [m for m in running if m not in already]
         return {**_public(props), "was_running": was_running, "machine_states": states}
 
+    @known_inputs
     def create(self, props: dict[str, Any]) -> dyn.CreateResult:
         return dyn.CreateResult(id_=f"freeze-{self._app(props)}", outs=self._freeze(props, []))
 
+    @known_inputs
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dyn.UpdateResult:
         # Drift (someone started a machine) is stopped again; it joins the ones a rollback restarts.
         return dyn.UpdateResult(outs=self._freeze(news, list(olds.get("was_running") or [])))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dyn.DiffResult:
-        if olds.get("app") != news.get("app"):
+        if changed(olds, news, "app"):
             return dyn.DiffResult(changes=True, replaces=["app"], delete_before_replace=True)
         # After a refresh, machine_states says what runs now; anything running is drift to stop.
         states = olds.get("machine_states") or {}
@@ -672,8 +670,9 @@ class FlyFreeze(dyn.Resource, module="fly", name="FlyFreeze"):
 
 
 def _allow_failure(news: Mapping[str, Any]) -> list[dyn.CheckFailure]:
-    if news.get("allow_destroy") is True:
-        return []
+    allow = news.get("allow_destroy")
+    if allow is True or contains_unknown(allow):
+        return []  # unknown only in a preview; create() refuses again unless it is known and true
     return [
         dyn.CheckFailure(
             "allow_destroy",
@@ -687,6 +686,7 @@ class FlyDestroyProvider(_FlyProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dyn.CheckResult:
         return dyn.CheckResult(news, _allow_failure(news) + backup_check_failures(news, "destroying it"))
 
+    @known_inputs
     def create(self, props: dict[str, Any]) -> dyn.CreateResult:
         app = self._app(props)
         failures = _allow_failure(props)
@@ -712,7 +712,7 @@ class FlyDestroyProvider(_FlyProvider):
         return dyn.CreateResult(id_=f"destroyed-{app}", outs={**outs, "already_gone": False})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dyn.DiffResult:
-        if olds.get("app") != news.get("app"):
+        if changed(olds, news, "app"):
             return dyn.DiffResult(changes=True, replaces=["app"])
         return dyn.DiffResult(changes=False)
 

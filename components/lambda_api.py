@@ -28,6 +28,8 @@ from typing import Any, Protocol, TypeVar
 
 import requests
 
+from components.engine import credential
+
 DEFAULT_BASE_URL = "https://cloud.lambda.ai/api/v1"
 API_URL_ENV = "LAMBDA_API_URL"
 API_KEY_ENV = "LAMBDA_API_KEY"
@@ -295,15 +297,16 @@ def _retry_after(headers: Mapping[str, str], now_wall: float) -> float | None:
 def resolve_api_key(from_state: str | None) -> str:
     """The key to call with: `LAMBDA_API_KEY` when set, else the stack's secret config value.
 
-    The environment wins because the copy in state can be stale after a key rotation, and a
-    `pulumi destroy` must still work with the new key.
+    The environment wins (components.engine.credential, the rule every provider follows) because
+    the copy in state can be stale after a key rotation, and a `pulumi destroy` must still work
+    with the new key.
     """
-    key = os.environ.get(API_KEY_ENV) or from_state or ""
-    if not key.strip():
+    key = credential(API_KEY_ENV, from_state)
+    if not key:
         raise LambdaError(
             f"no Lambda Cloud API key: set {API_KEY_ENV} or `pulumi config set --secret gpu-platform:lambdaApiKey`"
         )
-    return key.strip()
+    return key
 
 
 def resolve_base_url() -> str:

@@ -38,6 +38,7 @@ from pulumi.dynamic import (
 )
 
 from components.catalog import LAMBDA_INSTANCE_TYPES, LAMBDA_REGIONS
+from components.engine import changed, contains_unknown, is_unknown, known_inputs
 from components.lambda_api import (
     GONE_STATES,
     INSUFFICIENT_CAPACITY,
@@ -57,9 +58,6 @@ from components.lambda_api import (
     SystemClock,
     resolve_api_key,
 )
-
-# The engine hands unknown values (preview) to check/diff as this sentinel.
-UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 
 TAG_STACK = "gpu-platform-stack"
 TAG_RESOURCE = "gpu-platform-resource"
@@ -81,16 +79,6 @@ def lambda_name(*parts: str) -> str:
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _unknown(value: Any) -> bool:
-    if value == UNKNOWN:
-        return True
-    if isinstance(value, Mapping):
-        return any(_unknown(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return any(_unknown(v) for v in value)
-    return False
 
 
 def _rules(raw: Any) -> list[FirewallRule]:
@@ -151,10 +139,6 @@ class _LambdaProvider(ResourceProvider):
         return LambdaClient(key, clock=self.clock, policy=self.policy, pacer=self._pacer)
 
 
-def _changed(olds: Mapping[str, Any], news: Mapping[str, Any], key: str) -> bool:
-    return _unknown(news.get(key)) or olds.get(key) != news.get(key)
-
-
 # --- instances ---------------------------------------------------------------------------------
 
 
@@ -172,47 +156,61 @@ def instance_spec(props: Mapping[str, Any]) -> str:
     return _sha256(json.dumps(doc, sort_keys=True))[:16]
 
 
+def _check_candidate(i: int, candidate: Any, rulesets: Any) -> list[CheckFailure]:
+    """What is wrong with candidate `i` (a {region, instance_type}), as far as it is known."""
+    if is_unknown(candidate):
+        return []
+    if not isinstance(candidate, Mapping):
+        return [CheckFailure(f"candidates[{i}]", f"must be a {{region, instance_type}}, got {candidate!r}")]
+    failures = []
+    region, itype = candidate.get("region"), candidate.get("instance_type")
+    if not is_unknown(region) and region not in LAMBDA_REGIONS:
+        failures.append(CheckFailure(f"candidates[{i}].region", f"unknown Lambda region {region!r}"))
+    if not is_unknown(itype) and itype not in LAMBDA_INSTANCE_TYPES:
+        failures.append(CheckFailure(f"candidates[{i}].instance_type", f"unknown instance type {itype!r}"))
+    if is_unknown(region) or is_unknown(rulesets):
+        return failures
+    here = rulesets.get(region) if isinstance(rulesets, Mapping) else None
+    if not contains_unknown(here) and not here:
+        failures.append(
+            CheckFailure(
+                "firewall_rulesets",
+                f"no firewall ruleset for candidate region {region!r}; an instance there would "
+                "launch with only the account-wide rules",
+            )
+        )
+    return failures
+
+
 class LambdaInstanceProvider(_LambdaProvider):
     """Create, read, diff, update (rename) and delete one Lambda Cloud instance."""
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        # During a preview any input, or any part of one, may be unknown: check what is known and
+        # pass the rest through; create() only ever sees it resolved.
         failures: list[CheckFailure] = []
         name = news.get("name")
-        if not _unknown(name) and (not isinstance(name, str) or not 0 < len(name) <= MAX_NAME):
+        if not is_unknown(name) and (not isinstance(name, str) or not 0 < len(name) <= MAX_NAME):
             failures.append(CheckFailure("name", f"must be 1 to {MAX_NAME} characters, got {name!r}"))
         candidates = news.get("candidates")
         rulesets = news.get("firewall_rulesets") or {}
-        if not _unknown(candidates):
+        if not is_unknown(candidates):
             if not isinstance(candidates, list) or not candidates:
                 failures.append(CheckFailure("candidates", "needs at least one {region, instance_type}"))
             else:
                 for i, c in enumerate(candidates):
-                    region, itype = c.get("region"), c.get("instance_type")
-                    if region not in LAMBDA_REGIONS:
-                        failures.append(CheckFailure(f"candidates[{i}].region", f"unknown Lambda region {region!r}"))
-                    if itype not in LAMBDA_INSTANCE_TYPES:
-                        failures.append(
-                            CheckFailure(f"candidates[{i}].instance_type", f"unknown instance type {itype!r}")
-                        )
-                    if not _unknown(rulesets) and not rulesets.get(region):
-                        failures.append(
-                            CheckFailure(
-                                "firewall_rulesets",
-                                f"no firewall ruleset for candidate region {region!r}; an instance there would "
-                                "launch with only the account-wide rules",
-                            )
-                        )
+                    failures += _check_candidate(i, c, rulesets)
         keys = news.get("ssh_key_names")
-        if not _unknown(keys) and (not isinstance(keys, list) or len(keys) != 1):
+        if not is_unknown(keys) and (not isinstance(keys, list) or len(keys) != 1):
             failures.append(CheckFailure("ssh_key_names", "Lambda needs exactly one SSH key name per launch"))
         tags = news.get("tags") or {}
-        if not _unknown(tags):
+        if not is_unknown(tags):
             for key, value in tags.items():
                 # RequestedTagEntry: key ^[a-z][a-z0-9-:]+$ up to 55 characters, value up to 128.
-                if not _TAG_KEY.match(key) or len(key) > 55 or len(str(value)) > 128:
+                if not _TAG_KEY.match(key) or len(key) > 55 or (not is_unknown(value) and len(str(value)) > 128):
                     failures.append(CheckFailure("tags", f"tag {key!r}={value!r} is not a valid Lambda tag"))
         user_data = news.get("user_data")
-        if isinstance(user_data, str) and not _unknown(user_data) and len(user_data.encode()) > MAX_USER_DATA:
+        if isinstance(user_data, str) and not is_unknown(user_data) and len(user_data.encode()) > MAX_USER_DATA:
             failures.append(CheckFailure("user_data", "cloud-init user data is larger than Lambda's 1 MB limit"))
         return CheckResult(news, failures)
 
@@ -329,6 +327,7 @@ class LambdaInstanceProvider(_LambdaProvider):
         )
         return outs
 
+    @known_inputs
     def create(self, props: dict[str, Any]) -> CreateResult:
         client = self.client(props)
         spec = instance_spec(props)
@@ -358,28 +357,31 @@ class LambdaInstanceProvider(_LambdaProvider):
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces: list[str] = []
         for key in ("hostname", "image_family", "tags"):
-            if _changed(olds, news, key):
+            if changed(olds, news, key):
                 replaces.append(key)
-        if _unknown(news.get("ssh_key_names")) or sorted(olds.get("ssh_key_names") or ()) != sorted(
-            news.get("ssh_key_names") or ()
-        ):
+        # An unknown (preview) is a possible change: it replaces wherever a known change would.
+        # Nothing unknown is ever sorted or iterated.
+        keys = news.get("ssh_key_names")
+        if contains_unknown(keys) or sorted(olds.get("ssh_key_names") or ()) != sorted(keys or ()):
             replaces.append("ssh_key_names")
         user_data = news.get("user_data") or ""
-        if _unknown(user_data) or _sha256(user_data) != olds.get("user_data_sha256"):
+        if contains_unknown(user_data) or _sha256(user_data) != olds.get("user_data_sha256"):
             replaces.append("user_data")
         # Placement: a new candidate list only matters when it no longer allows where we are.
         candidates = news.get("candidates")
         placement = {"region": olds.get("region"), "instance_type": olds.get("instance_type")}
-        if _unknown(candidates) or placement not in (candidates or []):
+        if contains_unknown(candidates) or placement not in (candidates or []):
             replaces.append("candidates")
         # Rulesets attach at launch only; only the ones for the region we are in matter.
         # A ruleset being created for another region (unknown id in a preview) changes nothing here.
         region = olds.get("region")
         new_sets = news.get("firewall_rulesets")
-        here = new_sets.get(region) if isinstance(new_sets, Mapping) else UNKNOWN
-        if _unknown(here) or sorted(here or ()) != sorted((olds.get("firewall_rulesets") or {}).get(region) or ()):
+        here = new_sets.get(region) if isinstance(new_sets, Mapping) else new_sets
+        if contains_unknown(here) or sorted(here or ()) != sorted(
+            (olds.get("firewall_rulesets") or {}).get(region) or ()
+        ):
             replaces.append("firewall_rulesets")
-        in_place = [k for k in ("name", "api_key", "candidates", "firewall_rulesets") if _changed(olds, news, k)]
+        in_place = [k for k in ("name", "api_key", "candidates", "firewall_rulesets") if changed(olds, news, k)]
         changes = bool(replaces or in_place)
         # Delete before replace: the new instance has the same name (and K3s node name), and
         # create() adopts a live instance of that name and spec, so a create-first replacement
@@ -387,6 +389,7 @@ class LambdaInstanceProvider(_LambdaProvider):
         # then terminates. The old one goes first; its SSH host key and node go with it.
         return DiffResult(changes=changes, replaces=replaces, stables=[], delete_before_replace=True)
 
+    @known_inputs
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         client = self.client(news)
         inst = client.get_instance(id_)
@@ -428,6 +431,7 @@ class LambdaInstanceProvider(_LambdaProvider):
 class LambdaSshKeyProvider(_LambdaProvider):
     """An SSH public key registered with the Lambda account (instances name it at launch)."""
 
+    @known_inputs
     def create(self, props: dict[str, Any]) -> CreateResult:
         client = self.client(props)
         name, public_key = props["name"], props["public_key"].strip()
@@ -458,14 +462,15 @@ class LambdaSshKeyProvider(_LambdaProvider):
         return ReadResult(None, {})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        replaces = [k for k in ("name", "public_key") if _changed(olds, news, k)]
-        changes = bool(replaces) or _changed(olds, news, "api_key")
+        replaces = [k for k in ("name", "public_key") if changed(olds, news, k)]
+        changes = bool(replaces) or changed(olds, news, "api_key")
         # Delete before replace: the new instance has the same name (and K3s node name), and
         # create() adopts a live instance of that name and spec, so a create-first replacement
         # with an unchanged spec (`pulumi up --replace`) would adopt the very instance the engine
         # then terminates. The old one goes first; its SSH host key and node go with it.
         return DiffResult(changes=changes, replaces=replaces, stables=[], delete_before_replace=True)
 
+    @known_inputs
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         return UpdateResult({**{k: v for k, v in news.items() if k != "__provider"}, "key_id": _id})
 
@@ -492,11 +497,12 @@ class LambdaFirewallRulesetProvider(_LambdaProvider):
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = []
-        if not _unknown(news.get("region")) and news.get("region") not in LAMBDA_REGIONS:
+        if not is_unknown(news.get("region")) and news.get("region") not in LAMBDA_REGIONS:
             failures.append(CheckFailure("region", f"unknown Lambda region {news.get('region')!r}"))
         failures += _check_rules(news.get("rules"))
         return CheckResult(news, failures)
 
+    @known_inputs
     def create(self, props: dict[str, Any]) -> CreateResult:
         client = self.client(props)
         name, region = props["name"], props["region"]
@@ -529,19 +535,20 @@ class LambdaFirewallRulesetProvider(_LambdaProvider):
         return ReadResult(id_, outs)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        replaces = ["region"] if _changed(olds, news, "region") else []
+        replaces = ["region"] if changed(olds, news, "region") else []
         if (olds.get("rules") is None) != (news.get("rules") is None):
             replaces.append("rules")  # who owns the rules changed
         rules_changed = news.get("rules") is not None and (
-            _unknown(news.get("rules")) or _rules(olds.get("rules")) != _rules(news.get("rules"))
+            contains_unknown(news.get("rules")) or _rules(olds.get("rules")) != _rules(news.get("rules"))
         )
-        changes = bool(replaces) or rules_changed or any(_changed(olds, news, k) for k in ("name", "api_key"))
+        changes = bool(replaces) or rules_changed or any(changed(olds, news, k) for k in ("name", "api_key"))
         # Delete before replace: the new instance has the same name (and K3s node name), and
         # create() adopts a live instance of that name and spec, so a create-first replacement
         # with an unchanged spec (`pulumi up --replace`) would adopt the very instance the engine
         # then terminates. The old one goes first; its SSH host key and node go with it.
         return DiffResult(changes=changes, replaces=replaces, stables=[], delete_before_replace=True)
 
+    @known_inputs
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         client = self.client(news)
         rules = _rules(news["rules"]) if news.get("rules") is not None else None
@@ -576,6 +583,7 @@ class LambdaFirewallRulesetRulesProvider(_LambdaProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         return CheckResult(news, _check_rules(news.get("rules")))
 
+    @known_inputs
     def create(self, props: dict[str, Any]) -> CreateResult:
         rid = props["ruleset_id"]
         self.client(props).update_firewall_ruleset(rid, rules=_rules(props["rules"]))
@@ -588,15 +596,16 @@ class LambdaFirewallRulesetRulesProvider(_LambdaProvider):
         return ReadResult(id_, {**props, "rules": rule_dicts(rs.rules)})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        replaces = ["ruleset_id"] if _changed(olds, news, "ruleset_id") else []
-        rules_changed = _unknown(news.get("rules")) or _rules(olds.get("rules")) != _rules(news.get("rules"))
-        changes = bool(replaces) or rules_changed or _changed(olds, news, "api_key")
+        replaces = ["ruleset_id"] if changed(olds, news, "ruleset_id") else []
+        rules_changed = contains_unknown(news.get("rules")) or _rules(olds.get("rules")) != _rules(news.get("rules"))
+        changes = bool(replaces) or rules_changed or changed(olds, news, "api_key")
         # Delete before replace: the new instance has the same name (and K3s node name), and
         # create() adopts a live instance of that name and spec, so a create-first replacement
         # with an unchanged spec (`pulumi up --replace`) would adopt the very instance the engine
         # then terminates. The old one goes first; its SSH host key and node go with it.
         return DiffResult(changes=changes, replaces=replaces, stables=[], delete_before_replace=True)
 
+    @known_inputs
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         self.client(news).update_firewall_ruleset(news["ruleset_id"], rules=_rules(news["rules"]))
         return UpdateResult({k: v for k, v in news.items() if k != "__provider"})
@@ -610,20 +619,27 @@ class LambdaFirewallRulesetRulesProvider(_LambdaProvider):
 
 
 def _check_rules(raw: Any) -> list[CheckFailure]:
-    if raw is None or _unknown(raw):
+    """What is wrong with a rules list, as far as it is known (peers' addresses may not be yet)."""
+    if raw is None or is_unknown(raw):
         return []
+    if not isinstance(raw, list):
+        return [CheckFailure("rules", f"must be a list of rules, got {raw!r}")]
     failures = []
     for i, r in enumerate(raw):
         where = f"rules[{i}]"
-        proto = r.get("protocol")
-        if proto not in ("tcp", "udp", "icmp", "all"):
-            failures.append(CheckFailure(where, f"protocol must be tcp, udp, icmp or all, got {proto!r}"))
-        if proto in ("tcp", "udp") and not r.get("port_range"):
-            failures.append(CheckFailure(where, f"{proto} rules need port_range"))
-        if proto in ("icmp", "all") and r.get("port_range"):
-            failures.append(CheckFailure(where, f"{proto} rules take no port_range"))
+        if is_unknown(r):
+            continue
+        proto, ports = r.get("protocol"), r.get("port_range")
+        if not is_unknown(proto):
+            if proto not in ("tcp", "udp", "icmp", "all"):
+                failures.append(CheckFailure(where, f"protocol must be tcp, udp, icmp or all, got {proto!r}"))
+            if not is_unknown(ports):
+                if proto in ("tcp", "udp") and not ports:
+                    failures.append(CheckFailure(where, f"{proto} rules need port_range"))
+                if proto in ("icmp", "all") and ports:
+                    failures.append(CheckFailure(where, f"{proto} rules take no port_range"))
         source = r.get("source_network", "")
-        if not _unknown(source):
+        if not is_unknown(source):
             try:
                 net = ipaddress.ip_network(source, strict=True)
             except ValueError:

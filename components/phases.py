@@ -37,17 +37,95 @@ CHECK_NAMES: frozenset[str] = frozenset(
         "public-routes-200",  # every public hostname answers 200 over TLS
         "llama-health",  # the llama server(s) answer /health with ok
         "fly-apps-destroyed",  # the legacy Fly apps no longer exist
+        "routes-slo",  # per route, K3s's p95 and error ratio in Prometheus within thresholds, vs legacy
+        "load-test",  # a bounded load test of the public hostnames meets the latency and error targets
         "llama-bench-targets",  # the llama server(s) meet the latency and tokens/s targets under load
         "router-local-share",  # the share of router requests served by local model groups
     }
 )
-# The thresholds a check takes from its phase file (exitCriteria.targets.<check>); migrate/checks.py
-# reads them from the `exitTargets` stack output.
-CHECK_TARGETS: dict[str, frozenset[str]] = {
-    "llama-bench-targets": frozenset(
-        {"maxTokens", "requests", "clients", "ttftP95Seconds", "latencyP95Seconds", "decodeTokensPerSecond"}
-    ),
-    "router-local-share": frozenset({"minShare", "windowSeconds", "minRequests"}),
+
+# A PromQL range: a whole number of seconds, minutes, hours or days.
+_PROMQL_RANGE = r"^[1-9][0-9]*[smhd]$"
+
+
+class RoutesSloThresholds(Frozen):
+    """`exitCriteria.thresholds.routes-slo`: what K3s must show in Prometheus, per public route."""
+
+    window: str = Field(default="1h", pattern=_PROMQL_RANGE)  # how far back Prometheus is asked
+    max_p95_seconds: float = Field(default=2.0, gt=0, le=60)
+    max_error_ratio: float = Field(default=0.01, ge=0, le=1)  # 5xx answers / all answers
+    # Compared with legacy where legacy served at least `min_requests` in the window:
+    max_p95_vs_legacy: float = Field(default=1.25, ge=1, le=10)  # K3s p95 <= this x legacy p95
+    max_error_ratio_over_legacy: float = Field(default=0.005, ge=0, le=1)  # K3s ratio <= legacy's + this
+    # Fewer K3s requests than this on a route in the window is not evidence: the route fails.
+    min_requests: int = Field(default=100, ge=1, le=10_000_000)
+
+
+# Hard ceilings of the load test, whatever a phase file asks for (migrate/loadtest.py enforces them too).
+LOAD_TEST_MAX_USERS = 1000
+LOAD_TEST_MAX_SECONDS = 600
+LOAD_TEST_MAX_REQUESTS = 200_000
+
+
+class LoadTestThresholds(Frozen):
+    """`exitCriteria.thresholds.load-test`: the load, its bounds and the targets it must meet."""
+
+    users: int = Field(default=100, ge=1, le=LOAD_TEST_MAX_USERS)
+    spawn_rate: float = Field(default=20, gt=0, le=LOAD_TEST_MAX_USERS)  # users started per second
+    duration_seconds: float = Field(default=60, gt=0, le=LOAD_TEST_MAX_SECONDS)
+    max_requests: int = Field(default=20_000, ge=1, le=LOAD_TEST_MAX_REQUESTS)  # the request budget
+    think_seconds: float = Field(default=1.0, ge=0, le=60)  # each user's pause between two requests
+    # Paths requested on every public hostname; paths only, so the test never leaves those hosts.
+    paths: tuple[str, ...] = Field(default=("/",), min_length=1)
+    max_p95_seconds: float = Field(default=2.0, gt=0, le=60)
+    max_error_ratio: float = Field(default=0.01, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _paths_stay_on_the_host(self) -> LoadTestThresholds:
+        bad = [p for p in self.paths if not p.startswith("/") or p.startswith("//") or any(c in p for c in " \\#")]
+        if bad:
+            raise ValueError(f"paths must be absolute paths on the public hostnames (/...), not {bad}")
+        return self
+
+
+class LlamaBenchThresholds(Frozen):
+    """`exitCriteria.thresholds.llama-bench-targets`: the benchmark's load and the serving targets
+    each llama server must meet (benchmarks/llama_bench.py runs it)."""
+
+    max_tokens: int = Field(default=100, ge=1, le=4096)  # tokens asked for per answer
+    requests: int = Field(default=16, ge=1, le=1000)
+    clients: int = Field(default=4, ge=1, le=64)  # requests in flight at once
+    ttft_p95_seconds: float = Field(default=1.0, gt=0, le=60)  # time to the first token, p95
+    latency_p95_seconds: float = Field(default=5.0, gt=0, le=600)  # a whole answer, p95
+    decode_tokens_per_second: float = Field(default=40, ge=0, le=100_000)  # per request, p50
+
+
+class RouterLocalShareThresholds(Frozen):
+    """`exitCriteria.thresholds.router-local-share`: the share of the router's answers its local
+    model groups must serve, counted from LiteLLM's Prometheus counters over a window."""
+
+    min_share: float = Field(default=0.9, ge=0, le=1)
+    # Counters are read at the start and the end of the window; 0 counts since the router started.
+    # The check refuses a window longer than its own deadline.
+    window_seconds: float = Field(default=240, ge=0, le=3600)
+    min_requests: int = Field(default=20, ge=1, le=10_000_000)  # fewer in the window is not evidence
+
+
+class CheckThresholds(Frozen):
+    """`exitCriteria.thresholds`: one entry per check that takes thresholds, keyed by the check's name."""
+
+    routes_slo: RoutesSloThresholds | None = Field(default=None, alias="routes-slo")
+    load_test: LoadTestThresholds | None = Field(default=None, alias="load-test")
+    llama_bench_targets: LlamaBenchThresholds | None = Field(default=None, alias="llama-bench-targets")
+    router_local_share: RouterLocalShareThresholds | None = Field(default=None, alias="router-local-share")
+
+
+# Check name -> the model its thresholds follow (a test keeps this equal to CheckThresholds' fields).
+CHECK_THRESHOLDS: dict[str, type[Frozen]] = {
+    "routes-slo": RoutesSloThresholds,
+    "load-test": LoadTestThresholds,
+    "llama-bench-targets": LlamaBenchThresholds,
+    "router-local-share": RouterLocalShareThresholds,
 }
 
 FlyAppsState = Literal["running", "stopped", "destroyed"]
@@ -169,24 +247,33 @@ class PhaseState(Frozen):
 class ExitCriteria(Frozen):
     checklist: tuple[str, ...] = Field(min_length=1)
     checks: tuple[str, ...] = ()
-    # Per check, its thresholds: every check in CHECK_TARGETS that the phase names has all of them.
-    targets: dict[str, dict[str, float]] = {}
+    # Per check name, the thresholds of a check that takes them; a named check without an entry
+    # here runs with its model's defaults.
+    thresholds: CheckThresholds = CheckThresholds()
 
     @model_validator(mode="after")
     def _known_checks(self) -> ExitCriteria:
         unknown = sorted(set(self.checks) - CHECK_NAMES)
         if unknown:
             raise ValueError(f"unknown machine check(s) {unknown}; known: {sorted(CHECK_NAMES)}")
-        stray = sorted(set(self.targets) - set(self.checks))
-        if stray:
-            raise ValueError(f"targets for check(s) {stray} the phase does not run")
-        for check in self.checks:
-            want = CHECK_TARGETS.get(check, frozenset())
-            have = set(self.targets.get(check, {}))
-            if have != want:
-                missing, extra = sorted(want - have), sorted(have - want)
-                raise ValueError(f"targets.{check}: missing {missing}, unknown {extra}; it takes {sorted(want)}")
+        unused = sorted(set(self.thresholds.model_dump(by_alias=True, exclude_none=True)) - set(self.checks))
+        if unused:
+            raise ValueError(f"thresholds for {unused}, which this phase's checks do not name")
         return self
+
+    @property
+    def measurements(self) -> tuple[str, ...]:
+        """The checks that judge traffic over time (those that take thresholds): they run when the
+        phase is left (the cutover gate) and on `status --checks`, not the moment it is deployed."""
+        return tuple(name for name in self.checks if name in CHECK_THRESHOLDS)
+
+    def thresholds_for(self, name: str) -> Frozen | None:
+        """The thresholds check `name` runs with: the phase file's, else its defaults; None if it takes none."""
+        model = CHECK_THRESHOLDS.get(name)
+        if model is None:
+            return None
+        given = getattr(self.thresholds, name.replace("-", "_"))
+        return given if given is not None else model()
 
 
 class PhaseFile(Frozen):
@@ -215,6 +302,11 @@ class Phase(Frozen):
     exit_criteria: ExitCriteria
     state: PhaseState
     path: Path
+
+    @property
+    def gated(self) -> bool:
+        """A traffic phase: `migrate forward` leaves it only when its exit checks pass (the cutover gate)."""
+        return "traffic" in self.changes
 
 
 def deep_merge(base: Mapping[str, Any], delta: Mapping[str, Any]) -> dict[str, Any]:

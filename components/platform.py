@@ -25,7 +25,7 @@ from typing import Any
 
 import pulumi
 
-from components.charts import PlatformCharts, PlatformChartsArgs
+from components.charts import PROMETHEUS_URL, PlatformCharts, PlatformChartsArgs
 from components.config import StackConfig
 from components.datastores import (
     POSTGRES_DATABASE,
@@ -176,6 +176,7 @@ class Platform(pulumi.ComponentResource):
             self.outputs["clusterIssuer"] = charts.cluster_issuer
             if charts.monitoring is not None:
                 self.foundations.append(charts.monitoring)
+                self.outputs["prometheusUrl"] = PROMETHEUS_URL  # the cutover gate's metrics (routes-slo)
 
         # The stores' passwords, generated once, from the phase that first needs them. In prod
         # they are protected with the data: a Postgres data directory keeps the superuser password
@@ -282,9 +283,17 @@ class Platform(pulumi.ComponentResource):
                 data_namespace=DATA_NAMESPACE,
                 monitoring_namespace=MONITORING_NAMESPACE if state.monitoring else None,
                 secrets=before_services,
+                images=cfg.service_images,
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
+        if cfg.service_images.is_placeholder:
+            # Only dev gets here (config.check_service_images refuses it in prod).
+            pulumi.log.warn(
+                f"gpu-platform:serviceImages.registry is the placeholder {cfg.service_images.registry!r}: the "
+                "platform's pods will not pull their images until it names your registry",
+                resource=services,
+            )
         self.outputs["namespace"] = NAMESPACE
 
         if args.k3s_weight > 0:
@@ -303,6 +312,7 @@ class Platform(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
             self.outputs["publicHostnames"] = traffic.hostnames
+            self.outputs["routeBackends"] = traffic.backends
             self.outputs["k3sWeight"] = args.k3s_weight
 
         self.register_outputs(self.outputs)

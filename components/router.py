@@ -36,6 +36,8 @@ from components.services import namespace_ingress_policy
 PORT = 4000
 CLOUD_GROUP = "cloud-fallback"
 CONFIG_PATH = "/etc/litellm/config.yaml"
+# The one writable directory under the read-only root filesystem (an emptyDir).
+SCRATCH_PATH = "/tmp"
 # Environment variables the rendered config reads with LiteLLM's `os.environ/<NAME>` syntax.
 ENV_MASTER_KEY = "LITELLM_MASTER_KEY"
 ENV_LOCAL_KEY = "LOCAL_LLM_API_KEY"
@@ -217,8 +219,17 @@ class Router(pulumi.ComponentResource):
                             "image": versions.LITELLM_IMAGE,
                             "args": ["--config", CONFIG_PATH, "--port", str(PORT)],
                             "ports": [{"name": "http", "container_port": PORT, "protocol": "TCP"}],
-                            "env": env,
-                            "volume_mounts": [{"name": "config", "mount_path": "/etc/litellm", "read_only": True}],
+                            # The non-root image sets HOME=/app and XDG_CACHE_HOME=/app/.cache
+                            # (BerriAI/litellm docker/Dockerfile.non_root); under a read-only root
+                            # the caches (tokenizer downloads) and Python's temporary files go to
+                            # the one writable emptyDir, /tmp. With no database configured, nothing
+                            # else is written: the Prisma migration directory that BerriAI/litellm#10624
+                            # and #13369 needed writable is only used with DATABASE_URL.
+                            "env": [*env, {"name": "XDG_CACHE_HOME", "value": SCRATCH_PATH + "/cache"}],
+                            "volume_mounts": [
+                                {"name": "config", "mount_path": "/etc/litellm", "read_only": True},
+                                {"name": "tmp", "mount_path": SCRATCH_PATH},
+                            ],
                             "resources": {
                                 "requests": {"cpu": "250m", "memory": "512Mi"},
                                 "limits": {"memory": "2Gi"},
@@ -238,15 +249,17 @@ class Router(pulumi.ComponentResource):
                                 "period_seconds": 15,
                                 "failure_threshold": 4,
                             },
-                            # The image writes caches under its home (/app); the root
-                            # filesystem stays writable, everything else is locked down.
                             "security_context": {
                                 "allow_privilege_escalation": False,
                                 "capabilities": {"drop": ["ALL"]},
+                                "read_only_root_filesystem": True,
                             },
                         }
                     ],
-                    "volumes": [{"name": "config", "config_map": {"name": "router-config"}}],
+                    "volumes": [
+                        {"name": "config", "config_map": {"name": "router-config"}},
+                        {"name": "tmp", "empty_dir": {"size_limit": "256Mi"}},
+                    ],
                 },
             },
         }

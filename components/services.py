@@ -1,7 +1,8 @@
 """The platform's own services on K3s, built from ONE table.
 
 `SERVICES` is the only description of the dashboard, the MCP services, the jobs worker and nginx:
-image (tag pinned in components/versions.py), port, replicas per environment, requests and
+image (the organisation's own images by name, from the registry and tag of stack config
+`serviceImages`; third-party ones pinned in components/versions.py), port, replicas per environment, requests and
 limits, GPUs, health path, which data stores it talks to and which secrets it reads. Everything
 else (Deployments, Services, PodDisruptionBudgets, HorizontalPodAutoscalers, NetworkPolicies,
 the nginx routing table) is derived from it, so a new service is one row.
@@ -19,6 +20,7 @@ so CPU pods never land on (and never block) a dedicated GPU node.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -26,6 +28,7 @@ from typing import Any, Literal
 import pulumi
 
 from components import versions
+from components.config import ServiceImages
 from components.errors import ConfigError
 from components.handles import ClusterHandle
 
@@ -65,6 +68,8 @@ class SecretEnv:
 @dataclass(frozen=True)
 class ServiceSpec:
     name: str
+    # The name of one of the organisation's images (resolved against stack config serviceImages),
+    # or the full, pinned reference of a third-party image (it has a registry: a '/').
     image: str
     port: int
     replicas: Mapping[str, int]  # per environment: {"dev": n, "prod": m}, prod > dev where it can be
@@ -82,10 +87,6 @@ class ServiceSpec:
 
     def replicas_for(self, environment: str) -> int:
         return self.replicas[environment]
-
-
-def _image(name: str) -> str:
-    return f"{versions.PLATFORM_IMAGE_REGISTRY}/{name}:{versions.PLATFORM_RELEASE}"
 
 
 def _store_env(stores: Sequence[Store]) -> tuple[SecretEnv, ...]:
@@ -114,7 +115,7 @@ _LLM_KEY = SecretEnv("LLM_API_KEY", APP_SECRET, "llm-api-key", optional=True)
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(
         name="dashboard",
-        image=_image("dashboard"),
+        image="dashboard",
         port=3000,
         replicas={"dev": 1, "prod": 2},
         cpu=("100m", "500m"),
@@ -126,7 +127,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ),
     ServiceSpec(
         name="research",
-        image=_image("mcp-research"),
+        image="mcp-research",
         port=8001,
         replicas={"dev": 1, "prod": 1},
         cpu=("500m", "2"),
@@ -137,7 +138,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ),
     ServiceSpec(
         name="context",
-        image=_image("mcp-context"),
+        image="mcp-context",
         port=8002,
         replicas={"dev": 1, "prod": 1},
         cpu=("500m", "2"),
@@ -147,7 +148,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ),
     ServiceSpec(
         name="github",
-        image=_image("mcp-github"),
+        image="mcp-github",
         port=8003,
         replicas={"dev": 1, "prod": 2},
         cpu=("100m", "500m"),
@@ -158,7 +159,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ),
     ServiceSpec(
         name="business",
-        image=_image("mcp-business"),
+        image="mcp-business",
         port=8004,
         replicas={"dev": 1, "prod": 2},
         cpu=("100m", "500m"),
@@ -168,7 +169,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ),
     ServiceSpec(
         name="lambda",
-        image=_image("mcp-lambda"),
+        image="mcp-lambda",
         port=8005,
         replicas={"dev": 1, "prod": 2},
         cpu=("100m", "500m"),
@@ -178,7 +179,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ),
     ServiceSpec(
         name="hubspot",
-        image=_image("mcp-hubspot"),
+        image="mcp-hubspot",
         port=8006,
         replicas={"dev": 1, "prod": 2},
         cpu=("100m", "500m"),
@@ -189,7 +190,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ),
     ServiceSpec(
         name="agents",
-        image=_image("mcp-agents"),
+        image="mcp-agents",
         port=8007,
         replicas={"dev": 1, "prod": 1},
         cpu=("1", "4"),
@@ -200,7 +201,7 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ),
     ServiceSpec(
         name="jobs",
-        image=_image("jobs"),
+        image="jobs",
         port=8080,  # health and metrics only; the worker takes its work from Redis
         replicas={"dev": 1, "prod": 2},
         cpu=("250m", "1"),
@@ -225,6 +226,20 @@ SERVICES: tuple[ServiceSpec, ...] = (
         public_host="api",
     ),
 )
+
+
+def is_own_image(spec: ServiceSpec) -> bool:
+    return "/" not in spec.image
+
+
+def own_image_names(table: Sequence[ServiceSpec] = SERVICES) -> tuple[str, ...]:
+    """The organisation's images the table runs, by name (the keys of serviceImages.tags)."""
+    return tuple(s.image for s in table if is_own_image(s))
+
+
+def image_reference(spec: ServiceSpec, images: ServiceImages) -> str:
+    """What the pod pulls: `<registry>/<name>:<tag>` for the organisation's images, else the pin."""
+    return images.reference(spec.image) if is_own_image(spec) else spec.image
 
 
 def service(name: str) -> ServiceSpec:
@@ -269,7 +284,10 @@ def validate_table(table: Sequence[ServiceSpec] = SERVICES) -> None:
             problems.append(f"{s.name}: GPU services are not autoscaled (a GPU per replica)")
         if s.max_replicas and s.max_replicas < s.replicas["prod"]:
             problems.append(f"{s.name}: maxReplicas {s.max_replicas} is below prod replicas")
-        if ":" not in s.image.rsplit("/", 1)[-1] or s.image.endswith(":latest"):
+        if is_own_image(s):
+            if not re.fullmatch(r"[a-z0-9]+([._-][a-z0-9]+)*", s.image):
+                problems.append(f"{s.name}: image name {s.image!r} is not a repository name")
+        elif ":" not in s.image.rsplit("/", 1)[-1] or s.image.endswith(":latest"):
             problems.append(f"{s.name}: image {s.image!r} must be pinned by tag")
         if not s.health_path.startswith("/"):
             problems.append(f"{s.name}: health path must start with /")
@@ -417,6 +435,7 @@ class PlatformServicesArgs:
     # Created by the caller: app-secrets and store-credentials exist before any pod reads them.
     secrets: Sequence[pulumi.Resource] = ()
     table: tuple[ServiceSpec, ...] = SERVICES
+    images: ServiceImages = field(default_factory=ServiceImages)  # stack config serviceImages
 
     def __post_init__(self) -> None:
         validate_table(self.table)
@@ -469,7 +488,7 @@ class PlatformServices(pulumi.ComponentResource):
                 "containers": [
                     {
                         "name": spec.name,
-                        "image": spec.image,
+                        "image": image_reference(spec, args.images),
                         "image_pull_policy": "IfNotPresent",
                         "ports": [{"name": "http", "container_port": spec.port, "protocol": "TCP"}],
                         "env": [

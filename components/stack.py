@@ -27,7 +27,6 @@ def build(loaded: Loaded, phase: Phase) -> dict[str, Any]:
         "phase": phase.id,
         "environment": cfg.environment,
         "exitChecks": list(phase.exit_criteria.checks),
-        "exitTargets": {name: dict(v) for name, v in phase.exit_criteria.targets.items()},
     }
 
     # --- backups and the legacy estate (components/backups.py, components/fly.py) -------------

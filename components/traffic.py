@@ -12,13 +12,21 @@ object, name and other field is the same in all three phases. At 100 the legacy 
 the list with weight 0, so rolling back is again a weight change and nothing is re-created.
 
 What Traefik needs to reach the Compose host: its CRD provider resolves a Service to endpoints
-through EndpointSlices, so the legacy backend is a Service *without* a selector plus an
+through EndpointSlices, so each hostname's legacy backend is a Service *without* a selector plus an
 EndpointSlice we own (label `kubernetes.io/service-name`, a `managed-by` that is not the
 EndpointSlice controller, so the controller leaves it alone; `ready: true` so Traefik uses it).
 An ExternalName Service would need `allowExternalNameServices`, which K3s's Traefik leaves off,
 and an IP in `externalName` is not a DNS name. Traefik speaks HTTPS to the Compose host's nginx
 with SNI and certificate verification for the public hostname (a ServersTransport per hostname):
 the Compose host keeps serving its own certificate for those names until it is stopped.
+
+One legacy Service per hostname, not one shared by all: Traefik names a weighted backend after the
+Kubernetes Service and port it points at (`<namespace>-<service>-<port>`, `fullServiceName` in
+pkg/provider/kubernetes/crd/kubernetes_http.go, v3.6), and TraefikServices that share a backend
+share that one entry, so the last one read would impose its ServersTransport (SNI) on every
+hostname. The same name is the `service` label of Traefik's per-backend metrics
+(`traefik_service_*`, recorded per load-balanced backend only, never for the weighted split itself),
+which the cutover gate (`routes-slo`, migrate/checks.py) reads per route and per backend.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from components.errors import ConfigError
 from components.handles import ClusterHandle
 from components.services import SERVICES, k8s_opts, labels
 
-LEGACY_SERVICE = "legacy-compose"
+LEGACY_PREFIX = "legacy-"  # legacy-<host>: the Service, EndpointSlice and ServersTransport of one hostname
 LEGACY_PORT = 443  # the Compose host's nginx terminates TLS for the public hostnames
 TLS_SECRET = "public-tls"
 # A client keeps the backend it first got for an hour: the two backends do not share sessions.
@@ -51,6 +59,28 @@ class PublicRoute:
 def public_routes() -> tuple[PublicRoute, ...]:
     """Every service of the one table that has a public hostname."""
     return tuple(PublicRoute(s.public_host, s.name, s.port) for s in SERVICES if s.public_host)
+
+
+def legacy_service(route: PublicRoute) -> str:
+    """The selector-less Service (and ServersTransport) through which Traefik reaches the Compose host for `route`."""
+    return f"{LEGACY_PREFIX}{route.host}"
+
+
+def traefik_service(namespace: str, service: str, port: int) -> str:
+    """Traefik's name for a weighted backend that is a Kubernetes Service: the `service` label of its metrics."""
+    return f"{namespace}-{service}-{port}@kubernetescrd"
+
+
+def route_backends(namespace: str, domain: str, routes: Sequence[PublicRoute]) -> list[dict[str, str]]:
+    """Per public hostname, the Traefik service names of its K3s and legacy backends (a stack output)."""
+    return [
+        {
+            "hostname": f"{route.host}.{domain}",
+            "k3sService": traefik_service(namespace, route.service, route.port),
+            "legacyService": traefik_service(namespace, legacy_service(route), LEGACY_PORT),
+        }
+        for route in routes
+    ]
 
 
 def weights(k3s_weight: int) -> tuple[int, int]:
@@ -92,6 +122,7 @@ class TrafficSplit(pulumi.ComponentResource):
     """The legacy backend, the certificate and, per hostname, the weighted route."""
 
     hostnames: list[str]
+    backends: list[dict[str, str]]  # route_backends(): per hostname, its two Traefik service names
 
     def __init__(self, name: str, args: TrafficSplitArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gpu-platform:traffic:TrafficSplit", name, None, opts)
@@ -100,37 +131,9 @@ class TrafficSplit(pulumi.ComponentResource):
         ns = args.namespace
         k3s, legacy = weights(args.k3s_weight)
         self.hostnames = [args.fqdn(r) for r in args.routes]
+        self.backends = route_backends(ns, args.domain, args.routes)
 
-        legacy_svc = k8s.core.v1.Service(
-            f"{name}-legacy",
-            metadata={"name": LEGACY_SERVICE, "namespace": ns, "labels": labels(LEGACY_SERVICE, "legacy")},
-            # No selector: the endpoints are the EndpointSlice below, not pods.
-            spec={"type": "ClusterIP", "ports": [{"name": "https", "port": LEGACY_PORT, "protocol": "TCP"}]},
-            opts=k8s_opts(self, args.cluster, depends_on=args.depends_on),
-        )
         family = "IPv6" if ipaddress.ip_address(args.legacy_address).version == 6 else "IPv4"
-        k8s.discovery.v1.EndpointSlice(
-            f"{name}-legacy-endpoints",
-            metadata={
-                "name": f"{LEGACY_SERVICE}-{family.lower()}",
-                "namespace": ns,
-                "labels": {
-                    **labels(LEGACY_SERVICE, "legacy"),
-                    "kubernetes.io/service-name": LEGACY_SERVICE,
-                    "endpointslice.kubernetes.io/managed-by": "pulumi.gpu-platform",
-                },
-            },
-            address_type=family,
-            endpoints=[
-                {
-                    "addresses": [args.legacy_address],
-                    "conditions": {"ready": True, "serving": True, "terminating": False},
-                }
-            ],
-            ports=[{"name": "https", "port": LEGACY_PORT, "protocol": "TCP"}],
-            opts=k8s_opts(self, args.cluster, depends_on=[legacy_svc]),
-        )
-
         certificate = k8s.apiextensions.CustomResource(
             f"{name}-certificate",
             api_version="cert-manager.io/v1",
@@ -147,11 +150,40 @@ class TrafficSplit(pulumi.ComponentResource):
 
         for route in args.routes:
             fqdn = args.fqdn(route)
+            legacy_name = legacy_service(route)
+            legacy_svc = k8s.core.v1.Service(
+                f"{name}-{route.host}-legacy",
+                metadata={"name": legacy_name, "namespace": ns, "labels": labels(legacy_name, "legacy")},
+                # No selector: the endpoints are the EndpointSlice below, not pods.
+                spec={"type": "ClusterIP", "ports": [{"name": "https", "port": LEGACY_PORT, "protocol": "TCP"}]},
+                opts=k8s_opts(self, args.cluster, depends_on=args.depends_on),
+            )
+            k8s.discovery.v1.EndpointSlice(
+                f"{name}-{route.host}-legacy-endpoints",
+                metadata={
+                    "name": f"{legacy_name}-{family.lower()}",
+                    "namespace": ns,
+                    "labels": {
+                        **labels(legacy_name, "legacy"),
+                        "kubernetes.io/service-name": legacy_name,
+                        "endpointslice.kubernetes.io/managed-by": "pulumi.gpu-platform",
+                    },
+                },
+                address_type=family,
+                endpoints=[
+                    {
+                        "addresses": [args.legacy_address],
+                        "conditions": {"ready": True, "serving": True, "terminating": False},
+                    }
+                ],
+                ports=[{"name": "https", "port": LEGACY_PORT, "protocol": "TCP"}],
+                opts=k8s_opts(self, args.cluster, depends_on=[legacy_svc]),
+            )
             transport = k8s.apiextensions.CustomResource(
                 f"{name}-{route.host}-legacy-transport",
                 api_version="traefik.io/v1alpha1",
                 kind="ServersTransport",
-                metadata={"name": f"legacy-{route.host}", "namespace": ns, "labels": labels(route.host, "legacy")},
+                metadata={"name": legacy_name, "namespace": ns, "labels": labels(route.host, "legacy")},
                 # SNI and certificate check for the public name the Compose host serves.
                 spec={"serverName": fqdn, "insecureSkipVerify": False},
                 opts=k8s_opts(self, args.cluster, depends_on=args.depends_on),
@@ -166,11 +198,11 @@ class TrafficSplit(pulumi.ComponentResource):
                         "services": [
                             {"name": route.service, "port": route.port, "weight": k3s},
                             {
-                                "name": LEGACY_SERVICE,
+                                "name": legacy_name,
                                 "port": LEGACY_PORT,
                                 "weight": legacy,
                                 "scheme": "https",
-                                "serversTransport": f"legacy-{route.host}",
+                                "serversTransport": legacy_name,
                             },
                         ],
                         "sticky": {"cookie": dict(STICKY_COOKIE)},

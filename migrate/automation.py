@@ -7,7 +7,10 @@ A move is one phase at a time, in this order:
 
 1. read the deployed phase from the stack's `phase` output (what actually runs, not what config says);
 2. refuse what must not happen: skipping phases without `--to P --allow-skip`, rolling back past an
-   irreversible step, running without `--yes` where nobody can answer the prompt;
+   irreversible step, running without `--yes` where nobody can answer the prompt, and leaving a
+   traffic phase (one whose file changes `traffic`) forward while its exit checks fail: the cutover
+   gate. `--override-gate "reason"` moves anyway; the reason is printed, logged and written into the
+   update's message in the stack history. Rolling back is never gated;
 3. the offline check (the policy pack on the recorded plan) of the target phase; nothing is changed yet;
 4. `gpu-platform:phase` := target in the stack config, `pulumi preview --policy-pack policy`, the change
    summary, a confirmation, `pulumi up --policy-pack policy`;
@@ -23,7 +26,9 @@ move was declined; 2 refused, bad input, or the Pulumi CLI is missing.
 
 from __future__ import annotations
 
+import getpass
 import json
+import logging
 import os
 import shutil
 import sys
@@ -49,6 +54,7 @@ POLICY_PACK = ROOT / "policy"
 PHASE_OUTPUT = "phase"
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
+_LOG = logging.getLogger("gpu-platform.migrate")
 
 INSTALL_HELP = (
     "The Pulumi CLI is not installed (no `pulumi` on PATH). Install it, then run this again:\n"
@@ -131,8 +137,17 @@ def offline_check(stack: str, phase: str) -> int:
     return code
 
 
-def exit_checks(names: Sequence[str], outputs: Mapping[str, Any], stack: StackHandle, console: Console) -> list[Any]:
-    """Run the machine checks `names` against the stack's outputs, printing each result as it lands."""
+def exit_checks(
+    names: Sequence[str],
+    outputs: Mapping[str, Any],
+    stack: StackHandle,
+    console: Console,
+    thresholds: Mapping[str, Any] | None = None,
+) -> list[Any]:
+    """Run the machine checks `names` against the stack's outputs, printing each result as it lands.
+
+    `thresholds`: per check name, the phase file's thresholds (ExitCriteria.thresholds_for).
+    """
     from migrate import checks
 
     fly_token = os.environ.get("FLY_API_TOKEN") or _config_value(stack, FLY_TOKEN_KEY)
@@ -144,6 +159,7 @@ def exit_checks(names: Sequence[str], outputs: Mapping[str, Any], stack: StackHa
         fly_token=fly_token,
         fly_api_url=fly_api_url,
         s3_credentials=(key_id, secret) if key_id and secret else None,
+        thresholds=dict(thresholds or {}),
     )
 
     def show(result: checks.CheckResult) -> None:
@@ -189,6 +205,13 @@ def _config_json(stack: StackHandle, key: str) -> Any:
         return None
 
 
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container without a passwd entry)
+        return "unknown user"
+
+
 def _interactive() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
 
@@ -205,7 +228,7 @@ class Deps:
 
     open_stack: Callable[[str, bool], StackHandle] = open_stack
     offline_check: Callable[[str, str], int] = offline_check
-    exit_checks: Callable[[Sequence[str], Mapping[str, Any], StackHandle, Console], list[Any]] = exit_checks
+    exit_checks: Callable[..., list[Any]] = exit_checks  # (names, outputs, stack, console, thresholds=...)
     confirm: Callable[[str], bool] = _confirm
     interactive: Callable[[], bool] = _interactive
     console: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
@@ -406,19 +429,34 @@ def status(stack: str, checks: bool = False, deps: Deps | None = None) -> int:
         )
         names = list(current.exit_criteria.checks)
         console.print(f"  exit checks: {', '.join(names) or 'none'}")
+        if current.gated and following is not None:
+            console.print(
+                f"  gate:     `forward` runs these checks first and stops if one fails ({current.id} moves traffic)"
+            )
         if not checks or not names:
             return EXIT_OK
-        results = deps.exit_checks(names, _plain_outputs(handle.outputs()), handle, console)
+        results = deps.exit_checks(
+            names, _plain_outputs(handle.outputs()), handle, console, thresholds=_thresholds(current)
+        )
         return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
 
     return _run(deps, body)
 
 
 def forward(
-    stack: str, yes: bool = False, to: str | None = None, allow_skip: bool = False, deps: Deps | None = None
+    stack: str,
+    yes: bool = False,
+    to: str | None = None,
+    allow_skip: bool = False,
+    deps: Deps | None = None,
+    *,
+    override_gate: str | None = None,
 ) -> int:
-    """Move `stack` one phase forward (or to `to` with `allow_skip`)."""
-    return _move(stack, "forward", yes=yes, to=to, allow_skip=allow_skip, deps=deps or Deps())
+    """Move `stack` one phase forward (or to `to` with `allow_skip`); a failing cutover gate stops it
+    unless `override_gate` gives the reason to move anyway."""
+    return _move(
+        stack, "forward", yes=yes, to=to, allow_skip=allow_skip, deps=deps or Deps(), override_gate=override_gate
+    )
 
 
 def rollback(
@@ -428,8 +466,48 @@ def rollback(
     return _move(stack, "rollback", yes=yes, to=to, allow_skip=allow_skip, deps=deps or Deps())
 
 
-def _move(stack: str, direction: str, *, yes: bool, to: str | None, allow_skip: bool, deps: Deps) -> int:
+def _thresholds(phase: Phase) -> dict[str, Any]:
+    names = phase.exit_criteria.checks
+    return {name: t for name in names if (t := phase.exit_criteria.thresholds_for(name)) is not None}
+
+
+def _gate(handle: StackHandle, move: Move, deps: Deps) -> str | None:
+    """The cutover gate of a forward move: None when it passes, else what failed (the move stops
+    there unless --override-gate says why it may go on)."""
+    if move.direction != "forward" or move.current is None:
+        return None
     console = deps.console
+    failed: list[str] = []
+    unmeasured = [p.id for p in move.skipped if p.gated]
+    if unmeasured:
+        failed.append(f"skipped traffic phase(s) never measured: {', '.join(unmeasured)}")
+    current = move.current
+    if current.gated:
+        names = list(current.exit_criteria.checks)
+        console.print(f"[bold]gate[/] {current.id} is a traffic phase: its exit checks must pass before leaving it")
+        results = deps.exit_checks(
+            names, _plain_outputs(handle.outputs()), handle, console, thresholds=_thresholds(current)
+        )
+        bad = [r.name for r in results if not r.ok]
+        if bad:
+            failed.append(f"exit check(s) of {current.id} failed: {', '.join(bad)}")
+    return "; ".join(failed) or None
+
+
+def _move(
+    stack: str,
+    direction: str,
+    *,
+    yes: bool,
+    to: str | None,
+    allow_skip: bool,
+    deps: Deps,
+    override_gate: str | None = None,
+) -> int:
+    console = deps.console
+    if override_gate is not None and not override_gate.strip():
+        console.print('[red]refused:[/] --override-gate needs a reason, e.g. --override-gate "INC-123: legacy down"')
+        return EXIT_REFUSED
 
     def body() -> int:
         # A stack that does not exist yet can only move forward (to the first phase).
@@ -444,6 +522,24 @@ def _move(stack: str, direction: str, *, yes: bool, to: str | None, allow_skip: 
         if not yes and not deps.interactive():
             raise Refused("no terminal to confirm on; pass --yes to move without a prompt (CI does)")
 
+        gate = _gate(handle, move, deps)
+        note = ""
+        if gate is not None and override_gate is None:
+            console.print(
+                f"[red]gate closed:[/] {gate}. Nothing was changed. Fix K3s (or wait for the measurements), "
+                f"roll back with `python -m migrate rollback --stack {stack}`, or move anyway with "
+                '`--override-gate "<reason>"`, which is recorded in the stack history '
+                "(docs/troubleshooting.md#the-cutover-gate-stays-closed).",
+                highlight=False,
+            )
+            return EXIT_FAILED
+        if gate is not None:
+            note = f"gate overridden by {_who()}: {override_gate} ({gate})"
+            _LOG.warning("%s: %s", stack, note)
+            console.print(f"[yellow]{note}[/]", markup=True, highlight=False)
+        elif override_gate is not None:
+            console.print("--override-gate given, but the gate passed; nothing was overridden")
+
         console.print(f"[bold]1/4[/] offline check of {move.target.id}")
         code = deps.offline_check(stack, move.target.id)
         if code != EXIT_OK:
@@ -452,7 +548,7 @@ def _move(stack: str, direction: str, *, yes: bool, to: str | None, allow_skip: 
 
         # What to put back if the move does not complete: the deployed phase, so config and state agree.
         restore_to = current.id if current else configured
-        return _apply(handle, move, restore_to, yes, deps)
+        return _apply(handle, move, restore_to, yes, deps, note=note)
 
     return _run(deps, body)
 
@@ -464,7 +560,7 @@ def _policy_pack_configs(stack: str) -> list[str] | None:
     return [str(config)] if config.is_file() else None
 
 
-def _apply(handle: StackHandle, move: Move, restore_to: str | None, yes: bool, deps: Deps) -> int:
+def _apply(handle: StackHandle, move: Move, restore_to: str | None, yes: bool, deps: Deps, *, note: str = "") -> int:
     from pulumi.automation import CommandError, ConfigValue
 
     console = deps.console
@@ -495,7 +591,8 @@ def _apply(handle: StackHandle, move: Move, restore_to: str | None, yes: bool, d
                 policy_pack_configs=_policy_pack_configs(move.stack),
                 on_output=_stream(console),
                 color="never",
-                message=f"migrate {move.direction}: {move.current.id if move.current else '-'} -> {target.id}",
+                message=f"migrate {move.direction}: {move.current.id if move.current else '-'} -> {target.id}"
+                + (f"; {note}" if note else ""),
             )
         deployed = True
     except CommandError as exc:
@@ -513,11 +610,22 @@ def _apply(handle: StackHandle, move: Move, restore_to: str | None, yes: bool, d
             _restore(handle, restore_to, move.stack, console)
 
     console.print(f"[green]deployed {target.id}[/] on {move.stack}; commit Pulumi.{move.stack}.yaml ({PHASE_KEY})")
-    names = list(target.exit_criteria.checks)
+    measured = target.exit_criteria.measurements
+    names = [name for name in target.exit_criteria.checks if name not in measured]
     console.print(f"[bold]4/4[/] exit checks of {target.id}: {', '.join(names) or 'none'}")
+    if measured:
+        console.print(
+            f"  {', '.join(measured)}: measured on this phase's own traffic, so they run "
+            + (f"when the stack leaves {target.id} (the cutover gate) and " if target.gated else "")
+            + f"with `python -m migrate status --stack {move.stack} --checks`"
+        )
     outputs = getattr(result, "outputs", None)
     results = deps.exit_checks(
-        names, _plain_outputs(outputs if outputs is not None else handle.outputs()), handle, console
+        names,
+        _plain_outputs(outputs if outputs is not None else handle.outputs()),
+        handle,
+        console,
+        thresholds=_thresholds(target),
     )
     failed = [r.name for r in results if not r.ok]
     for item in target.exit_criteria.checklist:

@@ -14,9 +14,12 @@ result is one line, PASS or FAIL, with the detail that explains it.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import importlib
+import math
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -45,7 +48,8 @@ OUT_PLATFORM = "platform"  # components/platform.py: {"restoreJobs": {namespace,
 OUT_PUBLIC_HOSTNAMES = "publicHostnames"  # inside `platform`; checked as https://<host>/
 OUT_LLAMA_SERVERS = ("llamaWorkstation", "llamaCluster")  # components/llama.py: each {"url": ...}
 
-T = TypeVar("T")
+_T = TypeVar("_T")
+
 FLY_API_URL = "https://api.machines.dev/v1"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
@@ -85,6 +89,12 @@ class CheckContext:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     overrides: dict[str, Any] = field(default_factory=dict)
+    # Per check name, the thresholds of the phase being checked (components.phases.ExitCriteria);
+    # a check that takes thresholds and finds none here uses its defaults.
+    thresholds: Mapping[str, Any] = field(default_factory=dict)
+    # The load test only: "host:443" -> "address:port", as `curl --connect-to` pins a hostname to an
+    # address without changing the URL, SNI or Host header (tests point the stack's names at 127.0.0.1).
+    connect_to: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -109,7 +119,7 @@ class Deadline:
         # Never wait on one request past the check's deadline, but give it a moment to answer.
         return max(0.5, min(self._ctx.request_timeout, self.remaining()))
 
-    def poll(self, attempt: Callable[[], T]) -> T:
+    def poll(self, attempt: Callable[[], _T]) -> _T:
         """Call `attempt` until it returns (PASS detail) or the deadline passes (its last failure)."""
         while True:
             try:
@@ -750,9 +760,211 @@ def fly_apps_destroyed(ctx: CheckContext, deadline: Deadline) -> str:
     return deadline.poll(attempt)
 
 
+# --- traffic cutover gates (p2b1-cutover-50, p2b2-cutover-100) ----------------------------------
+# Thresholds come from the phase file (`exitCriteria.thresholds`, components/phases.py).
+
+OUT_PROMETHEUS_URL = "prometheusUrl"  # inside `platform`: the in-cluster Prometheus (components/charts.py)
+OUT_ROUTE_BACKENDS = "routeBackends"  # inside `platform`: [{hostname, k3sService, legacyService}]
+# Traefik's service names as components/traffic.py builds them: `<namespace>-<service>-<port>@kubernetescrd`.
+_TRAEFIK_SERVICE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?@kubernetescrd$")
+
+
+def _thresholds(ctx: CheckContext, name: str) -> Any:
+    from components.phases import CHECK_THRESHOLDS
+
+    given = ctx.thresholds.get(name)
+    return given if given is not None else CHECK_THRESHOLDS[name]()
+
+
+def _platform_output(ctx: CheckContext, key: str) -> Any:
+    value = (ctx.outputs.get(OUT_PLATFORM) or {}).get(key)
+    if value in (None, [], ""):
+        raise _FinalError(
+            f"stack output {OUT_PLATFORM}.{key} is missing; the phase that routes traffic (with monitoring) exports it"
+        )
+    return value
+
+
+def _route_backends(ctx: CheckContext) -> list[tuple[str, str, str]]:
+    rows = _platform_output(ctx, OUT_ROUTE_BACKENDS)
+    backends = []
+    for row in rows if isinstance(rows, list | tuple) else [rows]:
+        if not isinstance(row, Mapping):
+            raise _FinalError(f"stack output {OUT_PLATFORM}.{OUT_ROUTE_BACKENDS}: {row!r:.80} is not a mapping")
+        names = (row.get("hostname"), row.get("k3sService"), row.get("legacyService"))
+        # The names go into PromQL: only Traefik's own service-name shape is accepted, so nothing is escaped.
+        if not isinstance(names[0], str) or not all(
+            isinstance(n, str) and _TRAEFIK_SERVICE.match(n) for n in names[1:]
+        ):
+            raise _FinalError(
+                f"stack output {OUT_PLATFORM}.{OUT_ROUTE_BACKENDS}: {dict(row)!r:.120} needs a hostname and two "
+                "Traefik service names (<namespace>-<service>-<port>@kubernetescrd)"
+            )
+        backends.append((str(names[0]), str(names[1]), str(names[2])))
+    return backends
+
+
+def routes_slo_queries(services: Sequence[str], window: str) -> dict[str, str]:
+    """The PromQL `routes-slo` sends, per Traefik backend service: requests, 5xx answers, p95 seconds.
+
+    Traefik v3 records `traefik_service_requests_total` and `traefik_service_request_duration_seconds`
+    (labels code, method, protocol, service) for each load-balanced backend it proxies to.
+    """
+    selector = f'service=~"{"|".join(services)}"'
+    return {
+        "requests": f"sum by (service) (increase(traefik_service_requests_total{{{selector}}}[{window}]))",
+        "errors": (f'sum by (service) (increase(traefik_service_requests_total{{{selector},code=~"5.."}}[{window}]))'),
+        "p95": (
+            "histogram_quantile(0.95, sum by (service, le) "
+            f"(rate(traefik_service_request_duration_seconds_bucket{{{selector}}}[{window}])))"
+        ),
+    }
+
+
+class _Prometheus:
+    """Instant queries on Prometheus's HTTP API, directly or through the API server's service proxy."""
+
+    def __init__(self, ctx: CheckContext, deadline: Deadline) -> None:
+        self._ctx, self._deadline = ctx, deadline
+        self.url = str(_platform_output(ctx, OUT_PROMETHEUS_URL)).rstrip("/")
+        proxy = _service_proxy_path(self.url + "/")
+        self._kube = KubeClient(str(_output(ctx, OUT_KUBECONFIG)), deadline) if proxy else None
+        self._base = proxy.rstrip("/") if proxy else self.url
+
+    def close(self) -> None:
+        if self._kube is not None:
+            self._kube.close()
+
+    def query(self, promql: str) -> dict[str, float]:
+        """service label -> value of one instant query (NaN where Prometheus answers NaN)."""
+        path, params = f"{self._base}/api/v1/query", {"query": promql}
+        if self._kube is not None:
+            response = self._kube.request("GET", path, params=params)
+        else:
+            response = requests.get(path, params=params, timeout=self._deadline.request_timeout())
+        try:
+            body = response.json()
+        except ValueError:
+            raise CheckError(f"Prometheus {self.url}: HTTP {response.status_code}, not a JSON answer") from None
+        if response.status_code != 200 or body.get("status") != "success":
+            error = body.get("error") if isinstance(body, dict) else None
+            text = f"Prometheus {self.url}: HTTP {response.status_code} {error or ''}".rstrip()
+            # 400 and 422: the query itself is wrong; asking again cannot help.
+            raise (_FinalError if response.status_code in (400, 422) else CheckError)(text)
+        data = body.get("data") or {}
+        if data.get("resultType") != "vector":
+            raise CheckError(f"Prometheus {self.url}: expected a vector, got {data.get('resultType')!r}")
+        return {
+            str(item["metric"].get("service", "")): float(item["value"][1])
+            for item in data.get("result") or []
+            if isinstance(item, dict) and isinstance(item.get("metric"), dict)
+        }
+
+
+@dataclass(frozen=True)
+class BackendSlo:
+    requests: float
+    errors: float
+    p95: float  # seconds; NaN without requests
+
+    @property
+    def error_ratio(self) -> float:
+        return self.errors / self.requests if self.requests > 0 else math.nan
+
+    def show(self) -> str:
+        if self.requests <= 0:
+            return "no requests"
+        p95 = f"{self.p95:.3g}s" if math.isfinite(self.p95) else "n/a"
+        return f"p95 {p95}, errors {self.error_ratio:.2%} of {self.requests:.0f}"
+
+
+def judge_route(k3s: BackendSlo, legacy: BackendSlo, limits: Any) -> list[str]:
+    """What is wrong with one route's K3s backend under `limits` (RoutesSloThresholds); empty when it passes."""
+    problems = []
+    if k3s.requests < limits.min_requests:
+        return [
+            f"only {k3s.requests:.0f} K3s request(s) in {limits.window}, fewer than minRequests {limits.min_requests}"
+        ]
+    if not math.isfinite(k3s.p95) or k3s.p95 > limits.max_p95_seconds:
+        problems.append(f"K3s p95 {k3s.p95:.3g}s > {limits.max_p95_seconds:g}s")
+    if k3s.error_ratio > limits.max_error_ratio:
+        problems.append(f"K3s errors {k3s.error_ratio:.2%} > {limits.max_error_ratio:.2%}")
+    if legacy.requests >= limits.min_requests:
+        if math.isfinite(legacy.p95) and k3s.p95 > limits.max_p95_vs_legacy * legacy.p95:
+            problems.append(f"K3s p95 {k3s.p95:.3g}s > {limits.max_p95_vs_legacy:g} x legacy {legacy.p95:.3g}s")
+        if k3s.error_ratio > legacy.error_ratio + limits.max_error_ratio_over_legacy:
+            problems.append(
+                f"K3s errors {k3s.error_ratio:.2%} > legacy {legacy.error_ratio:.2%} "
+                f"+ {limits.max_error_ratio_over_legacy:.2%}"
+            )
+    return problems
+
+
+@_check(
+    "routes-slo", "per route, K3s's p95 latency and error ratio in Prometheus within the phase's limits and vs legacy"
+)
+def routes_slo(ctx: CheckContext, deadline: Deadline) -> str:
+    limits = _thresholds(ctx, "routes-slo")
+    routes = _route_backends(ctx)
+    services = sorted({name for _, k3s, legacy in routes for name in (k3s, legacy)})
+    prometheus = _Prometheus(ctx, deadline)
+    try:
+        results = {
+            what: deadline.poll(functools.partial(prometheus.query, promql))
+            for what, promql in routes_slo_queries(services, limits.window).items()
+        }
+    finally:
+        prometheus.close()
+
+    def backend(service: str) -> BackendSlo:
+        return BackendSlo(
+            results["requests"].get(service, 0.0),
+            results["errors"].get(service, 0.0),
+            results["p95"].get(service, math.nan),
+        )
+
+    lines, failed = [], []
+    for hostname, k3s_service, legacy_service in routes:
+        k3s, legacy = backend(k3s_service), backend(legacy_service)
+        problems = judge_route(k3s, legacy, limits)
+        compared = "" if legacy.requests >= limits.min_requests else " (too little legacy traffic to compare)"
+        verdict = "FAIL " + "; ".join(problems) if problems else "ok"
+        lines.append(f"  {hostname}: K3s {k3s.show()} | legacy {legacy.show()}{compared} -> {verdict}")
+        if problems:
+            failed.append(hostname)
+    head = (
+        f"last {limits.window}, limits p95 <= {limits.max_p95_seconds:g}s, errors <= {limits.max_error_ratio:.2%}, "
+        f"vs legacy p95 x{limits.max_p95_vs_legacy:g} and errors +{limits.max_error_ratio_over_legacy:.2%}"
+    )
+    if failed:
+        raise _FinalError(f"{len(failed)} of {len(routes)} route(s) outside the limits ({head}):\n" + "\n".join(lines))
+    return f"{len(routes)} route(s) within the limits ({head}):\n" + "\n".join(lines)
+
+
+@_check("load-test", "a bounded Locust load test of the public hostnames meets the phase's p95 and error targets")
+def load_test(ctx: CheckContext, deadline: Deadline) -> str:
+    from migrate import loadtest
+
+    limits = _thresholds(ctx, "load-test")
+    urls = _public_urls(ctx)
+    plain = [url for url in urls if not url.startswith("https://")]
+    if plain:
+        raise _FinalError(f"not served over TLS: {', '.join(plain)}")
+    hosts = [str(urlsplit(url).hostname) for url in urls]
+    try:
+        report = loadtest.run(
+            loadtest.Plan.from_thresholds(limits, hosts, verify=ctx.verify, connect_to=dict(ctx.connect_to))
+        )
+    except loadtest.LoadTestError as exc:
+        raise _FinalError(str(exc)) from None
+    summary = report.summary()
+    problems = report.problems(limits)
+    if problems:
+        raise _FinalError(f"{'; '.join(problems)} ({summary})")
+    return summary
+
+
 # --- p3-local-brain: the serving targets ----------------------------------------------------------
-# The phase file's thresholds (exitCriteria.targets), exported by components/stack.py, per check.
-OUT_EXIT_TARGETS = "exitTargets"
 OUT_LLAMA_API_KEYS = {"llamaWorkstation": "llamaWorkstationApiKey", "llamaCluster": "llamaClusterApiKey"}
 OUT_ROUTER = "router"  # components/llama.py: {"url", "aliases" (the local model groups), ...}
 OUT_ROUTER_MASTER_KEY = "routerMasterKey"
@@ -761,23 +973,6 @@ ROUTER_POD_SELECTOR = "app.kubernetes.io/name=llm-router"
 # answers per model group, and requests the proxy failed altogether.
 LITELLM_SUCCESS = "litellm_deployment_success_responses_total"
 LITELLM_PROXY_FAILED = "litellm_proxy_failed_requests_metric_total"
-
-
-def _targets(ctx: CheckContext, name: str, keys: Mapping[str, type]) -> dict[str, Any]:
-    every = ctx.outputs.get(OUT_EXIT_TARGETS)
-    mine = every.get(name) if isinstance(every, Mapping) else None
-    if not isinstance(mine, Mapping):
-        raise _FinalError(
-            f"stack output {OUT_EXIT_TARGETS}.{name} is missing: the phase file names the check without "
-            "its thresholds (exitCriteria.targets)"
-        )
-    missing = sorted(set(keys) - set(mine))
-    if missing:
-        raise _FinalError(f"{OUT_EXIT_TARGETS}.{name} lacks {', '.join(missing)}")
-    try:
-        return {key: kind(mine[key]) for key, kind in keys.items()}
-    except (TypeError, ValueError):
-        raise _FinalError(f"{OUT_EXIT_TARGETS}.{name}: {dict(mine)!r} has a value that is not a number") from None
 
 
 def _kube_ssl(kube: KubeClient) -> Any:
@@ -809,18 +1004,7 @@ def _bench_endpoint(kube: KubeClient | None, url: str, key: str) -> Any:
 def llama_bench_targets(ctx: CheckContext, deadline: Deadline) -> str:
     from benchmarks import llama_bench as bench
 
-    t = _targets(
-        ctx,
-        "llama-bench-targets",
-        {
-            "maxTokens": int,
-            "requests": int,
-            "clients": int,
-            "ttftP95Seconds": float,
-            "latencyP95Seconds": float,
-            "decodeTokensPerSecond": float,
-        },
-    )
+    t = _thresholds(ctx, "llama-bench-targets")
     servers = []
     for name in OUT_LLAMA_SERVERS:
         server = ctx.outputs.get(name)
@@ -840,10 +1024,10 @@ def llama_bench_targets(ctx: CheckContext, deadline: Deadline) -> str:
     args = bench.parse_args(
         [
             "--url", "http://benchmark.invalid",
-            "--max-tokens", str(t["maxTokens"]),
-            "--ttft-target", str(t["ttftP95Seconds"]),
-            "--latency-target", str(t["latencyP95Seconds"]),
-            "--tps-target", str(t["decodeTokensPerSecond"]),
+            "--max-tokens", str(t.max_tokens),
+            "--ttft-target", str(t.ttft_p95_seconds),
+            "--latency-target", str(t.latency_p95_seconds),
+            "--tps-target", str(t.decode_tokens_per_second),
         ]
     )  # fmt: skip
     passed, failed = [], []
@@ -854,14 +1038,14 @@ def llama_bench_targets(ctx: CheckContext, deadline: Deadline) -> str:
                 endpoint,
                 model="local",
                 prompt=bench.DEFAULT_PROMPT,
-                max_tokens=t["maxTokens"],
-                clients=t["clients"],
-                requests=t["requests"],
-                timeout=max(1.0, min(deadline.remaining(), 4 * t["latencyP95Seconds"])),
+                max_tokens=t.max_tokens,
+                clients=t.clients,
+                requests=t.requests,
+                timeout=max(1.0, min(deadline.remaining(), 4 * t.latency_p95_seconds)),
             )
             report = bench.evaluate(results, wall, args)
             figures = {row[0]: row for row in report.rows}
-            answer_row = f"answer of {t['maxTokens']} tokens"
+            answer_row = f"answer of {t.max_tokens} tokens"
             summary = (
                 f"{name}: ttft p95 {figures['time to first token'][2]}, "
                 f"{figures[answer_row][2]} p95 per answer, "
@@ -878,12 +1062,11 @@ def llama_bench_targets(ctx: CheckContext, deadline: Deadline) -> str:
             kube.close()
     if failed:
         raise _FinalError("; ".join(failed))
-    return f"{t['requests']} requests x {t['maxTokens']} tokens, {t['clients']} clients: " + "; ".join(passed)
+    return f"{t.requests} requests x {t.max_tokens} tokens, {t.clients} clients: " + "; ".join(passed)
 
 
 def _prometheus_samples(text: str, names: set[str]) -> list[tuple[str, dict[str, str], float]]:
     """The samples of `names` in a Prometheus text exposition."""
-    import re
 
     samples = []
     for line in text.splitlines():
@@ -947,22 +1130,20 @@ def _router_counts(
 
 @_check("router-local-share", "the share of router requests served by the local model groups meets the target")
 def router_local_share(ctx: CheckContext, deadline: Deadline) -> str:
-    t = _targets(ctx, "router-local-share", {"minShare": float, "windowSeconds": float, "minRequests": int})
+    t = _thresholds(ctx, "router-local-share")
     router = _output(ctx, OUT_ROUTER)
     url = router.get("url") if isinstance(router, Mapping) else None
     local = router.get("aliases") if isinstance(router, Mapping) else None
     if not isinstance(url, str) or not isinstance(local, list) or not local:
         raise _FinalError(f"stack output {OUT_ROUTER!r} must have a url and its local groups (aliases)")
     key = _output(ctx, OUT_ROUTER_MASTER_KEY)
-    if t["windowSeconds"] > ctx.timeout:
-        raise _FinalError(
-            f"the window ({t['windowSeconds']:g}s) is longer than the check's deadline ({ctx.timeout:g}s)"
-        )
+    if t.window_seconds > ctx.timeout:
+        raise _FinalError(f"the window ({t.window_seconds:g}s) is longer than the check's deadline ({ctx.timeout:g}s)")
     kube = KubeClient(str(_output(ctx, OUT_KUBECONFIG)), deadline) if _service_proxy_path(url) else None
     try:
-        before = deadline.poll(lambda: _router_counts(ctx, deadline, kube, url, str(key))) if t["windowSeconds"] else {}
-        if t["windowSeconds"]:
-            ctx.sleep(t["windowSeconds"])
+        before = deadline.poll(lambda: _router_counts(ctx, deadline, kube, url, str(key))) if t.window_seconds else {}
+        if t.window_seconds:
+            ctx.sleep(t.window_seconds)
         after = deadline.poll(lambda: _router_counts(ctx, deadline, kube, url, str(key)))
     finally:
         if kube is not None:
@@ -970,12 +1151,12 @@ def router_local_share(ctx: CheckContext, deadline: Deadline) -> str:
     delta = {group: after[group] - before.get(group, 0.0) for group in after}
     total = sum(delta.values())
     served_local = sum(v for group, v in delta.items() if group in local)
-    window = f"in the last {t['windowSeconds']:g}s" if t["windowSeconds"] else "since the router started"
-    if total < t["minRequests"]:
-        raise _FinalError(f"{total:g} request(s) {window}, fewer than the {t['minRequests']} needed to judge the share")
+    window = f"in the last {t.window_seconds:g}s" if t.window_seconds else "since the router started"
+    if total < t.min_requests:
+        raise _FinalError(f"{total:g} request(s) {window}, fewer than the {t.min_requests} needed to judge the share")
     share = served_local / total
     by_group = ", ".join(f"{group or 'failed'}={v:g}" for group, v in sorted(delta.items()) if v)
     detail = f"{share:.0%} of {total:g} request(s) {window} served by local groups {sorted(local)} ({by_group})"
-    if share < t["minShare"]:
-        raise _FinalError(f"{detail}; the target is at least {t['minShare']:.0%}")
+    if share < t.min_share:
+        raise _FinalError(f"{detail}; the target is at least {t.min_share:.0%}")
     return detail

@@ -44,15 +44,20 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from components.phases import resolve
     from migrate import render
     from migrate.harness import record
-    from migrate.plan import counts, critical_path
+    from migrate.plan import counts, critical_path, images
 
-    recorded = record(args.stack, phase=args.phase, stack_path=_stack_path(args.stack, args.stack_file))
+    recorded = record(
+        args.stack, phase=args.phase, stack_path=_stack_path(args.stack, args.stack_file), preview=args.preview
+    )
     phase = resolve(recorded.phase)
     if args.json:
         path = critical_path(recorded)
         doc = recorded.to_json()
         doc["counts"] = counts(recorded)
         doc["critical_path"] = {"length": path.length, "urns": list(path.urns)}
+        uses = images(recorded)
+        doc["images"] = [u.to_json() for u in uses]
+        doc["digestPending"] = [{"image": u.ref, "reason": u.pending_reason} for u in uses if not u.digest]
         doc["exit_criteria"] = {
             "checklist": list(phase.exit_criteria.checklist),
             "checks": list(phase.exit_criteria.checks),
@@ -98,8 +103,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_move(args: argparse.Namespace) -> int:
     from migrate import automation
 
-    move = automation.forward if args.command == "forward" else automation.rollback
-    return move(args.stack, yes=args.yes, to=args.to, allow_skip=args.allow_skip)
+    if args.command == "forward":
+        return automation.forward(
+            args.stack, yes=args.yes, to=args.to, allow_skip=args.allow_skip, override_gate=args.override_gate
+        )
+    return automation.rollback(args.stack, yes=args.yes, to=args.to, allow_skip=args.allow_skip)
 
 
 def add_move_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -117,6 +125,12 @@ def add_move_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         p_move.add_argument(
             "--allow-skip", action="store_true", help="with --to: move past the phases in between in one update"
         )
+        if name == "forward":
+            p_move.add_argument(
+                "--override-gate",
+                metavar="REASON",
+                help="leave a traffic phase even though its exit checks fail; the reason goes into the update message",
+            )
         p_move.set_defaults(func=cmd_move)
 
 
@@ -135,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_plan = sub.add_parser("plan", help="the resource tree a phase builds, offline")
     stack_args(p_plan)
     p_plan.add_argument("--phase", help="phase id (default: the stack's gpu-platform:phase)")
+    p_plan.add_argument(
+        "--preview",
+        action="store_true",
+        help="the stack's first `pulumi preview`: outputs of resources being created shown as [unknown]",
+    )
     p_plan.set_defaults(func=cmd_plan)
 
     p_diff = sub.add_parser("diff", help="creates, updates and deletes between two phases")
@@ -162,6 +181,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Exception as exc:
+        from migrate.harness import ResourceInApplyError
+
+        if not isinstance(exc, ResourceInApplyError):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

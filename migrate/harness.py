@@ -6,6 +6,13 @@ engine would see: type, name, URN, parent, inputs (secrets marked), dependencies
 resource options that matter for safety. Mock outputs come from `migrate.mocks`, which fails loudly
 on a resource type it has no rule for.
 
+Two views of one phase: `record(...)` is the update (`dry_run=False`, every output known), and
+`record(..., preview=True)` is a stack's first `pulumi preview` (`dry_run=True`): the mocks answer
+as a provider's preview of a create does (inputs known, computed outputs unknown; nothing known at
+all where the provider's own configuration is still unknown), so the program's applies on those
+outputs do not run and unknowns reach later resources the way they do under the engine. In both
+views a resource constructed inside an `apply` fails the recording: the preview would not show it.
+
 Tests, `python -m migrate plan|diff|check` and the offline policy runner all use this one harness;
 nothing else in the project describes the resources a second time.
 """
@@ -15,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import json
 import runpy
 import types
@@ -26,6 +34,7 @@ from typing import Any
 import yaml
 
 from components.config import NAMESPACE, SECRET_KEYS
+from components.engine import WIRE_UNKNOWN, contains_unknown, is_unknown
 from components.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +45,14 @@ UNKNOWN = "[unknown]"
 # Pulumi's wire markers (sdk/python/lib/pulumi/runtime/rpc.py).
 _SIG = "4dabf18193072939515e22adb298388d"
 _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
-_UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+
+
+class ResourceInApplyError(Exception):
+    """The program constructed a resource inside an `Output.apply` callback.
+
+    During a preview an apply on an unknown value never runs, so such a resource is missing from
+    `pulumi preview` (and from the policy pack's view of it) and appears only during `pulumi up`.
+    """
 
 
 @dataclass(frozen=True)
@@ -64,6 +80,20 @@ class RecordedResource:
     outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: tuple[str, ...] = ()
     version: str = ""  # the provider plugin version the resource asks the engine for
+    # The properties as the engine marshals them for the policy pack's Analyzer (secrets in their
+    # wire wrapper with the real, offline-placeholder value; unknowns as the wire sentinel). Only
+    # the parity test reads them; they are never printed (not in to_json, not in repr).
+    wire_inputs: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    wire_outputs: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def unknown_inputs(self) -> tuple[str, ...]:
+        """Paths of the inputs that are unknown in this view (a preview's; none in an update)."""
+        return tuple(unknown_paths(self.inputs))
+
+    @property
+    def unknown_outputs(self) -> tuple[str, ...]:
+        return tuple(unknown_paths(self.outputs))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -88,6 +118,8 @@ class RecordedResource:
             "custom_timeouts": self.custom_timeouts,
             "import_id": self.import_id,
             "secret_outputs": list(self.secret_outputs),
+            "unknown_inputs": list(self.unknown_inputs),
+            "unknown_outputs": list(self.unknown_outputs),
             "version": self.version,
         }
 
@@ -99,6 +131,8 @@ class RecordedPlan:
     resources: tuple[RecordedResource, ...]
     outputs: dict[str, Any]
     secret_stack_outputs: tuple[str, ...]
+    preview: bool = False  # True: a first `pulumi preview` (dry_run); False: the update
+    wire_outputs: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def by_urn(self) -> dict[str, RecordedResource]:
         return {r.urn: r for r in self.resources}
@@ -116,6 +150,7 @@ class RecordedPlan:
         return {
             "stack": self.stack,
             "phase": self.phase,
+            "view": "preview" if self.preview else "update",
             "resources": [r.to_json() for r in self.resources],
             "outputs": self.outputs,
             "secret_outputs": list(self.secret_stack_outputs),
@@ -138,7 +173,7 @@ def _clean(value: Any, path: str, secrets: list[str]) -> Any:
         return [_clean(v, f"{path}[{i}]", secrets) for i, v in enumerate(value)]
     if isinstance(value, Resource):
         return getattr(value, "_recorded_urn", None) or f"<resource {type(value).__name__}>"
-    if value == _UNKNOWN:
+    if is_unknown(value):
         return UNKNOWN
     if isinstance(value, str | int | float | bool) or value is None:
         return value
@@ -159,18 +194,47 @@ def _masked(value: Any) -> Any:
         return {str(k): _masked(v) for k, v in value.items()}
     if value is None:
         return None
-    return SECRET
+    return UNKNOWN if is_unknown(value) else SECRET
 
 
 def _plain(value: Any) -> Any:
-    """The value with secret wrappers removed, for the mocks to compute outputs from."""
+    """The value with secret wrappers removed and unknowns as the wire sentinel, for the mocks."""
     if isinstance(value, Mapping):
         if value.get(_SIG) == _SECRET_SIG:
             return _plain(value.get("value"))
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
-    return value
+    return WIRE_UNKNOWN if is_unknown(value) else value
+
+
+def _wire(value: Any) -> Any:
+    """The value as the engine marshals it for an analyzer: secrets wrapped (real value inside),
+    unknowns as the wire sentinel, resource references as their URN, plain JSON otherwise."""
+    from pulumi import Resource
+
+    if isinstance(value, Mapping):
+        return {str(k): _wire(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_wire(v) for v in value]
+    if isinstance(value, Resource):
+        return getattr(value, "_recorded_urn", None) or ""
+    if is_unknown(value):
+        return WIRE_UNKNOWN
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return repr(value)
+
+
+def unknown_paths(value: Any, path: str = "") -> list[str]:
+    """Dotted paths of the recorded "[unknown]" markers in `value`."""
+    if value == UNKNOWN:
+        return [path]
+    if isinstance(value, Mapping):
+        return [p for k, v in value.items() for p in unknown_paths(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in unknown_paths(v, f"{path}[{i}]")]
+    return []
 
 
 def _alias(alias: Any) -> str:
@@ -201,31 +265,47 @@ def _capturing_monitor_class() -> type:
     class CapturingMonitor(MockMonitor):
         """A MockMonitor that keeps every registration request, in order."""
 
-        def __init__(self, mocks: Mocks) -> None:
+        def __init__(self, mocks: Mocks, preview: bool) -> None:
             super().__init__(mocks)
+            self.preview = preview
             self.recorded: dict[str, RecordedResource] = {}
             self.stack_outputs: dict[str, Any] = {}
+            self.stack_wire_outputs: dict[str, Any] = {}
             self.secret_stack_outputs: list[str] = []
+
+        def _provider_config_unknown(self, provider_ref: str) -> bool:
+            provider = self.recorded.get(_provider_urn(provider_ref))
+            return provider is not None and contains_unknown(provider.wire_inputs)
 
         def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
             if request.type == "pulumi:pulumi:Stack":
                 return super().RegisterResource(request)
             raw = rpc.deserialize_properties(request.object, keep_unknowns=True)
+            raw.pop("__provider", None)  # the engine's analyzers skip internal keys too
             secret_paths: list[str] = []
-            inputs = _clean({k: v for k, v in raw.items() if k != "__provider"}, "", secret_paths)
+            inputs = _clean(raw, "", secret_paths)
             urn = self.make_urn(request.parent, request.type, request.name)
             from pulumi.runtime.mocks import MockResourceArgs
 
+            plain_inputs = _plain(raw)
             args = MockResourceArgs(
                 typ=request.type,
                 name=request.name,
-                inputs=_plain({k: v for k, v in raw.items() if k != "__provider"}),
+                inputs=plain_inputs,
                 provider=request.provider,
                 resource_id=request.importId,
                 custom=request.custom or False,
             )
             id_, state = self.mocks.new_resource(args)
             id_ = id_ or ""
+            # A preview's create answers with inputs and unknown computed outputs; an import reads
+            # the real object even in a preview, so its outputs stay known.
+            if self.preview and request.custom and not request.importId:
+                from migrate.mocks import preview_outputs
+
+                unknown_config = self._provider_config_unknown(request.provider)
+                state = preview_outputs(request.type, plain_inputs, state, provider_config_unknown=unknown_config)
+                id_ = ""
             obj_proto = _sync_await(rpc.serialize_properties(state, {}))
             self.resources[urn] = MockMonitor.ResourceRegistration(urn, id_, state)
 
@@ -265,6 +345,8 @@ def _capturing_monitor_class() -> type:
                 outputs=outputs if request.custom else {},
                 secret_outputs=tuple(sorted(secret_top)) if request.custom else (),
                 version=request.version,
+                wire_inputs=_wire(raw),
+                wire_outputs=_wire(state) if request.custom else {},
             )
             return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj_proto)
 
@@ -273,6 +355,7 @@ def _capturing_monitor_class() -> type:
                 raw = rpc.deserialize_properties(request.outputs, keep_unknowns=True)
                 secrets: list[str] = []
                 self.stack_outputs = _clean(raw, "", secrets)
+                self.stack_wire_outputs = _wire(raw)
                 self.secret_stack_outputs = sorted({s.split(".")[0].split("[")[0] for s in secrets})
             return super().RegisterResourceOutputs(request)
 
@@ -337,6 +420,26 @@ def _engine_config(raw: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
 # --- running ------------------------------------------------------------------------------------
 
 
+# The two stand-ins below replace pulumi internals, not public API. They were written against
+# this pulumi release; any other fails every recording until someone re-checks them (and the
+# upstream issue behind the second) and moves the pin.
+PATCHED_PULUMI = "3.272.0"
+
+
+def _require_patched_pulumi() -> None:
+    from importlib.metadata import version
+
+    found = version("pulumi")
+    if found != PATCHED_PULUMI:
+        raise RuntimeError(
+            f"migrate/harness.py replaces pulumi internals written against pulumi {PATCHED_PULUMI}, but "
+            f"pulumi {found} is installed. Check that pulumi.dynamic.dynamic.serialize_provider and "
+            "pulumi.runtime.stack.wait_for_rpcs' asyncio.wait(FIRST_COMPLETED) loop still look as "
+            "_cheap_dynamic_provider_serialisation and _drain_outputs_all_at_once expect (the loop is "
+            "pulumi/pulumi#22411: drop that stand-in once it is fixed), then set PATCHED_PULUMI"
+        )
+
+
 @contextlib.contextmanager
 def _cheap_dynamic_provider_serialisation() -> Iterator[None]:
     """Stand in for dill while recording: the harness drops `__provider` anyway.
@@ -390,7 +493,46 @@ def _drain_outputs_all_at_once() -> Iterator[None]:
         runtime_stack.asyncio = real_asyncio
 
 
-def _run(stack: str, config: dict[str, str], secret_keys: list[str], phase: str, program_path: Path) -> RecordedPlan:
+def _apply_callback_code() -> Any:
+    """The code object of the coroutine in which `Output.apply` calls the program's callback."""
+    from pulumi import Output
+
+    found = [c for c in Output.apply.__code__.co_consts if getattr(c, "co_name", "") == "run"]
+    if len(found) != 1:
+        raise RuntimeError(
+            "pulumi.Output.apply no longer runs its callback in a nested `run` coroutine; "
+            "update migrate/harness.py's resource-in-apply check for this pulumi version"
+        )
+    return found[0]
+
+
+def _note_resources_in_applies(found: list[str]) -> None:
+    """Note every resource the program constructs inside an `Output.apply` callback in `found`.
+
+    A stack transformation (public API) runs synchronously in every Resource constructor, so the
+    Python call stack at that moment shows whether an apply's callback is constructing it. The
+    recording fails afterwards (raising here would only fail that apply's Output).
+    """
+    import sys
+
+    import pulumi
+
+    run_code = _apply_callback_code()
+
+    def check(args: pulumi.ResourceTransformationArgs) -> None:
+        frame = sys._getframe(1)
+        while frame is not None:
+            if frame.f_code is run_code:
+                found.append(f"{args.type_} {args.name!r}")
+                return
+            frame = frame.f_back  # type: ignore[assignment]
+
+    pulumi.runtime.register_stack_transformation(check)
+
+
+def _run(
+    stack: str, config: dict[str, str], secret_keys: list[str], phase: str, program_path: Path, *, preview: bool
+) -> RecordedPlan:
     import pulumi
     from pulumi.runtime import settings as runtime_settings
     from pulumi.runtime.mocks import MockEngine, MockSettings
@@ -399,7 +541,7 @@ def _run(stack: str, config: dict[str, str], secret_keys: list[str], phase: str,
 
     from migrate.mocks import Mocks
 
-    monitor = _capturing_monitor_class()(Mocks())
+    monitor = _capturing_monitor_class()(Mocks(), preview)
     runtime_settings.ROOT.set(None)
     runtime_settings.configure(
         MockSettings(
@@ -408,16 +550,20 @@ def _run(stack: str, config: dict[str, str], secret_keys: list[str], phase: str,
             engine=MockEngine(None),
             project=PROJECT,
             stack=stack,
-            dry_run=False,
+            dry_run=preview,
             organization="organization",
             callbacks=None,
         )
     )
     pulumi.runtime.set_all_config(config, secret_keys)
 
+    in_applies: list[str] = []
+
     def program() -> None:
+        _note_resources_in_applies(in_applies)
         runpy.run_path(str(program_path), run_name="__main__")
 
+    _require_patched_pulumi()
     asyncio.set_event_loop(asyncio.new_event_loop())
     try:
         with _cheap_dynamic_provider_serialisation(), _drain_outputs_all_at_once():
@@ -431,6 +577,12 @@ def _run(stack: str, config: dict[str, str], secret_keys: list[str], phase: str,
     finally:
         asyncio.get_event_loop().close()
         runtime_settings.ROOT.set(None)
+    if in_applies:
+        raise ResourceInApplyError(
+            f"{', '.join(in_applies)} constructed inside an Output.apply callback: a preview does not run "
+            "applies on unknown values, so `pulumi preview` and the policy pack would not see it. Build the "
+            "resource outside the apply and pass the Output as its input"
+        )
     return RecordedPlan(
         stack=stack,
         phase=phase,
@@ -438,6 +590,8 @@ def _run(stack: str, config: dict[str, str], secret_keys: list[str], phase: str,
         resources=tuple(sorted(monitor.recorded.values(), key=lambda r: r.urn)),
         outputs=monitor.stack_outputs,
         secret_stack_outputs=tuple(monitor.secret_stack_outputs),
+        preview=preview,
+        wire_outputs=monitor.stack_wire_outputs,
     )
 
 
@@ -447,10 +601,14 @@ def record(
     stack_path: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     program: Path | None = None,
+    *,
+    preview: bool = False,
 ) -> RecordedPlan:
     """Run the program for `stack` (optionally at `phase`, from another file, with overrides).
 
-    Raises ConfigError for bad config before the program registers anything.
+    `preview=True` records the stack's first `pulumi preview` instead of the update (see the
+    module docstring). Raises ConfigError for bad config before the program registers anything,
+    and ResourceInApplyError when the program builds a resource inside an apply.
     """
     raw = read_stack_file(stack_path or stack_file(stack))
     raw.update(overrides or {})
@@ -459,4 +617,5 @@ def record(
     config, secret_keys = _engine_config(raw)
     chosen = str(raw.get("phase", ""))
     # Each run gets a fresh context: Pulumi keeps its runtime state in ContextVars.
-    return contextvars.Context().run(_run, stack, config, secret_keys, chosen, program or ROOT / "__main__.py")
+    run = functools.partial(_run, preview=preview)
+    return contextvars.Context().run(run, stack, config, secret_keys, chosen, program or ROOT / "__main__.py")

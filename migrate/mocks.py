@@ -95,6 +95,53 @@ def _provider(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     return dict(inputs)
 
 
+def _wire_unknown() -> str:
+    from components.engine import WIRE_UNKNOWN
+
+    return WIRE_UNKNOWN
+
+
+def _k8s_preview(inputs: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Any]:
+    # The provider's Check auto-names an object before the preview, so metadata.name is known;
+    # what the API server assigns (uid, status) is not.
+    if "metadata" not in outputs:  # a Helm release: no object of its own
+        return _planned(inputs, outputs)
+    out = {k: outputs[k] for k in inputs if k in outputs}
+    out["metadata"] = {**dict(outputs.get("metadata") or {}), "uid": _wire_unknown()}
+    return out
+
+
+def _planned(inputs: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Any]:
+    unknown = _wire_unknown()
+    return {k: (v if k in inputs else unknown) for k, v in outputs.items()}
+
+
+# What a provider's preview of a create reports differs from the default (inputs known, every
+# computed output unknown) only where the provider itself computes something during Check.
+PREVIEW_PREFIX_RULES: dict[str, Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]] = {
+    "kubernetes:": _k8s_preview,
+}
+
+
+def preview_outputs(
+    type_: str, inputs: dict[str, Any], outputs: dict[str, Any], *, provider_config_unknown: bool = False
+) -> dict[str, Any]:
+    """The outputs a first `pulumi preview` reports for a resource being created.
+
+    As the engine does (pkg/resource/plugin/provider_plugin.go, Create with preview=true): a
+    provider whose own configuration is not yet known answers nothing, so every output is unknown;
+    one without preview support (every dynamic provider) answers its inputs; one with preview
+    support answers its planned state, the inputs with each computed output unknown. `outputs`
+    is what the update's mock rule reports; its keys that are not inputs are the computed ones.
+    """
+    if provider_config_unknown:
+        return {}
+    if type_.startswith("pulumi-python:dynamic"):
+        return dict(inputs)
+    special = next((fn for p, fn in PREVIEW_PREFIX_RULES.items() if type_.startswith(p)), _planned)
+    return special(inputs, outputs)
+
+
 class Mocks(_PulumiMocks):
     def new_resource(self, args: MockResourceArgs) -> tuple[str, dict[str, Any]]:
         if not args.custom:

@@ -260,3 +260,79 @@ def diff_plans(before: RecordedPlan, after: RecordedPlan) -> PlanDiff:
     order = {"delete": 0, "replace": 1, "update": 2, "create": 3}
     changes.sort(key=lambda c: (order[c.kind], c.urn))
     return PlanDiff(before.phase, after.phase, tuple(changes))
+
+
+# --- images ----------------------------------------------------------------------------------------
+
+# Inputs that hold one image reference, besides any `image` key (containers, Fly machine configs).
+_IMAGE_INPUTS = {"docker:index/remoteImage:RemoteImage": "name"}
+
+
+@dataclass(frozen=True)
+class ImageUse:
+    """One image reference a plan runs, the resources that name it, and its digest status."""
+
+    ref: str
+    resources: tuple[str, ...]
+    digest: str | None
+    # Why it has no digest yet (components/versions.py DIGEST_PENDING); "" when it has one or when
+    # it is not on the list, which the `image-digest-pinned` policy refuses in prod.
+    pending_reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "image": self.ref,
+            "digest": self.digest,
+            "digestPending": self.pending_reason or None,
+            "resources": list(self.resources),
+        }
+
+
+def _image_refs(res: RecordedResource, known: frozenset[str]) -> set[str]:
+    found: set[str] = set()
+    if res.type.startswith("gcp:"):
+        return found  # `image` there is a VM boot image (a family or a disk image), not a container
+    key = _IMAGE_INPUTS.get(res.type)
+    if key and isinstance(res.inputs.get(key), str):
+        found.add(res.inputs[key])
+
+    def visit(value: Any, name: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                visit(v, k)
+        elif isinstance(value, list):
+            for v in value:
+                visit(v, name)
+        elif isinstance(value, str):
+            if name == "image" and value:
+                found.add(value)
+            else:
+                # A pinned image inside a script or command line (`docker run <image>`).
+                found.update(ref for ref in known if ref in value)
+
+    visit(res.inputs, "")
+    return found
+
+
+def images(plan: RecordedPlan) -> list[ImageUse]:
+    """Every image the plan runs, sorted by reference."""
+    from components.images import ImagePin, digest_pending_reason, pinned_images
+
+    known = frozenset(p.ref for p in pinned_images().values())
+    users: dict[str, list[str]] = {}
+    for res in plan.resources:
+        for ref in _image_refs(res, known):
+            users.setdefault(ref, []).append(res.name)
+    out = []
+    for ref, names in sorted(users.items()):
+        if ref.startswith("sha256:"):  # an image ID (a container of a pulled image): content-addressed
+            out.append(ImageUse(ref, tuple(sorted(set(names))), ref, ""))
+            continue
+        try:
+            pin: ImagePin | None = ImagePin.parse(ref)
+        except ValueError:
+            pin = None
+        digest = pin.digest if pin else None
+        reason = "" if digest or pin is None else (digest_pending_reason(pin.repository) or "")
+        out.append(ImageUse(ref, tuple(sorted(set(names))), digest, reason))
+    return out

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import importlib
 import json
 import re
@@ -310,9 +311,26 @@ class PolicyCrashError(RuntimeError):
 def evaluate(plan: RecordedPlan, policy_config: dict[str, Any] | None = None) -> list[Violation]:
     """Every violation the pack reports for `plan`, in policy order.
 
-    `policy_config` has the shape of a `--policy-pack-config` file (see resolve_settings).
-    Raises ConfigError for a bad config and PolicyCrashError when a policy itself fails.
+    `policy_config` has the shape of a `--policy-pack-config` file (see resolve_settings). The
+    policies see `pulumi.runtime.is_dry_run()` as the engine's PULUMI_DRY_RUN would set it: true
+    for a preview recording, false for the update. Raises ConfigError for a bad config and
+    PolicyCrashError when a policy itself fails.
     """
+    return contextvars.copy_context().run(_evaluate_as_engine_would, plan, policy_config)
+
+
+def _evaluate_as_engine_would(plan: RecordedPlan, policy_config: dict[str, Any] | None) -> list[Violation]:
+    import pulumi.runtime
+
+    # What pulumi_policy does with PULUMI_PROJECT/PULUMI_STACK/PULUMI_DRY_RUN before each request
+    # (policy.py, _configure_runtime_settings), here in a copied context that nothing else shares.
+    pulumi.runtime.configure(
+        pulumi.runtime.Settings(project=PROJECT, stack=plan.stack, dry_run=plan.preview, organization="organization")
+    )
+    return _evaluate(plan, policy_config)
+
+
+def _evaluate(plan: RecordedPlan, policy_config: dict[str, Any] | None) -> list[Violation]:
     from pulumi_policy import ResourceValidationArgs, ResourceValidationPolicy, StackValidationArgs
     from pulumi_policy.policy import _NotApplicableError
     from pulumi_policy.proxy import UnknownValueError
@@ -412,25 +430,36 @@ class PhaseResult:
 
 
 def check_phase(
-    stack: str, phase: str | None, stack_path: Path | None, policy_config: dict[str, Any] | None
+    stack: str,
+    phase: str | None,
+    stack_path: Path | None,
+    policy_config: dict[str, Any] | None,
+    *,
+    preview: bool = False,
 ) -> PhaseResult:
-    """Record `stack` at `phase` and evaluate it. A phase that declares irreversible steps may refuse
-    to plan (its allow gate is closed): that refusal is the safety net working, not an error."""
+    """Record `stack` at `phase` (the update, or with `preview` the stack's first preview) and
+    evaluate it. A phase that declares irreversible steps may refuse to plan (its allow gate is
+    closed): that refusal is the safety net working, not an error."""
     from components.phases import resolve
-    from migrate.harness import record
+    from migrate.harness import ResourceInApplyError, record
 
     label = phase or "(configured phase)"
     try:
-        plan = record(stack, phase=phase, stack_path=stack_path)
+        plan = record(stack, phase=phase, stack_path=stack_path, preview=preview)
     except ConfigError as exc:
         gated = phase is not None and bool(resolve(phase).irreversible)
         return PhaseResult(label, "refused" if gated else "error", message=str(exc))
+    except ResourceInApplyError as exc:
+        return PhaseResult(label, "error", message=str(exc))
     found = evaluate(plan, policy_config)
     return PhaseResult(plan.phase, "violations" if found else "clean", len(plan.resources), found)
 
 
-def _print_text(stack: str, source: str, results: Sequence[PhaseResult], code: int, out: IO[str]) -> None:
-    out.write(f"policy check: stack {stack}, {len(results)} phase(s), config {source}\n")
+def _print_text(
+    stack: str, source: str, results: Sequence[PhaseResult], code: int, out: IO[str], *, preview: bool
+) -> None:
+    view = "first preview (unknowns as the engine sends them)" if preview else "update"
+    out.write(f"policy check: stack {stack}, {len(results)} phase(s), {view}, config {source}\n")
     for r in results:
         if r.status in ("refused", "error"):
             note = " (expected: this phase gates an irreversible step)" if r.status == "refused" else ""
@@ -445,6 +474,18 @@ def _print_text(stack: str, source: str, results: Sequence[PhaseResult], code: i
     mandatory = sum(r.mandatory for r in results)
     advisory = sum(r.advisory for r in results)
     out.write(f"result: {mandatory} mandatory, {advisory} advisory violation(s); exit {code}\n")
+    out.write(
+        "offline-only rule parts (not enforced by `pulumi preview --policy-pack`, enforced here): "
+        + ", ".join(offline_only())
+        + "\n"
+    )
+
+
+def offline_only() -> dict[str, str]:
+    """The pack's OFFLINE_ONLY declaration (policy/policy_support.py)."""
+    load_pack()
+    support = importlib.import_module("policy_support")
+    return dict(support.OFFLINE_ONLY)
 
 
 def run_check(
@@ -455,6 +496,7 @@ def run_check(
     *,
     policy_config_path: Path | None = None,
     out: IO[str] | None = None,
+    preview: bool = False,
 ) -> int:
     """Check `stack` at each phase in `phases` (all of them: pass phase_ids(); none: the stack's
     configured phase). Policy config: `policy_config_path`, else policy/config.<stack>.json if it
@@ -473,7 +515,7 @@ def run_check(
         source = str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
     resolve_settings(load_policies(), raw, source)  # a bad config fails before any recording
     wanted: list[str | None] = list(phases) or [None]
-    results = [check_phase(stack, p, stack_path, raw) for p in wanted]
+    results = [check_phase(stack, p, stack_path, raw, preview=preview) for p in wanted]
     if any(r.status == "error" for r in results):
         code = EXIT_BAD_INPUT
     elif any(r.mandatory for r in results):
@@ -484,7 +526,9 @@ def run_check(
         doc = {
             "stack": stack,
             "pack": load_pack().PACK_NAME,
+            "view": "preview" if preview else "update",
             "config": source,
+            "offlineOnly": offline_only(),
             "phases": [r.to_json() for r in results],
             "summary": {
                 "mandatory": sum(r.mandatory for r in results),
@@ -496,7 +540,7 @@ def run_check(
         }
         out.write(json.dumps(doc, indent=2) + "\n")
     else:
-        _print_text(stack, source, results, code, out)
+        _print_text(stack, source, results, code, out, preview=preview)
     return code
 
 
@@ -509,6 +553,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--all-phases", action="store_true", help="every phase in stacks/, in order")
     parser.add_argument("--policy-config", help="policy config file (default: policy/config.<stack>.json)")
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    parser.add_argument(
+        "--preview",
+        action="store_true",
+        help="check each phase's first `pulumi preview` (outputs of resources being created unknown)",
+    )
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -519,7 +568,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     if stack_path is not None and not stack_path.is_file():
         raise ConfigError(f"--stack-file {args.stack_file}: no such file")
     policy_path = Path(args.policy_config) if args.policy_config else None
-    return run_check(args.stack, phases, args.json, stack_path, policy_config_path=policy_path)
+    return run_check(args.stack, phases, args.json, stack_path, policy_config_path=policy_path, preview=args.preview)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

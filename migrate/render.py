@@ -10,8 +10,8 @@ from rich.text import Text
 from rich.tree import Tree
 
 from components.phases import Phase
-from migrate.harness import SECRET, RecordedPlan, RecordedResource
-from migrate.plan import PlanDiff, counts, critical_path, tree
+from migrate.harness import SECRET, UNKNOWN, RecordedPlan, RecordedResource
+from migrate.plan import PlanDiff, counts, critical_path, images, tree
 
 _KIND_STYLE = {"create": ("+", "green"), "update": ("~", "yellow"), "replace": ("±", "magenta"), "delete": ("-", "red")}
 
@@ -32,6 +32,10 @@ def _label(res: RecordedResource) -> Text:
     if res.secret_inputs or res.secret_outputs:
         secrets = sorted({p.split(".")[0].split("[")[0] for p in res.secret_inputs} | set(res.secret_outputs))
         text.append(f"  {SECRET} " + ", ".join(secrets), style="yellow")
+    if res.unknown_inputs:
+        # A preview: inputs that wait for another resource's output (the engine's unknowns).
+        unknown = sorted({p.split(".")[0].split("[")[0] for p in res.unknown_inputs})
+        text.append(f"  {UNKNOWN} " + ", ".join(unknown), style="magenta")
     return text
 
 
@@ -42,6 +46,14 @@ def _short(urn: str) -> str:
 def plan(console: Console, p: RecordedPlan, phase: Phase) -> None:
     console.print(Text(f"Plan for stack {p.stack} at phase {phase.id}: {phase.title}", style="bold"))
     console.print(Text(phase.summary, style="dim"))
+    if p.preview:
+        waiting = sum(1 for r in p.resources if r.unknown_inputs)
+        console.print(
+            Text(
+                f"First preview: {waiting} resources have {UNKNOWN} inputs (outputs of resources not yet created)",
+                style="magenta",
+            )
+        )
     custom = sum(1 for r in p.resources if r.custom)
     console.print(f"{len(p.resources)} resources ({custom} custom, {len(p.resources) - custom} components)\n")
 
@@ -67,6 +79,17 @@ def plan(console: Console, p: RecordedPlan, phase: Phase) -> None:
     console.print(Text(f"\nCritical path ({path.length} resources, created one after another):", style="bold"))
     for i, urn in enumerate(path.urns, 1):
         console.print(f"  {i:>2}. {_short(urn)}")
+
+    uses = images(p)
+    if uses:
+        by_digest = [u for u in uses if u.digest]
+        console.print(Text(f"\nImages: {len(by_digest)} of {len(uses)} pinned by digest", style="bold"))
+        for u in uses:
+            if u.digest:
+                continue
+            why = u.pending_reason or "NOT on the reviewed pending list: the prod policy refuses it"
+            console.print(f"  digest pending  {u.ref}  ({', '.join(u.resources)})", markup=False)
+            console.print(Text(f"      {why}", style="dim" if u.pending_reason else "red"))
 
     console.print(Text("\nExit criteria", style="bold"))
     for item in phase.exit_criteria.checklist:

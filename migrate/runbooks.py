@@ -30,6 +30,7 @@ TROUBLESHOOTING = {
         ("NVML errors in GPU pods", "nvml-errors-in-gpu-pods"),
     ],
     "platform": [("A Helm release is stuck in pending-install or pending-upgrade", "a-helm-release-is-stuck")],
+    "traffic": [("The cutover gate stays closed", "the-cutover-gate-stays-closed")],
     "llama": [
         ("A Helm release is stuck in pending-install or pending-upgrade", "a-helm-release-is-stuck"),
         ("NVML errors in GPU pods", "nvml-errors-in-gpu-pods"),
@@ -122,15 +123,25 @@ def render_phase(phase: Phase, phases: Sequence[Phase]) -> str:
             "| check | passes when |",
             "|---|---|",
         ]
-        targets = phase.exit_criteria.targets
-        lines += [
-            f"| `{name}` | {_cell(checks.get(name, ''))}"
-            + (f" ({', '.join(f'{k} {v:g}' for k, v in targets[name].items())})" if name in targets else "")
-            + " |"
-            for name in phase.exit_criteria.checks
-        ]
+        lines += [f"| `{name}` | {_cell(checks.get(name, ''))} |" for name in phase.exit_criteria.checks]
+        lines += _thresholds(phase)
     else:
         lines.append("No machine checks.")
+    measured = phase.exit_criteria.measurements
+    if measured:
+        lines += [
+            "",
+            f"{', '.join(f'`{m}`' for m in measured)} measure this phase's own traffic: they run "
+            + ("when the stack leaves the phase and " if phase.gated else "")
+            + "with `status --checks`, not right after the update.",
+        ]
+    if phase.gated:
+        lines += [
+            "",
+            "**Cutover gate.** This phase moves traffic: `python -m migrate forward` leaves it only when these "
+            'checks pass. `--override-gate "<reason>"` moves anyway; the reason is printed, logged and written '
+            "into the update message in the stack history. Rolling back needs no gate.",
+        ]
     lines += ["", "## Rolling back", "", _cell(phase.rollback) or "No rollback notes.", ""]
     if previous is None:
         lines.append("There is no earlier phase; `rollback` refuses.")
@@ -156,6 +167,29 @@ def render_phase(phase: Phase, phases: Sequence[Phase]) -> str:
     lines += [f"- [{title}](../troubleshooting.md#{anchor})" for title, anchor in links]
     lines.append("- [All troubleshooting notes](../troubleshooting.md)")
     return "\n".join(lines) + "\n"
+
+
+def _thresholds(phase: Phase) -> list[str]:
+    """The thresholds each check of `phase` runs with, as the phase file gives them or by default."""
+    rows = []
+    for name in phase.exit_criteria.checks:
+        limits = phase.exit_criteria.thresholds_for(name)
+        if limits is None:
+            continue
+        given = (
+            limits.model_fields_set
+            if name in phase.exit_criteria.thresholds.model_dump(by_alias=True, exclude_none=True)
+            else set()
+        )
+        for field_name, value in limits.model_dump().items():
+            key = type(limits).model_fields[field_name].alias or field_name
+            source = "" if field_name in given else " (default)"
+            rows.append(
+                f"| `{name}` | `{key}` | {_value(list(value) if isinstance(value, tuple) else value)}{source} |"
+            )
+    if not rows:
+        return []
+    return ["", "Thresholds:", "", "| check | key | value |", "|---|---|---|", *rows]
 
 
 def _node(phase: Phase) -> str:

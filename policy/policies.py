@@ -56,6 +56,27 @@ image_pinned = ResourceValidationPolicy(
     tags=["kubernetes", "supply-chain"],
 )
 
+image_digest = ResourceValidationPolicy(
+    name="image-digest-pinned",
+    description=(
+        "Container, Docker and Helm-values images carry a digest next to their tag; a repository on the "
+        "reviewed `digestPending` list may run by tag until its digest can be resolved."
+    ),
+    validate=fail_closed(workload.check_image_digest),
+    # Advisory by default (dev); config.prod.json makes it mandatory with its reviewed exceptions.
+    enforcement_level=ADVISORY,
+    config_schema=schema(
+        {
+            "digestPending": string_list(
+                "Image repositories (no tag; a key ending in '/' covers every repository under it) allowed to "
+                "run by tag only, each listed with its reason in components/versions.py DIGEST_PENDING",
+                [],
+            ),
+        }
+    ),
+    tags=["kubernetes", "supply-chain"],
+)
+
 resources_set = ResourceValidationPolicy(
     name="k8s-resources",
     description="Containers set CPU and memory requests and a memory limit.",
@@ -347,6 +368,7 @@ route_listeners = StackValidationPolicy(
 
 POLICIES: list[Policy] = [
     image_pinned,
+    image_digest,
     resources_set,
     probes,
     run_as_non_root,

@@ -1,18 +1,26 @@
-"""What every policy in this pack shares: messages, config, fail-closed unknowns, offline extras.
+"""What every policy in this pack shares: messages, config, unknowns, offline-only facts.
 
 The pack runs in two places: under the Pulumi engine (`pulumi preview --policy-pack policy`) and
 offline under `migrate/policy_runner.py`, which builds the same `pulumi_policy` argument objects
-from a recorded plan. Two facts the engine does not hand a Python policy are added offline as
-extra attributes, and every rule that reads them degrades to what the engine does expose:
+from a recorded plan (the update view, or with `--preview` a stack's first preview).
+
+Unknown values follow CrossGuard's own contract (`fail_closed`): during a preview a rule that
+reads an unknown cannot run, and the SDK reports that as an advisory "can't run" note; during the
+update every input is known before the resource is analyzed, and a rule that still meets an
+unknown fails closed at its own level.
+
+Two facts the engine does not hand a Python policy are added offline as extra attributes, and
+every rule part that reads them is declared in OFFLINE_ONLY (policy/README.md lists it; `python
+-m migrate check`, a required CI gate through `make check`, is where those parts are enforced):
 
 - secret-ness of inputs: the SDK unwraps secrets before a policy sees them
   (pulumi_policy/deserialize.py), so only the offline runner can say which inputs were secret
-  (`args.secret_paths`). Under the engine the secret rules check `additional_secret_outputs`.
+  (`args.secret_paths`).
 - `retain_on_delete`: analyzer.proto's AnalyzerResourceOptions has no such field; the runner adds
-  `opts.retain_on_delete`. Under the engine only `protect` is checked.
+  `opts.retain_on_delete`.
 
-This module imports nothing but the standard library and pulumi_policy: importing it starts no
-server and touches no network.
+This module imports nothing but the standard library, pulumi and pulumi_policy: importing it
+starts no server and touches no network.
 """
 
 from __future__ import annotations
@@ -35,11 +43,40 @@ def explain(what: str, why: str, fix: str) -> str:
     return f"{what.rstrip('.')}. Why: {why.rstrip('.')}. Fix: {fix.rstrip('.')}."
 
 
-def fail_closed(check: Callable[[Any, Report], None]) -> Callable[[Any, Report], None]:
-    """Turn a value that is unknown during preview into a violation instead of a skipped rule.
+# The rule parts that only `python -m migrate check` can enforce, and why: under the engine the
+# accessor they read (secret_paths, retain_on_delete below) returns None and the part is skipped.
+OFFLINE_ONLY: dict[str, str] = {
+    "k8s-secret-env-from-secret-ref": (
+        "a literal env value the program marked secret, whatever the variable's name (the SDK hands "
+        "policies secrets unwrapped); the name-based part runs under the engine too"
+    ),
+    "secrets-stay-secret": (
+        "inputs that should be secret and are not (command environment, the Kubernetes provider's "
+        "kubeconfig, Secret data, Docker env, Helm values, provider and dynamic-resource inputs); "
+        "under the engine only secret command output (additional_secret_outputs, logging) is checked"
+    ),
+    "secret-stack-outputs": "all of it: the engine does not tell a Python policy which stack outputs are secret",
+    "stateful-protected-in-prod": (
+        "retain_on_delete (not in the analyzer protocol's resource options); protect is checked under the engine too"
+    ),
+}
 
-    The SDK's default is an advisory "can't run policy during preview" note, which would let an
-    unverifiable mandatory rule pass silently; here it fails at the policy's own enforcement level.
+
+def is_preview() -> bool:
+    """Whether the pack is judging a preview: the engine sets PULUMI_DRY_RUN for the pack's process
+    and the SDK configures `pulumi.runtime` from it before each request; offline the runner does."""
+    import pulumi.runtime
+
+    return pulumi.runtime.is_dry_run()
+
+
+def fail_closed(check: Callable[[Any, Report], None]) -> Callable[[Any, Report], None]:
+    """An unknown value: during a preview the SDK's advisory "can't run" note; otherwise a violation.
+
+    During a preview an unknown output of a resource not yet created is expected, and the same rule
+    runs again during the update on every resource with its inputs known, before the resource is
+    created, where a violation stops it. Outside a preview an unknown should not exist, and a
+    mandatory rule that cannot see its input must not pass.
     """
 
     @functools.wraps(check)
@@ -47,13 +84,16 @@ def fail_closed(check: Callable[[Any, Report], None]) -> Callable[[Any, Report],
         try:
             check(args, report)
         except UnknownValueError as exc:
+            if is_preview():
+                raise  # the SDK turns this into its advisory "can't run policy ... during preview"
             report(
                 explain(
                     f"cannot evaluate this rule: {exc.message}",
-                    "a value this rule depends on is unknown during preview, and a mandatory rule that "
+                    "a value this rule depends on is unknown outside a preview, and a mandatory rule that "
                     "cannot see its input must not pass",
-                    "make the value known at preview time (a literal or stack config, not another "
-                    "resource's output), or run the check against the recorded plan with `python -m migrate check`",
+                    "make the value known before the resource is created (a literal, stack config or "
+                    "another resource's output), or run the check against the recorded plan with "
+                    "`python -m migrate check`",
                 )
             )
 

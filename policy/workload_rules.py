@@ -153,6 +153,47 @@ def check_image_pinned(args: Any, report: Report) -> None:
                 report(explain(f"Helm release {args.name}: {bad}", _IMAGE_WHY, _IMAGE_FIX))
 
 
+_DIGEST_WHY = (
+    "a tag is a name the registry owner can point at other bytes (a rebuilt base image, a compromised "
+    "account); a digest is the content itself, so what runs is what was reviewed"
+)
+_DIGEST_FIX = (
+    "append the digest to the pin in components/versions.py (`make digests` resolves it), or, where it "
+    "cannot be resolved yet, add the repository to versions.DIGEST_PENDING with the reason and to this "
+    "policy's `digestPending` in policy/config.<stack>.json"
+)
+
+
+def digest_problem(image: str, pending: Sequence[str]) -> str | None:
+    """Why `image` is not pinned by digest, or None (a missing tag is k8s-image-pinned's concern)."""
+    if not image or image.startswith("sha256:") or image_tag(image)[1]:
+        return None
+    repository = image_repository(image)
+    if any(repository == p or (p.endswith("/") and repository.startswith(p)) for p in pending):
+        return None
+    return f"image {image!r} is pinned by tag only, with no digest"
+
+
+def check_image_digest(args: Any, report: Report) -> None:
+    pending = [str(p) for p in config(args, "digestPending", [])]
+    for manifest, spec in workloads(args):
+        for c in all_containers(spec):
+            problem = digest_problem(c.image, pending)
+            if problem:
+                report(explain(f"{_where(args, manifest, c)}: {problem}", _DIGEST_WHY, _DIGEST_FIX))
+    if args.resource_type in DOCKER_IMAGE_INPUTS:
+        image = get(args.props, DOCKER_IMAGE_INPUTS[args.resource_type], default="")
+        problem = digest_problem(image if isinstance(image, str) else "", pending)
+        if problem:
+            report(explain(f"{args.resource_type.rsplit(':', 1)[-1]} {args.name}: {problem}", _DIGEST_WHY, _DIGEST_FIX))
+    if args.resource_type in HELM_TYPES:
+        for path, value in walk(get(args.props, "values", default={}), "values"):
+            if isinstance(value, str) and path.lower().endswith("image") and ":" in value:
+                problem = digest_problem(value, pending)
+                if problem:
+                    report(explain(f"Helm release {args.name}: {path}: {problem}", _DIGEST_WHY, _DIGEST_FIX))
+
+
 # --- resources and probes ------------------------------------------------------------------------------
 
 

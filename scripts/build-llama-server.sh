@@ -40,17 +40,11 @@ if [ -x "$BINARY" ]; then
   exit 0
 fi
 
+# `make tools-llm` (a step of `make llama-server` and `make test`) installs these from Debian.
 need() {
   command -v "$1" >/dev/null 2>&1 && return 0
-  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    # A fresh machine may have no package lists yet.
-    apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "$2" >&2 ||
-      { apt-get -o DPkg::Lock::Timeout=600 update -q >&2 &&
-        apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "$2" >&2; }
-  else
-    echo "build-llama-server: $1 is missing; install the Debian package $2" >&2
-    exit 1
-  fi
+  echo "build-llama-server: $1 is missing; \`make tools-llm\` installs it (Debian package $2)" >&2
+  exit 1
 }
 need cmake cmake
 need g++ g++

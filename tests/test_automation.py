@@ -7,6 +7,7 @@ config says, as the engine would: the `phase` output becomes the configured phas
 
 from __future__ import annotations
 
+import inspect
 import io
 import re
 import sys
@@ -15,6 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from pulumi import automation as auto
 from pulumi.automation import (
     CommandError,
     CommandResult,
@@ -42,6 +44,12 @@ def _packs(kwargs: dict[str, Any]) -> tuple[str, ...]:
     return (*kwargs["policy_packs"], *(kwargs.get("policy_pack_configs") or ()))
 
 
+def _real(method: str, *args: Any, **kwargs: Any) -> None:
+    """Bind a call to the real `pulumi.automation.Stack` method, so a misspelt keyword or a wrong
+    argument fails here as it would against the real Automation API."""
+    inspect.signature(getattr(auto.Stack, method)).bind(None, *args, **kwargs)
+
+
 class FakeStack:
     def __init__(
         self,
@@ -56,6 +64,7 @@ class FakeStack:
     ) -> None:
         self.name = name
         self.calls: list[tuple[Any, ...]] = []
+        self.messages: list[str] = []  # the update messages `up` was given (the stack history)
         self.config: dict[str, str] = dict(config or {})
         if configured is not None:
             self.config[PHASE_KEY] = configured
@@ -67,25 +76,30 @@ class FakeStack:
         self._extra = dict(extra_outputs or {})
 
     def get_config(self, key: str) -> ConfigValue:
+        _real("get_config", key)
         self.calls.append(("get_config", key))
         if key not in self.config:
             raise _cmd_error(f"error: configuration key '{key}' not found for stack '{self.name}'")
         return ConfigValue(self.config[key])
 
     def set_config(self, key: str, value: ConfigValue) -> None:
+        _real("set_config", key, value)
         assert isinstance(value, ConfigValue)
         self.calls.append(("set_config", key, value.value))
         self.config[key] = value.value
 
     def remove_config(self, key: str) -> None:
+        _real("remove_config", key)
         self.calls.append(("remove_config", key))
         self.config.pop(key, None)
 
     def outputs(self) -> dict[str, OutputValue]:
+        _real("outputs")
         self.calls.append(("outputs",))
         return dict(self._outputs)
 
     def preview(self, **kwargs: Any) -> PreviewResult:
+        _real("preview", **kwargs)
         self.calls.append(("preview", _packs(kwargs), self.config.get(PHASE_KEY)))
         kwargs["on_output"]("Previewing update (dev):\n")
         if self._preview_error:
@@ -93,7 +107,9 @@ class FakeStack:
         return PreviewResult(stdout="", stderr="", change_summary={OpType.CREATE: 12, OpType.SAME: 40})
 
     def up(self, **kwargs: Any) -> SimpleNamespace:
+        _real("up", **kwargs)
         self.calls.append(("up", _packs(kwargs), self.config.get(PHASE_KEY)))
+        self.messages.append(kwargs.get("message") or "")
         kwargs["on_output"]("Updating (dev):\n")
         if self._up_error:
             raise self._up_error
@@ -123,6 +139,7 @@ class Harness:
         self.offline: list[tuple[str, str]] = []
         self.prompts: list[str] = []
         self.checked: list[tuple[list[str], dict[str, Any]]] = []
+        self.thresholds: list[dict[str, Any]] = []
         self.failing = set(failing_checks)
         self.offline_code = offline_code
 
@@ -134,8 +151,15 @@ class Harness:
             self.offline.append((name, phase))
             return offline_code
 
-        def exit_checks(names: Sequence[str], outputs: Mapping[str, Any], _stack: Any, _console: Any) -> list[Any]:
+        def exit_checks(
+            names: Sequence[str],
+            outputs: Mapping[str, Any],
+            _stack: Any,
+            _console: Any,
+            thresholds: Mapping[str, Any] | None = None,
+        ) -> list[Any]:
             self.checked.append((list(names), dict(outputs)))
+            self.thresholds.append(dict(thresholds or {}))
             return [CheckResult(n, n not in self.failing, "fake") for n in names]
 
         def confirm(prompt: str) -> bool:
@@ -577,3 +601,105 @@ def test_exit_checks_read_fly_apps_and_backup_location_from_stack_config(monkeyp
     }
     assert got["creds"] == ("AKID", "s3cr3t")
     assert got["fly"] == "http://127.0.0.1:9/v1"
+
+
+def test_the_fake_stack_takes_only_what_the_real_stack_takes() -> None:
+    stack = FakeStack()
+    with pytest.raises(TypeError, match="refrsh"):
+        stack.preview(policy_packs=["policy"], refrsh=True, on_output=print)
+    with pytest.raises(TypeError):
+        stack.set_config("gpu-platform:phase")  # the real one needs the value
+
+
+def test_the_stack_protocol_matches_the_real_stack() -> None:
+    """Every method migrate/automation.py declares it calls exists on pulumi.automation.Stack with
+    the keywords it passes."""
+    for name, declared in vars(automation.StackHandle).items():
+        if name.startswith("_") or not callable(declared):
+            continue
+        real = inspect.signature(getattr(auto.Stack, name))
+        for param in list(inspect.signature(declared).parameters)[1:]:
+            assert param in real.parameters, f"Stack.{name} has no parameter {param!r}"
+
+
+# --- the cutover gate ----------------------------------------------------------------------------
+
+
+def test_forward_refuses_to_leave_a_traffic_phase_whose_checks_fail() -> None:
+    stack = FakeStack(deployed="p2b1-cutover-50", configured="p2b1-cutover-50")
+    h = Harness(stack, failing_checks=["routes-slo"])
+    assert automation.forward("dev", yes=True, deps=h.deps) == 1
+    # The gate ran the deployed phase's checks, with the thresholds its file states, and nothing moved.
+    assert h.checked[0][0] == ["public-routes-200", "routes-slo", "load-test"]
+    slo = h.thresholds[0]["routes-slo"]
+    assert (slo.window, slo.max_p95_seconds, slo.max_error_ratio, slo.min_requests) == ("8h", 2, 0.01, 500)
+    assert h.thresholds[0]["load-test"].users == 100
+    assert "gate closed" in h.text and "routes-slo" in h.text and "--override-gate" in h.text
+    assert stack.mutations() == [] and h.offline == []
+
+
+def test_a_passing_gate_lets_the_move_go_on() -> None:
+    stack = FakeStack(deployed="p2b1-cutover-50", configured="p2b1-cutover-50")
+    h = Harness(stack)
+    assert automation.forward("dev", yes=True, deps=h.deps) == 0
+    assert stack.config[PHASE_KEY] == "p2b2-cutover-100"
+    # After the update only the immediate checks run: the measurements wait for p2b2's own traffic.
+    assert h.checked[1][0] == ["public-routes-200"]
+    assert "run when the stack leaves p2b2-cutover-100" in h.text
+    assert stack.messages == ["migrate forward: p2b1-cutover-50 -> p2b2-cutover-100"]
+
+
+def test_override_gate_moves_anyway_and_records_the_reason_in_the_stack_history(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stack = FakeStack(deployed="p2b2-cutover-100", configured="p2b2-cutover-100")
+    h = Harness(stack, failing_checks=["load-test"])
+    with caplog.at_level("WARNING", logger="gpu-platform.migrate"):
+        code = automation.forward("dev", yes=True, deps=h.deps, override_gate="INC-42: load test host down")
+    assert code == 0 and stack.config[PHASE_KEY] == "p2c-optimize"
+    (message,) = stack.messages
+    assert "gate overridden by" in message and "INC-42: load test host down" in message and "load-test" in message
+    assert "INC-42" in caplog.text and "INC-42" in h.text
+
+
+def test_override_gate_needs_a_reason() -> None:
+    stack = FakeStack(deployed="p2b1-cutover-50", configured="p2b1-cutover-50")
+    h = Harness(stack, failing_checks=["routes-slo"])
+    assert automation.forward("dev", yes=True, deps=h.deps, override_gate="  ") == 2
+    assert "needs a reason" in h.text and stack.mutations() == [] and h.checked == []
+
+
+def test_skipping_past_a_traffic_phase_is_gated() -> None:
+    stack = FakeStack(deployed="p2a-k3s", configured="p2a-k3s")
+    h = Harness(stack)
+    assert automation.forward("dev", yes=True, to="p2c-optimize", allow_skip=True, deps=h.deps) == 1
+    assert "never measured: p2b-services, p2b1-cutover-50, p2b2-cutover-100" in h.text
+    assert stack.mutations() == []
+
+
+def test_rollback_from_a_cutover_phase_needs_no_gate() -> None:
+    stack = FakeStack(deployed="p2b2-cutover-100", configured="p2b2-cutover-100")
+    h = Harness(stack, failing_checks=["routes-slo", "load-test"])
+    assert automation.rollback("dev", yes=True, deps=h.deps) == 0
+    assert stack.config[PHASE_KEY] == "p2b1-cutover-50"
+    # Only p2b1's immediate check ran after the rollback: no gate before it, no load test after it.
+    assert [names for names, _ in h.checked] == [["public-routes-200"]]
+
+
+def test_leaving_a_phase_that_moves_no_traffic_is_not_gated() -> None:
+    stack = FakeStack(deployed="p2a-k3s", configured="p2a-k3s")
+    h = Harness(stack, failing_checks=["nodes-ready-gpu"])
+    assert automation.forward("dev", yes=True, deps=h.deps) == 0  # p2b-services' checks pass
+    assert h.checked[0][0] == ["backups-verified", "restore-jobs-complete", "public-routes-200"]
+
+
+def test_the_cli_passes_override_gate_to_forward_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from migrate import cli
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(automation, "forward", lambda stack, **kw: seen.update(stack=stack, **kw) or 0)
+    assert cli.main(["forward", "--stack", "prod", "--yes", "--override-gate", "INC-7: legacy host gone"]) == 0
+    assert seen["stack"] == "prod" and seen["override_gate"] == "INC-7: legacy host gone"
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["rollback", "--stack", "prod", "--override-gate", "no gate to override"])
+    assert exc.value.code == 2

@@ -68,6 +68,9 @@ def _issue(
     )
     if "ip" in kw:
         builder = builder.add_extension(x509.SubjectAlternativeName([x509.IPAddress(kw["ip"])]), critical=False)
+    if "dns" in kw:
+        names = [x509.DNSName(name) for name in kw["dns"]]
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     return builder.sign(issuer_key, hashes.SHA256())
 
 

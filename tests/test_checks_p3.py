@@ -7,8 +7,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from components.phases import load_phases
-from migrate.checks import OUT_EXIT_TARGETS, run_check
+import pytest
+from pydantic import ValidationError
+
+from components.phases import ExitCriteria, LlamaBenchThresholds, RouterLocalShareThresholds, load_phases
+from migrate.checks import run_check
 from tests.test_checks import Pki, Request, _ctx, _kubeconfig, _server_tls, pki, serve
 
 __all__ = ["pki"]  # the fixture, shared with tests/test_checks.py
@@ -16,9 +19,9 @@ SERVICE = "/api/v1/namespaces/llm/services/llama:8080/proxy/v1/chat/completions"
 PODS = "/api/v1/namespaces/llm/pods"
 
 
-def _p3_targets() -> dict[str, Any]:
+def _p3_thresholds() -> dict[str, Any]:
     (p3,) = [p for p in load_phases() if p.id == "p3-local-brain"]
-    return {name: dict(v) for name, v in p3.exit_criteria.targets.items()}
+    return {name: p3.exit_criteria.thresholds_for(name) for name in p3.exit_criteria.measurements}
 
 
 def _stream(tokens: int) -> str:
@@ -30,11 +33,11 @@ def _stream(tokens: int) -> str:
 def test_the_phase_file_names_both_checks_with_their_thresholds() -> None:
     (p3,) = [p for p in load_phases() if p.id == "p3-local-brain"]
     assert {"llama-bench-targets", "router-local-share"} <= set(p3.exit_criteria.checks)
-    targets = _p3_targets()
-    assert targets["llama-bench-targets"]["maxTokens"] == 100
-    assert targets["llama-bench-targets"]["latencyP95Seconds"] == 5.0
-    assert targets["llama-bench-targets"]["decodeTokensPerSecond"] == 40
-    assert targets["router-local-share"]["minShare"] == 0.9
+    given = p3.exit_criteria.thresholds.model_dump(by_alias=True, exclude_none=True)
+    assert given["llama-bench-targets"]["maxTokens"] == 100
+    assert given["llama-bench-targets"]["latencyP95Seconds"] == 5.0
+    assert given["llama-bench-targets"]["decodeTokensPerSecond"] == 40
+    assert given["router-local-share"]["minShare"] == 0.9
     # No performance or local-share line is left to a human.
     assert not [line for line in p3.exit_criteria.checklist if "token" in line or "%" in line]
 
@@ -49,9 +52,8 @@ def test_llama_bench_targets_reach_the_cluster_server_through_the_api_proxy(pki:
             "kubeconfig": _kubeconfig(api.url, pki),
             "llamaCluster": {"url": "http://llama.llm.svc.cluster.local:8080"},
             "llamaClusterApiKey": "llama-key",
-            OUT_EXIT_TARGETS: _p3_targets(),
         }
-        result = run_check("llama-bench-targets", _ctx(outputs, timeout=30))
+        result = run_check("llama-bench-targets", _ctx(outputs, timeout=30, thresholds=_p3_thresholds()))
     assert result.ok, result.line
     assert result.detail.startswith("16 requests x 100 tokens, 4 clients: llamaCluster: ttft p95")
     assert len(api.requests) == 16 and {r.peer_cn for r in api.requests} == {"system:admin"}
@@ -64,18 +66,36 @@ def test_llama_bench_targets_fail_with_what_was_missed() -> None:
         outputs = {
             "llamaWorkstation": {"url": llama.url},
             "llamaWorkstationApiKey": "k",
-            OUT_EXIT_TARGETS: _p3_targets(),
         }
-        result = run_check("llama-bench-targets", _ctx(outputs, timeout=30))
+        result = run_check("llama-bench-targets", _ctx(outputs, timeout=30, thresholds=_p3_thresholds()))
     assert not result.ok
     assert result.detail.startswith("llamaWorkstation: missed") and "HTTP 503" in result.detail
 
 
-def test_the_checks_refuse_to_run_without_the_phase_thresholds() -> None:
-    outputs = {"llamaWorkstation": {"url": "http://127.0.0.1:1"}, "llamaWorkstationApiKey": "k"}
-    for name in ("llama-bench-targets", "router-local-share"):
-        result = run_check(name, _ctx(outputs))
-        assert not result.ok and f"{OUT_EXIT_TARGETS}.{name} is missing" in result.detail
+def test_the_thresholds_are_checked_when_the_phase_file_is_read() -> None:
+    checks = ("llama-bench-targets", "router-local-share")
+    with pytest.raises(ValidationError, match="maxTokenz"):
+        ExitCriteria.model_validate(
+            {"checklist": ["x"], "checks": checks, "thresholds": {"llama-bench-targets": {"maxTokenz": 5}}}
+        )
+    with pytest.raises(ValidationError, match="minShare"):
+        ExitCriteria.model_validate(
+            {"checklist": ["x"], "checks": checks, "thresholds": {"router-local-share": {"minShare": 1.5}}}
+        )
+    # Without an entry a check runs with its model's defaults: p3's own targets.
+    bare = ExitCriteria.model_validate({"checklist": ["x"], "checks": checks})
+    assert bare.thresholds_for("llama-bench-targets") == LlamaBenchThresholds()
+    assert bare.thresholds_for("router-local-share") == RouterLocalShareThresholds()
+    assert _p3_thresholds() == {
+        "llama-bench-targets": LlamaBenchThresholds(),
+        "router-local-share": RouterLocalShareThresholds(),
+    }
+
+
+def test_router_local_share_refuses_a_window_longer_than_its_deadline() -> None:
+    outputs = {"router": {"url": "http://127.0.0.1:1", "aliases": ["local"]}, "routerMasterKey": "sk-m"}
+    result = run_check("router-local-share", _ctx(outputs, timeout=30))  # the default window: 240 s
+    assert not result.ok and "the window (240s) is longer than the check's deadline (30s)" in result.detail
 
 
 def _metrics(local: float, cloud: float, failed: float) -> str:
@@ -102,9 +122,9 @@ def test_router_local_share_sums_every_router_pod_over_the_window(pki: Pki) -> N
             "kubeconfig": _kubeconfig(api.url, pki),
             "router": {"url": "http://router.llm.svc.cluster.local:4000", "aliases": ["local", "local-private"]},
             "routerMasterKey": "sk-m",
-            OUT_EXIT_TARGETS: {"router-local-share": {"minShare": 0.9, "windowSeconds": 240, "minRequests": 20}},
         }
-        result = run_check("router-local-share", _ctx(outputs, timeout=300, sleep=slept.append))
+        ctx = _ctx(outputs, timeout=300, sleep=slept.append, thresholds=_p3_thresholds())
+        result = run_check("router-local-share", ctx)
     # In the window: local 18 + 16, cloud 1, one failed request: 34 of 36.
     assert result.ok, result.line
     assert result.detail.startswith("94% of 36 request(s) in the last 240s served by local groups")
@@ -120,9 +140,9 @@ def test_router_local_share_fails_below_the_target_and_without_traffic() -> None
         outputs = {
             "router": {"url": router.url, "aliases": ["local"]},
             "routerMasterKey": "sk-m",
-            OUT_EXIT_TARGETS: {"router-local-share": {"minShare": 0.9, "windowSeconds": 5, "minRequests": 10}},
         }
-        low = run_check("router-local-share", _ctx(outputs, timeout=30, sleep=lambda _s: None))
-        idle = run_check("router-local-share", _ctx(outputs, timeout=30, sleep=lambda _s: None))
+        limits = {"router-local-share": RouterLocalShareThresholds(min_share=0.9, window_seconds=5, min_requests=10)}
+        low = run_check("router-local-share", _ctx(outputs, timeout=30, sleep=lambda _s: None, thresholds=limits))
+        idle = run_check("router-local-share", _ctx(outputs, timeout=30, sleep=lambda _s: None, thresholds=limits))
     assert not low.ok and low.detail.startswith("10% of 20 request(s)") and "target is at least 90%" in low.detail
     assert not idle.ok and "3 request(s) in the last 5s, fewer than the 10 needed" in idle.detail

@@ -58,6 +58,18 @@ def test_plan_json_has_every_field_a_reviewer_needs() -> None:
         assert "secret_outputs" in entry
 
 
+def test_plan_preview_shows_unknowns_in_the_tree_and_the_json() -> None:
+    out = run("plan", "--stack", "prod", "--phase", "p2a-k3s", "--preview", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["view"] == "preview"
+    provider = next(r for r in doc["resources"] if r["type"] == "pulumi:providers:kubernetes")
+    # The kubeconfig comes from a command not yet run: unknown, and still never printed.
+    assert provider["inputs"]["kubeconfig"] == "[unknown]" and provider["unknown_inputs"] == ["kubeconfig"]
+    text = run("plan", "--stack", "prod", "--phase", "p2a-k3s", "--preview")
+    assert "First preview:" in text.stdout and "[unknown]" in text.stdout
+
+
 def test_bad_stack_file_exits_2_with_one_line_and_no_traceback(tmp_path: Path) -> None:
     doc = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())
     doc["config"]["gpu-platform:adminCidrs"] = ["10.0.0.1/8"]

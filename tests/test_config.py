@@ -96,6 +96,34 @@ BAD: list[tuple[str, Any, tuple[str, ...]]] = [
     ("duplicate host", _duplicate_host, ("duplicate host name", "gpu-agent-2")),
     ("typo in a host key", _typo_key, ("gpu-platform:hosts[0].sshUsr", "unknown key")),
     ("typo in a stack key", _unknown_stack_key, ("gpu-platform:gpuTimeslicing", "unknown key")),
+    # No placeholder image reaches a prod plan: unset, or set back to the placeholder, it is refused.
+    (
+        "prod without its image registry",
+        {"serviceImages": None},
+        ("gpu-platform:serviceImages.registry", "placeholder"),
+    ),
+    (
+        "prod on the placeholder registry",
+        {"serviceImages": {"registry": "ghcr.io/example-org"}},
+        ("gpu-platform:serviceImages.registry", "'ghcr.io/example-org' is the placeholder"),
+    ),
+    ("a moving image tag", {"serviceImages": {"registry": "r.example.com", "tag": "latest"}}, ("serviceImages.tag",)),
+    (
+        "a tag for an image the platform does not run",
+        {"serviceImages": {"registry": "r.example.com", "tags": {"mcp-githb": "1"}}},
+        ("serviceImages.tags", "'mcp-githb' is not one of the platform's images"),
+    ),
+    ("a registry with a tag", {"serviceImages": {"registry": "r.example.com/platform:1"}}, ("serviceImages.registry",)),
+    (
+        "a digest that is not one",
+        {"serviceImages": {"registry": "r.example.com", "digests": {"dashboard": "sha256:abc"}}},
+        ("serviceImages.digests", "'sha256:abc' is not a digest"),
+    ),
+    (
+        "a digest for an image the platform does not run",
+        {"serviceImages": {"registry": "r.example.com", "digests": {"dashbord": "sha256:" + "0" * 64}}},
+        ("serviceImages.digests", "'dashbord' is not one of the platform's images"),
+    ),
 ]
 
 
@@ -124,6 +152,12 @@ def test_host_key_accepts_ssh_keyscan_output_with_host_prefix() -> None:
     _host(raw, "workstation")["hostKey"] = f"198.51.100.20 {key}"
     cfg = config.parse(raw)
     assert next(h for h in cfg.hosts if h.name == "workstation").host_key == key
+
+
+def test_dev_may_plan_with_the_placeholder_registry() -> None:
+    raw = _raw("dev")
+    assert "serviceImages" not in raw
+    assert config.parse(raw).service_images.is_placeholder
 
 
 def test_config_error_in_program_registers_nothing() -> None:

@@ -1,4 +1,4 @@
-"""Every dynamic provider pickles for real, and carries no credential into the state file.
+"""Every dynamic provider pickles for real, by reference, and carries no credential into state.
 
 The recording harness replaces dill with the provider's class name to keep offline plans fast
 (migrate/harness.py); this test is what keeps that shortcut honest.
@@ -9,12 +9,15 @@ from __future__ import annotations
 import base64
 import importlib
 import inspect
+import io
 import pkgutil
+from typing import Any
 
 import dill
 import pytest
 from pulumi.dynamic import ResourceProvider
 from pulumi.dynamic.dynamic import serialize_provider
+from pulumi.output import Unknown
 
 import components
 
@@ -52,3 +55,60 @@ def test_provider_serialises_without_credentials(cls: type[ResourceProvider], mo
         assert value.encode() not in blob, f"{cls.__name__} pickles a credential from the environment"
     restored = dill.loads(blob)
     assert type(restored).__name__ == cls.__name__
+
+
+# Where every stack's state finds its providers (see the test below before changing this list).
+STATE_PATHS = {
+    ("components.backups", "BackupVerificationProvider"),
+    ("components.fly", "FlyAppExportProvider"),
+    ("components.fly", "FlyAppProvider"),
+    ("components.fly", "FlyDestroyProvider"),
+    ("components.fly", "FlyFreezeProvider"),
+    ("components.lambda_cloud", "LambdaFirewallRulesetProvider"),
+    ("components.lambda_cloud", "LambdaFirewallRulesetRulesProvider"),
+    ("components.lambda_cloud", "LambdaInstanceProvider"),
+    ("components.lambda_cloud", "LambdaSshKeyProvider"),
+}
+
+
+def _globals_in(blob: bytes) -> set[tuple[str, str]]:
+    """Every (module, name) the pickle makes the provider host import to load it."""
+    found: set[tuple[str, str]] = set()
+
+    class Recording(dill.Unpickler):  # type: ignore[misc]
+        def find_class(self, module: str, name: str) -> Any:
+            found.add((module, name))
+            return super().find_class(module, name)
+
+    Recording(io.BytesIO(blob)).load()
+    return found
+
+
+def test_provider_module_paths_in_state_are_pinned() -> None:
+    """Dynamic providers are pickled by reference: these paths are in every stack's state.
+
+    Each resource's `__provider` (in state, and in every Check/Diff/.../Delete the engine sends)
+    is a dill pickle that names the provider's class by module path; the provider host imports
+    that path to load it, for refresh and destroy too. Moving or renaming a provider class (or
+    its module) therefore breaks every existing stack unless the old path keeps working: leave a
+    shim at the old path (`from components.new_home import LambdaInstanceProvider` in the old
+    module) for as long as any stack may still hold the old pickle, and add the new path here.
+    A provider that pickles anything else by path (a helper object in its state) pins that too.
+    """
+    found = set()
+    for cls in PROVIDERS:
+        blob = base64.b64decode(serialize_provider(cls()))  # as the program constructs them
+        found |= _globals_in(blob)
+    assert found == STATE_PATHS
+
+
+@pytest.mark.parametrize("cls", PROVIDERS, ids=lambda c: c.__name__)
+def test_create_and_update_refuse_unknown_inputs(cls: type[ResourceProvider]) -> None:
+    # The engine resolves every input before create/update; an unknown there must stop the call
+    # before any API request rather than act on a placeholder.
+    provider = cls()
+    with pytest.raises(AssertionError, match=r"create got unknown inputs \(name\)"):
+        provider.create({"name": Unknown(), "app": "x"})
+    if cls.update is not ResourceProvider.update:  # Export and Destroy never update
+        with pytest.raises(AssertionError, match=r"update got unknown inputs \(rules\[0\]\)"):
+            provider.update("id", {}, {"rules": [Unknown()]})

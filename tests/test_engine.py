@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from google.protobuf import struct_pb2
 from pulumi.output import Unknown
 from pulumi.runtime import rpc
 
-from components.engine import WIRE_UNKNOWN, contains_unknown, is_secret, is_unknown, unwrap_secrets
+from components.engine import (
+    WIRE_UNKNOWN,
+    changed,
+    contains_unknown,
+    credential,
+    is_secret,
+    is_unknown,
+    unknown_paths,
+    unwrap_secrets,
+)
 
 
 def _round_trip(props: dict, keep_unknowns: bool) -> dict:
@@ -39,3 +49,18 @@ def test_secrets_arrive_wrapped_and_unwrap_deeply() -> None:
     assert is_secret(got["s"]) and is_secret(got["n"])
     assert unwrap_secrets(got) == {"s": "hunter2", "n": {"t": ["a"]}}
     assert contains_unknown(rpc.wrap_rpc_secret(WIRE_UNKNOWN))
+
+
+def test_unknown_paths_and_changed_see_the_hosts_unknowns_anywhere() -> None:
+    got = _round_trip({"a": WIRE_UNKNOWN, "b": {"c": ["x", WIRE_UNKNOWN]}, "d": "known"}, keep_unknowns=True)
+    assert unknown_paths(got) == ["a", "b.c[1]"]
+    assert changed({"b": {"c": ["x", "y"]}}, got, "b")  # partly unknown: a possible change
+    assert not changed({"d": "known"}, got, "d") and changed({"d": "old"}, got, "d")
+
+
+def test_the_environment_wins_over_a_stored_credential(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SOME_API_TOKEN", raising=False)
+    assert credential("SOME_API_TOKEN", " stored ") == "stored"
+    assert credential("SOME_API_TOKEN", None) == ""
+    monkeypatch.setenv("SOME_API_TOKEN", "rotated")
+    assert credential("SOME_API_TOKEN", "stored") == "rotated"

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from pulumi.runtime.rpc import UNKNOWN
+from pulumi.output import Unknown
 
 from components.backups import BackupError, BackupVerificationProvider
 from components.fly import (
@@ -209,13 +209,21 @@ def test_preview_check_names_the_app_and_the_missing_condition() -> None:
     ]
     assert reasons == ["Fly app jobs: stopping its machines needs a verified backup; none is recorded"]
     # During a first preview the verification has not run yet: its outputs are unknown, not missing.
-    assert destroy.check({}, {"app": "jobs", "allow_destroy": True, "backup": UNKNOWN}).failures == []
+    # The provider host hands check the engine's unknowns as `Unknown` objects.
+    assert destroy.check({}, {"app": "jobs", "allow_destroy": True, "backup": Unknown()}).failures == []
+    assert freeze.check({}, {"app": "jobs", "backup": Unknown()}).failures == []
     assert (
         destroy.check(
-            {}, {"app": "jobs", "allow_destroy": True, "backup": {"verified": UNKNOWN, "objects": UNKNOWN}}
+            {}, {"app": "jobs", "allow_destroy": True, "backup": {"verified": Unknown(), "objects": Unknown()}}
         ).failures
         == []
     )
+    # What is known already still counts: an unverified backup is refused even if its objects are not known.
+    reasons = [
+        f.reason
+        for f in freeze.check({}, {"app": "jobs", "backup": {"verified": False, "objects": Unknown()}}).failures
+    ]
+    assert reasons == ["Fly app jobs: stopping its machines needs a verified backup; its backup is not verified"]
     assert destroy.check({}, {"app": "jobs", "allow_destroy": True, "backup": ok_backup}).failures == []
 
 

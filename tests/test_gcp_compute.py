@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TWINS = Path(__file__).parent / "fixtures" / "gcp_twins" / "__main__.py"
 # Everything but identity: the names (and so the URNs) differ by design, and the mocks derive
 # their made-up outputs (ids, default names) from the name.
-IDENTITY = {"urn", "name", "outputs"}
+# wire_inputs/wire_outputs: the same inputs and outputs again, as the engine marshals them.
+IDENTITY = {"urn", "name", "outputs", "wire_inputs", "wire_outputs"}
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from migrate.harness import SECRET, record
+from migrate import harness
+from migrate.harness import SECRET, UNKNOWN, ResourceInApplyError, record
 from migrate.mocks import MissingMockRuleError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "harness_program"
@@ -72,3 +73,63 @@ def test_recording_twice_gives_the_same_plan() -> None:
 def test_offline_secrets_are_placeholders_marked_secret() -> None:
     plan = record("dev")
     assert "offline-placeholder" not in repr(plan.to_json())
+
+
+def test_the_stand_ins_for_pulumi_internals_fail_loudly_on_another_pulumi(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(harness, "PATCHED_PULUMI", "3.0.0")
+    with pytest.raises(RuntimeError, match=r"pulumi/pulumi#22411"):
+        record("dev", program=FIXTURES / "__main__.py")
+
+
+def test_the_stand_ins_are_pinned_to_the_pulumi_in_requirements() -> None:
+    pins = dict(
+        line.split("==", 1)
+        for line in (Path(__file__).parent.parent / "requirements.txt").read_text().splitlines()
+        if line.startswith("pulumi==")
+    )
+    assert pins["pulumi"] == harness.PATCHED_PULUMI
+
+
+def test_a_resource_built_inside_an_apply_fails_the_recording() -> None:
+    with pytest.raises(ResourceInApplyError, match=r"'late-settings'.*inside an Output.apply"):
+        record("dev", program=FIXTURES / "in_apply.py")
+    # Why: the preview never runs that apply (the namespace's uid is unknown), so the resource
+    # is simply missing there, which is what the every-phase test of the preview view would catch.
+    preview = record("dev", program=FIXTURES / "in_apply.py", preview=True)
+    assert [r.name for r in preview.resources] == ["apps"]
+
+
+def test_a_preview_answers_as_providers_preview_a_create() -> None:
+    plan = record("dev", program=FIXTURES / "__main__.py", preview=True)
+    assert plan.preview and plan.to_json()["view"] == "preview"
+    claim = plan.named("box-claim")
+    # The API server's uid is computed: unknown; what the program gave (and the auto-name) is known.
+    assert claim.outputs["metadata"]["uid"] == UNKNOWN and claim.outputs["metadata"]["name"] == "data"
+    assert "metadata.uid" in claim.unknown_outputs and not claim.unknown_inputs
+    update = record("dev", program=FIXTURES / "__main__.py")
+    assert {r.urn for r in plan.resources} == {r.urn for r in update.resources}
+    assert not any(r.unknown_outputs for r in update.resources)
+
+
+def test_preview_outputs_follow_the_engine() -> None:
+    from components.engine import WIRE_UNKNOWN
+    from migrate.mocks import preview_outputs
+
+    inputs = {"app": "dashboard", "backup": WIRE_UNKNOWN}
+    computed = {**inputs, "was_running": ["m1"]}
+    # A dynamic provider has no preview: the engine hands back the inputs.
+    assert preview_outputs("pulumi-python:dynamic/fly:FlyFreeze", inputs, computed) == inputs
+    # A provider with preview support: inputs known, computed outputs unknown.
+    assert preview_outputs(
+        "random:index/randomPassword:RandomPassword", {"length": 24}, {"length": 24, "result": "x"}
+    ) == {
+        "length": 24,
+        "result": WIRE_UNKNOWN,
+    }
+    # A provider whose own configuration is unknown answers nothing: every output unknown.
+    assert (
+        preview_outputs(
+            "kubernetes:core/v1:Namespace", {"metadata": {}}, {"metadata": {}}, provider_config_unknown=True
+        )
+        == {}
+    )

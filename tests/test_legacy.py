@@ -155,13 +155,17 @@ env | grep -c '^AWS_SECRET_ACCESS_KEY=' >>"$CALLS.env" || true
 if [ "$1" = run ]; then
   for a in "$@"; do case "$a" in s3://*) echo "$a" >"$TMPDIR/uploaded-to";; esac; done
   src="$(printf '%s\\n' "$@" | sed -n 's#^\\(.*\\):/backup:ro$#\\1#p')"
-  cp "$src/dump" "$TMPDIR/uploaded"
+  case " $* " in
+    *" cp - "*) cat >"$TMPDIR/uploaded" ;;  # streamed on stdin
+    *) cp "$src/dump" "$TMPDIR/uploaded" ;;
+  esac
   exit 0
 fi
 shift 3  # compose exec -T
 svc="$1"; shift
 case "$*" in
   "pg_dump -Fc -U postgres platform") cat {tmp}/pg.dump ;;
+  "psql -X -At -U postgres -d platform -c select pg_database_size(current_database())") echo 8192 ;;
   "pg_restore --list") cat >/dev/null; echo ";toc" ;;
   "redis-cli LASTSAVE") n=$(cat "$TMPDIR/lastsave" 2>/dev/null || echo 100); echo "$n" ;;
   "redis-cli BGSAVE") echo 200 >"$TMPDIR/lastsave"; echo "Background saving started" ;;

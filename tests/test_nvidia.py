@@ -65,6 +65,7 @@ def test_time_slicing_config() -> None:
 
 
 def test_device_plugin_values_run_on_the_nvidia_runtime_and_tolerate_the_gpu_taint() -> None:
+    # What the values say; that the pinned chart reads these keys is tests/test_chart_values.py's check.
     values = nvidia.device_plugin_values(4)
     assert values["runtimeClassName"] == "nvidia"
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in values["tolerations"]

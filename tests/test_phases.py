@@ -104,3 +104,63 @@ def test_typo_in_a_phase_change_is_refused(tmp_path: Path) -> None:
 def test_deep_merge_merges_mappings_and_replaces_the_rest() -> None:
     merged = phases.deep_merge({"a": {"x": 1, "y": [1]}, "b": 1}, {"a": {"y": [2]}, "c": 3})
     assert merged == {"a": {"x": 1, "y": [2]}, "b": 1, "c": 3}
+
+
+# --- thresholds of the cutover gate's checks -------------------------------------------------------
+
+
+def test_the_cutover_phases_gate_on_measurements_with_thresholds_from_their_files() -> None:
+    for phase_id in ("p2b1-cutover-50", "p2b2-cutover-100"):
+        criteria = phases.resolve(phase_id).exit_criteria
+        assert criteria.measurements == ("routes-slo", "load-test")
+        slo, load = criteria.thresholds_for("routes-slo"), criteria.thresholds_for("load-test")
+        assert isinstance(slo, phases.RoutesSloThresholds) and isinstance(load, phases.LoadTestThresholds)
+        assert (slo.max_p95_seconds, slo.max_error_ratio) == (2, 0.01)
+        assert (load.users, load.max_p95_seconds, load.max_error_ratio) == (100, 2, 0.01)
+        assert phases.resolve(phase_id).gated
+    assert not phases.resolve("p2c-optimize").gated
+    # A check that takes thresholds but whose phase states none runs with the defaults.
+    bare = phases.ExitCriteria(checklist=("x",), checks=("load-test",))
+    assert bare.thresholds_for("load-test") == phases.LoadTestThresholds()
+    assert bare.thresholds_for("public-routes-200") is None
+
+
+def test_check_thresholds_cover_every_check_that_takes_them() -> None:
+    fields = {str(info.alias) for info in phases.CheckThresholds.model_fields.values()}
+    assert fields == set(phases.CHECK_THRESHOLDS) <= phases.CHECK_NAMES
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "error"),
+    [
+        ({"load-test": {"userz": 5}}, r"exitCriteria\.thresholds\.load-test\.userz: unknown key"),
+        ({"load-test": {"users": 0}}, r"exitCriteria\.thresholds\.load-test\.users: Input should be greater"),
+        (
+            {"load-test": {"maxRequests": 10**9}},
+            r"exitCriteria\.thresholds\.load-test\.maxRequests: Input should be less",
+        ),
+        (
+            {"load-test": {"paths": ["https://elsewhere.example/"]}},
+            r"exitCriteria\.thresholds\.load-test: paths must be absolute paths",
+        ),
+        ({"routes-slo": {"window": "1 day"}}, r"exitCriteria\.thresholds\.routes-slo\.window: String should match"),
+        (
+            {"routes-slo": {"maxErrorRatio": 5}},
+            r"exitCriteria\.thresholds\.routes-slo\.maxErrorRatio: Input should be less",
+        ),
+        (
+            {"routes-slo": {"maxP95Seconds": "fast"}},
+            r"exitCriteria\.thresholds\.routes-slo\.maxP95Seconds: Input should be a valid",
+        ),
+        ({"routes-sloo": {}}, r"exitCriteria\.thresholds\.routes-sloo: unknown key"),
+        ({"public-routes-200": {}}, r"exitCriteria\.thresholds\.public-routes-200: unknown key"),
+        ({"routes-slo": {}}, r"exitCriteria: thresholds for \['routes-slo'\], which this phase's checks do not name"),
+    ],
+)
+def test_bad_thresholds_are_refused_naming_the_key(tmp_path: Path, thresholds: dict, error: str) -> None:  # type: ignore[type-arg]
+    doc = _phase("p0-a", {}, checks=["load-test"])
+    doc["exitCriteria"]["thresholds"] = thresholds
+    _write(tmp_path, "p0-a", doc)
+    phases.load_phases.cache_clear()
+    with pytest.raises(ConfigError, match=rf"p0-a\.yaml: {error}"):
+        phases.load_phases(tmp_path)

@@ -18,15 +18,16 @@ import pytest
 import yaml
 
 from components import versions
+from components.config import parse
 from components.datastores import RESTORE_LABEL, STORAGE_CLASS
 from components.phases import load_phases, phase_ids
 from components.platform import DATA_NAMESPACE, NAMESPACE
 from components.services import GPU_RESOURCE, GPU_RUNTIME_CLASS, GPU_TOLERATION, SERVICES, USES_LABEL
-from components.traffic import LEGACY_SERVICE, public_routes
-from migrate.harness import SECRET, RecordedPlan, RecordedResource, read_stack_file, stack_file
+from components.traffic import legacy_service, public_routes
+from migrate.harness import SECRET, RecordedPlan, RecordedResource, read_stack_file, record, stack_file
+from migrate.manifests import manifest
 from migrate.plan import diff_plans
 from tests.conftest import STACKS, recorded
-from tests.test_manifests import manifest
 
 CUTOVER = ("p2b-services", "p2b1-cutover-50", "p2b2-cutover-100")
 WORKLOADS = {
@@ -139,9 +140,9 @@ def test_route_weights_follow_the_phase(stack: str, phase: str) -> None:
     assert len(splits) == len(routes) == len(public_routes())
     for _, obj in splits:
         backends = {s["name"]: s["weight"] for s in obj["spec"]["weighted"]["services"]}
-        service = next(r.service for r in public_routes() if obj["metadata"]["name"] == f"{r.host}-split")
+        route = next(r for r in public_routes() if obj["metadata"]["name"] == f"{r.host}-split")
         # At 100 the legacy backend stays, at weight 0: rolling back is a weight change.
-        assert backends == {service: weight, LEGACY_SERVICE: 100 - weight}
+        assert backends == {route.service: weight, legacy_service(route): 100 - weight}
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -162,8 +163,9 @@ def test_every_public_route_is_tls_with_a_certificate_for_its_host(stack: str) -
         match = re.fullmatch(r"Host\(`([^`]+)`\)", route["spec"]["routes"][0]["match"])
         assert match and match.group(1) in cert["spec"]["dnsNames"]
     ((_, config),) = objects(plan, "kubernetes:helm.cattle.io/v1:HelmChartConfig")
-    redirect = yaml.safe_load(config["spec"]["valuesContent"])["ports"]["web"]["redirections"]["entryPoint"]
-    assert redirect["to"] == "websecure" and redirect["scheme"] == "https"
+    # The key chart v39 reads (tests/test_chart_values.py checks it against the chart's schema).
+    web = yaml.safe_load(config["spec"]["valuesContent"])["ports"]["web"]
+    assert web["http"]["redirections"]["entryPoint"] == {"to": "websecure", "scheme": "https", "permanent": True}
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -171,16 +173,25 @@ def test_the_legacy_backend_is_the_compose_host(stack: str) -> None:
     address = read_stack_file(stack_file(stack))["composeHost"]["address"]
     plan = recorded(stack, CUTOVER[0])
     services = {o["metadata"]["name"]: o for _, o in objects(plan, "kubernetes:core/v1:Service")}
-    legacy = services[LEGACY_SERVICE]
-    assert "selector" not in legacy["spec"], "a selector would make Kubernetes manage (and empty) its endpoints"
-    ((_, endpoints),) = objects(plan, "kubernetes:discovery.k8s.io/v1:EndpointSlice")
-    labels = endpoints["metadata"]["labels"]
-    assert labels["kubernetes.io/service-name"] == LEGACY_SERVICE
-    assert labels["endpointslice.kubernetes.io/managed-by"] != "endpointslice-controller.k8s.io"
-    assert endpoints["endpoints"] == [
-        {"addresses": [address], "conditions": {"ready": True, "serving": True, "terminating": False}}
-    ]
-    assert {p["name"] for p in endpoints["ports"]} == {p["name"] for p in legacy["spec"]["ports"]}
+    slices = {
+        o["metadata"]["labels"]["kubernetes.io/service-name"]: o
+        for _, o in objects(plan, "kubernetes:discovery.k8s.io/v1:EndpointSlice")
+    }
+    transports = {o["metadata"]["name"]: o for _, o in objects(plan, "kubernetes:traefik.io/v1alpha1:ServersTransport")}
+    # One legacy Service per hostname: Traefik names a backend after its Service and port, so a shared
+    # one would be one backend for every TraefikService, with one hostname's ServersTransport (SNI).
+    assert sorted(slices) == sorted(legacy_service(r) for r in public_routes())
+    for route in public_routes():
+        legacy, endpoints = services[legacy_service(route)], slices[legacy_service(route)]
+        assert "selector" not in legacy["spec"], "a selector would make Kubernetes manage (and empty) its endpoints"
+        assert endpoints["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"] != (
+            "endpointslice-controller.k8s.io"
+        )
+        assert endpoints["endpoints"] == [
+            {"addresses": [address], "conditions": {"ready": True, "serving": True, "terminating": False}}
+        ]
+        assert {p["name"] for p in endpoints["ports"]} == {p["name"] for p in legacy["spec"]["ports"]}
+        assert transports[legacy_service(route)]["spec"]["serverName"].startswith(f"{route.host}.")
 
 
 # --- stateful data -----------------------------------------------------------------------------
@@ -383,6 +394,35 @@ def test_every_pod_of_the_platform_is_restricted(stack: str) -> None:
 
 
 @pytest.mark.parametrize("stack", STACKS)
+def test_service_images_come_from_the_stacks_registry_and_tag(stack: str) -> None:
+    images = parse(read_stack_file(stack_file(stack))).service_images
+    deployments = {
+        o["metadata"]["name"]: o for _, o in objects(recorded(stack, CUTOVER[0]), "kubernetes:apps/v1:Deployment")
+    }
+    for spec in SERVICES:
+        (container,) = pod_spec(deployments[spec.name])["containers"]
+        if "/" in spec.image:
+            assert container["image"] == spec.image  # a third-party pin from components/versions.py
+        else:
+            assert container["image"] == f"{images.registry}/{spec.image}:{images.tag}"
+    # prod names its registry; dev plans with the placeholder (and a warning).
+    assert images.is_placeholder == (stack == "dev")
+
+
+def test_one_image_tag_can_be_overridden() -> None:
+    raw = read_stack_file(stack_file("prod"))
+    override = {"serviceImages": {**raw["serviceImages"], "tags": {"mcp-github": "2026.09.2"}}}
+    plan = record("prod", phase=CUTOVER[0], overrides=override)
+    found = {
+        o["metadata"]["name"]: pod_spec(o)["containers"][0]["image"]
+        for _, o in objects(plan, "kubernetes:apps/v1:Deployment")
+    }
+    registry = raw["serviceImages"]["registry"]
+    assert found["github"] == f"{registry}/mcp-github:2026.09.2"
+    assert found["business"] == f"{registry}/mcp-business:{versions.PLATFORM_RELEASE}"
+
+
+@pytest.mark.parametrize("stack", STACKS)
 def test_secrets_are_secret_in_the_plan(stack: str) -> None:
     secrets = [r for r in recorded(stack, CUTOVER[0]).resources if r.type == "kubernetes:core/v1:Secret"]
     assert len(secrets) >= 4
@@ -446,36 +486,8 @@ def test_only_the_services_that_need_a_store_can_reach_it(stack: str) -> None:
 
 # --- charts ------------------------------------------------------------------------------------
 
-# Value paths this project relies on, per chart; each exists in the pinned chart's values.yaml
-# (see the comment above each values function in components/charts.py).
-EXPECTED_VALUES: dict[str, tuple[str, ...]] = {
-    "cert-manager": ("crds.enabled", "crds.keep", "prometheus.servicemonitor.enabled"),
-    "kube-prometheus-stack": (
-        "prometheus.prometheusSpec.retention",
-        "prometheus.prometheusSpec.ruleSelectorNilUsesHelmValues",
-        "prometheus.prometheusSpec.serviceMonitorSelectorNilUsesHelmValues",
-        "grafana.admin.existingSecret",
-        "grafana.admin.passwordKey",
-        "grafana.additionalDataSources",
-        "kubeControllerManager.enabled",
-        "kubeScheduler.enabled",
-        "kubeProxy.enabled",
-        "kubeEtcd.enabled",
-    ),
-    "loki": (
-        "deploymentMode",
-        "loki.auth_enabled",
-        "loki.commonConfig.replication_factor",
-        "loki.storage.type",
-        "loki.schemaConfig.configs",
-        "singleBinary.replicas",
-        "backend.replicas",
-        "read.replicas",
-        "write.replicas",
-        "gateway.enabled",
-    ),
-    "alloy": ("alloy.configMap.content", "controller.type"),
-}
+# Whether each value path exists in the pinned chart is tests/test_chart_values.py's business; here,
+# that the releases are pinned and the values say what the platform needs.
 PINS = {
     chart[1]: chart
     for chart in (
@@ -511,14 +523,18 @@ def test_helm_releases_are_pinned_and_get_the_values_we_rely_on(stack: str, phas
     for chart, inputs in releases.items():
         repo, _, version = PINS[chart]
         assert (inputs["repositoryOpts"]["repo"], inputs["version"], inputs["name"]) == (repo, version, chart)
-        for path in EXPECTED_VALUES[chart]:
-            _get(inputs["values"], path)
     if "kube-prometheus-stack" in releases:
         values = releases["kube-prometheus-stack"]["values"]
         assert _get(values, "prometheus.prometheusSpec.ruleSelectorNilUsesHelmValues") is False
         assert _get(values, "grafana.admin.existingSecret") == "grafana-admin"
     if "cert-manager" in releases:
         assert _get(releases["cert-manager"]["values"], "crds.enabled") is True
+    if "loki" in releases:
+        # Loki deletes old logs only through the compactor, with retention switched on.
+        loki = releases["loki"]["values"]["loki"]
+        assert loki["compactor"]["retention_enabled"] is True
+        assert loki["compactor"]["delete_request_store"] == loki["schemaConfig"]["configs"][0]["object_store"]
+        assert loki["limits_config"]["retention_period"] == ("744h" if stack == "prod" else "168h")
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -101,7 +101,7 @@ def test_router_keys_are_secrets_referenced_from_the_pod() -> None:
         ENV_CLOUD_KEY: {"name": "router-keys", "key": "cloud-api-key"},
     }
     plain = {e["name"]: e["value"] for e in c["env"] if "value" in e}
-    assert plain == {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    assert plain == {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "XDG_CACHE_HOME": "/tmp/cache"}
     assert c["image"] == versions.LITELLM_IMAGE
     assert "routerMasterKey" in plan.secret_stack_outputs
     # The offline placeholder of the cloud key never shows up in plain inputs.
@@ -127,6 +127,19 @@ def test_router_runs_non_root_with_probes_and_a_disruption_budget_in_prod() -> N
     assert spec["replicas"] == 2
     assert plan.named("llm-router-pdb").inputs["spec"]["minAvailable"] == 1
     assert plan.named("llm-router-service").inputs["spec"]["type"] == "ClusterIP"
+
+
+def test_router_root_filesystem_is_read_only_with_one_writable_emptydir() -> None:
+    pod = brain("prod").named("llm-router-deployment").inputs["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    writable = [m for m in c["volumeMounts"] if not m.get("readOnly")]
+    # The only writable path is an emptyDir at /tmp, and the image's cache directory is under it.
+    assert [(m["mountPath"], "emptyDir" in volumes[m["name"]]) for m in writable] == [("/tmp", True)]
+    assert volumes["tmp"]["emptyDir"]["sizeLimit"]
+    cache = next(e["value"] for e in c["env"] if e["name"] == "XDG_CACHE_HOME")
+    assert cache.startswith("/tmp/")
 
 
 def test_dev_router_has_one_replica_and_no_disruption_budget() -> None:

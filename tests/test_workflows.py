@@ -12,6 +12,7 @@ import argparse
 import re
 import shlex
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -125,12 +126,14 @@ def test_the_three_workflows_exist_and_parse() -> None:
     for name, doc in docs.items():
         assert doc["on"], f"{name}: no trigger"
         assert doc["jobs"], f"{name}: no jobs"
-        assert doc.get("permissions") == {"contents": "read"}, f"{name}: least privilege token"
+        # The token starts with nothing; each job asks for what it uses.
+        assert doc.get("permissions") == {}, f"{name}: permissions: {{}} at the top, per job below"
         for job_name, job in doc["jobs"].items():
-            if "permissions" in job:
+            if (name, job_name) == ("ci.yml", "preview"):
                 # Only the PR preview writes anything: its comment on the pull request.
-                assert (name, job_name) == ("ci.yml", "preview"), f"{name}: {job_name} widens the token"
                 assert job["permissions"] == {"contents": "read", "pull-requests": "write"}
+            else:
+                assert job.get("permissions") == {"contents": "read"}, f"{name}: {job_name} widens the token"
 
 
 def test_every_run_step_uses_only_what_this_repository_has() -> None:
@@ -146,11 +149,33 @@ def test_every_run_step_uses_only_what_this_repository_has() -> None:
     assert seen >= 6
 
 
-def test_every_action_is_pinned_to_a_major_version_tag() -> None:
+_PINNED = re.compile(r"^\s*(?:-\s+)?uses:\s*([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # (v\d+\.\d+\.\d+)\s*$")
+
+
+def test_every_action_is_pinned_by_commit_sha_with_its_version_in_a_comment() -> None:
+    """`owner/repo@<40-hex sha> # vX.Y.Z`: the form Renovate and Dependabot keep current. One action
+    is pinned to one commit everywhere."""
+    seen: dict[str, tuple[str, str]] = {}
+    count = 0
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        for line in path.read_text().splitlines():
+            if "uses:" not in line:
+                continue
+            m = _PINNED.match(line)
+            assert m, f"{path.name}: {line.strip()!r} is not pinned by commit SHA with a # vX.Y.Z comment"
+            action, sha, version = m.groups()
+            assert seen.setdefault(action, (sha, version)) == (sha, version), f"{action} pinned two ways"
+            count += 1
+    assert count >= 10 and set(seen) == {"actions/checkout", "actions/setup-python", "pulumi/actions"}
+
+
+def test_no_checkout_keeps_the_token_in_the_git_config() -> None:
     for name, doc in _all().items():
-        for job, step in _steps(doc):
-            if "uses" in step:
-                assert re.fullmatch(r"[\w.-]+/[\w.-]+@v\d+", step["uses"]), f"{name} {job}: {step['uses']}"
+        checkouts = _uses(doc, "actions/checkout")
+        assert checkouts, name
+        for job, step in checkouts:
+            # Nothing here pushes; a persisted token would be readable by every later step.
+            assert step.get("with", {}).get("persist-credentials") is False, f"{name} {job}"
 
 
 def test_pulumi_cli_version_matches_the_sdk_pin() -> None:
@@ -236,8 +261,133 @@ def test_drift_refreshes_nightly_and_expects_no_changes() -> None:
     assert step["with"]["refresh"] is True
     assert step["with"]["expect-no-changes"] is True
     job = drift["jobs"]["drift"]
-    assert job["strategy"]["matrix"]["stack"] == ["dev", "prod"]
+    assert [e["stack"] for e in job["strategy"]["matrix"]["include"]] == ["dev", "prod"]
     assert job["concurrency"]["group"] == "pulumi-${{ matrix.stack }}"  # the deploy lock
+
+
+# --- credentials: which job can read which secret ------------------------------------------------
+#
+# Every credential lives in a GitHub environment (docs/state-backends.md): a job reads an
+# environment's secrets only when it names that environment, and there are no repository-level
+# secrets, so the workflow files alone say which job can read which credential. The same secret
+# names hold different values per environment; "a prod credential" is one of a prod environment.
+
+PR_TRIGGERS = {"pull_request", "pull_request_target"}
+ENV_TABLE = re.compile(r"^\|\s*`([\w-]+)`\s*\|\s*(\w+)\s*\|([^|]*)\|([^|]*)\|([^|]*)\|\s*$", re.MULTILINE)
+_SECRET = re.compile(r"\$\{\{[^}]*\bsecrets\.([A-Za-z0-9_]+)")
+
+
+@dataclass(frozen=True)
+class Access:
+    """What one job of one workflow can read."""
+
+    label: str  # workflow/job
+    triggers: frozenset[str]
+    environments: dict[str, set[str]]  # environment -> the stacks the job targets with it
+    secrets: frozenset[str]
+    condition: str
+
+
+def _triggers(doc: dict[str, Any]) -> frozenset[str]:
+    on = doc["on"]
+    return frozenset([on] if isinstance(on, str) else on)
+
+
+def _stacks(job: dict[str, Any], matrix_values: dict[str, Any]) -> set[str]:
+    names = {
+        str(s["with"]["stack-name"])
+        for s in job.get("steps", [])
+        if str(s.get("uses", "")).startswith("pulumi/actions@")
+    }
+    out = set()
+    for n in names:
+        m = re.fullmatch(r"\$\{\{\s*matrix\.(\w+)\s*\}\}", n)
+        if m:
+            value = matrix_values[m.group(1)]
+            out |= set(value) if isinstance(value, list) else {value}
+        else:
+            out.add(n)
+    return out
+
+
+def access() -> list[Access]:
+    out = []
+    for name, doc in _all().items():
+        for job_name, job in doc["jobs"].items():
+            env = job.get("environment")
+            env = env.get("name") if isinstance(env, dict) else env
+            matrix = job.get("strategy", {}).get("matrix", {})
+            environments: dict[str, set[str]] = {}
+            m = re.fullmatch(r"\$\{\{\s*matrix\.(\w+)\s*\}\}", str(env or ""))
+            if m:
+                for entry in matrix["include"]:
+                    environments.setdefault(entry[m.group(1)], set()).update(_stacks(job, entry))
+            elif env:
+                environments[env] = _stacks(job, matrix)
+            secrets = frozenset(_SECRET.findall(yaml.safe_dump(job))) - {"GITHUB_TOKEN"}
+            label = f"{name.removesuffix('.yml')}/{job_name}"
+            out.append(Access(label, _triggers(doc), environments, secrets, str(job.get("if", ""))))
+    return out
+
+
+def documented_environments() -> dict[str, dict[str, Any]]:
+    text = (ROOT / "docs" / "state-backends.md").read_text()
+    return {
+        env: {"stack": stack, "protection": protection, "jobs": set(re.findall(r"`([\w-]+/[\w-]+)`", jobs))}
+        for env, stack, _credentials, protection, jobs in ENV_TABLE.findall(text)
+    }
+
+
+def test_secrets_are_read_only_through_environments() -> None:
+    for name, doc in _all().items():
+        assert not _SECRET.findall(yaml.safe_dump(doc.get("env", {}))), f"{name}: a secret in the workflow-wide env"
+        assert not _triggers(doc) & {"pull_request_target", "workflow_run"}, f"{name}: runs PR code with secrets"
+    readers = [a for a in access() if a.secrets]
+    assert {a.label for a in readers} >= {"ci/preview", "deploy/dev", "deploy/prod", "drift/drift"}
+    for a in readers:
+        assert a.environments, f"{a.label} reads {sorted(a.secrets)} without an environment (repository secrets)"
+
+
+def test_no_job_reachable_from_a_pull_request_can_read_a_prod_credential() -> None:
+    envs = documented_environments()
+    reachable = [a for a in access() if a.triggers & PR_TRIGGERS]
+    assert {a.label for a in reachable} == {"ci/test", "ci/offline", "ci/preview"}
+    for a in reachable:
+        for env, stacks in a.environments.items():
+            assert envs[env]["stack"] == "dev", f"{a.label} runs pull-request code with {env}'s credentials"
+            assert stacks == {"dev"}, f"{a.label} points dev credentials at {stacks}"
+    preview = next(a for a in reachable if a.label == "ci/preview")
+    assert preview.environments == {"dev-preview": {"dev"}} and "PULUMI_ACCESS_TOKEN" in preview.secrets
+
+
+def test_prod_credentials_need_an_approval_or_the_default_branch() -> None:
+    envs = documented_environments()
+    prod = {e for e, d in envs.items() if d["stack"] == "prod"}
+    assert prod == {"production", "prod-drift"}
+    users = [a for a in access() if set(a.environments) & prod]
+    assert {a.label for a in users} == {"deploy/prod", "drift/drift"}
+    for a in users:
+        assert not a.triggers & PR_TRIGGERS, a.label
+        # workflow_dispatch can name any branch: the job itself refuses anything but main, and the
+        # environment's deployment-branch rule says the same on GitHub's side.
+        assert a.condition == "github.ref == 'refs/heads/main'", a.label
+        for env in set(a.environments) & prod:
+            assert "deployment branches: `main`" in envs[env]["protection"], env
+            assert a.environments[env] == {"prod"}, f"{a.label}: {env} used against {a.environments[env]}"
+    # Changing prod needs a reviewer; reading it (drift) needs the default branch.
+    assert "required reviewers" in envs["production"]["protection"]
+    deploy = _load("deploy.yml")["jobs"]["prod"]
+    assert deploy["needs"] == "dev" and deploy["environment"] == "production"
+
+
+def test_the_environment_table_in_the_docs_matches_the_workflows() -> None:
+    documented = documented_environments()
+    found: dict[str, set[str]] = {}
+    for a in access():
+        for env, stacks in a.environments.items():
+            found.setdefault(env, set()).add(a.label)
+            assert stacks == {documented[env]["stack"]}, f"{a.label}: {env} is documented for another stack"
+    assert {e: d["jobs"] for e, d in documented.items()} == found
 
 
 # --- the checker itself -------------------------------------------------------------------------

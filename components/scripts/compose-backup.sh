@@ -18,6 +18,7 @@ die() { log "error: $*"; exit 1; }
 service="" compose_dir="" bucket="" region="" endpoint="" prefix="compose" image=""
 qdrant_url="http://127.0.0.1:6333" redis_service="redis" postgres_service="postgres"
 postgres_user="postgres" postgres_db="platform"
+bgsave_timeout="${BGSAVE_TIMEOUT:-300}"
 while [ "$#" -gt 0 ]; do
   [ "$#" -ge 2 ] || die "flag $1 needs a value"
   case "$1" in
@@ -67,50 +68,82 @@ dump_qdrant() {
   # The snapshot also sits in Qdrant's own storage; remove that copy so the host disk does not fill.
   curl -fsS -X DELETE "$qdrant_url/snapshots/$name?wait=true" >/dev/null || log "qdrant: could not delete snapshot $name on the host (harmless)"
   tar -tf "$dump" >/dev/null || die "qdrant: snapshot $name is not a readable tar archive"
-  ext="snapshot"
 }
 
+redis_cli() { compose exec -T "$redis_service" redis-cli "$@" | tr -d '\r'; }
+persistence() { redis_cli INFO persistence | sed -n "s/^$1://p"; }
+
 dump_redis() {
-  local before after status dir file i
-  before="$(compose exec -T "$redis_service" redis-cli LASTSAVE | tr -d '\r')"
-  log "redis: BGSAVE (last save $before)"
-  compose exec -T "$redis_service" redis-cli BGSAVE >/dev/null
-  after="$before"
-  for i in $(seq 1 150); do
-    after="$(compose exec -T "$redis_service" redis-cli LASTSAVE | tr -d '\r')"
-    [ "$after" != "$before" ] && break
-    sleep 2
+  local deadline reply status dir file
+  deadline=$((SECONDS + bgsave_timeout))
+  # A save that is already running (Redis's own `save` schedule, an AOF rewrite, or a backup
+  # killed midway) began before this backup was asked for: let it end, then take our own.
+  while :; do
+    reply="$(redis_cli BGSAVE 2>&1 || true)"
+    case "$reply" in
+      "Background saving started") break ;;
+      *"already in progress"* | *"Another child process is active"*) ;;
+      *) die "redis: BGSAVE failed: $reply" ;;
+    esac
+    [ "$SECONDS" -lt "$deadline" ] || die "redis: another save kept Redis busy for ${bgsave_timeout}s"
+    sleep 0.2
   done
-  [ "$after" != "$before" ] || die "redis: BGSAVE did not finish within 300s (tried $i times)"
-  status="$(compose exec -T "$redis_service" redis-cli INFO persistence | tr -d '\r' | sed -n 's/^rdb_last_bgsave_status://p')"
-  [ "$status" = "ok" ] || die "redis: last BGSAVE status is '$status'"
-  dir="$(compose exec -T "$redis_service" redis-cli CONFIG GET dir | tr -d '\r' | sed -n 2p)"
-  file="$(compose exec -T "$redis_service" redis-cli CONFIG GET dbfilename | tr -d '\r' | sed -n 2p)"
+  log "redis: BGSAVE started"
+  # BGSAVE forks before it answers, so rdb_bgsave_in_progress stays 1 until this save has ended
+  # (LASTSAVE has 1s resolution: a save ending in the second the last one did looks like none).
+  while [ "$(persistence rdb_bgsave_in_progress)" != 0 ]; do
+    [ "$SECONDS" -lt "$deadline" ] || die "redis: BGSAVE did not finish within ${bgsave_timeout}s"
+    sleep 0.2
+  done
+  status="$(persistence rdb_last_bgsave_status)"
+  [ "$status" = "ok" ] || die "redis: BGSAVE failed (rdb_last_bgsave_status:$status)"
+  dir="$(redis_cli CONFIG GET dir | sed -n 2p)"
+  file="$(redis_cli CONFIG GET dbfilename | sed -n 2p)"
   compose exec -T "$redis_service" cat "$dir/$file" >"$dump"
   [ "$(head -c 5 "$dump")" = "REDIS" ] || die "redis: $dir/$file does not start with the RDB magic"
-  ext="rdb"
+}
+
+endpoint_args=()
+if [ -n "$endpoint" ]; then endpoint_args=(--endpoint-url "$endpoint"); fi
+case "$service" in qdrant) ext=snapshot ;; redis) ext=rdb ;; postgres) ext=dump ;; esac
+key="$prefix/$service/$stamp.$ext"
+
+# upload SOURCE [FLAGS...]: /backup/dump (the dump in $workdir) or - (stdin) to s3://$bucket/$key.
+upload() {
+  local source="$1"
+  shift
+  docker run --rm -i -e AWS_ACCESS_KEY_ID -e AWS_SECRET_ACCESS_KEY -e AWS_DEFAULT_REGION \
+    -v "$workdir:/backup:ro" "$image" \
+    s3 cp "$source" "s3://$bucket/$key" --only-show-errors "$@" "${endpoint_args[@]}"
 }
 
 dump_postgres() {
-  log "postgres: pg_dump -Fc $postgres_db as $postgres_user"
-  compose exec -T "$postgres_service" pg_dump -Fc -U "$postgres_user" "$postgres_db" >"$dump"
+  local estimate size_args=()
+  # The dump goes to the bucket while pg_dump writes it (the migration window is dump + restore,
+  # not dump + upload + restore); tee keeps the copy that is listed and hashed below. A stream
+  # needs its size bound up front past 50 GB: the database's size is one (the dump is compressed).
+  estimate="$(compose exec -T "$postgres_service" psql -X -At -U "$postgres_user" -d "$postgres_db" \
+    -c "select pg_database_size(current_database())" | tr -d '\r')" || estimate=""
+  case "$estimate" in
+    '' | *[!0-9]*) log "postgres: could not read the database's size; streams over 50 GB will fail" ;;
+    *) size_args=(--expected-size "$estimate") ;;
+  esac
+  log "postgres: pg_dump -Fc $postgres_db as $postgres_user, streamed to s3://$bucket/$key"
+  # A failed dump may leave a partial object under this run's key: no record names it, so nothing
+  # restores it, and the bucket's lifecycle expires it.
+  compose exec -T "$postgres_service" pg_dump -Fc -U "$postgres_user" "$postgres_db" | tee "$dump" |
+    upload - "${size_args[@]}" || die "postgres: pg_dump or its upload failed"
   # The archive's table of contents must read back before the dump counts.
   compose exec -T "$postgres_service" pg_restore --list <"$dump" >/dev/null || die "postgres: pg_restore cannot read the dump"
-  ext="dump"
 }
 
-ext=""
 "dump_$service"
 size="$(stat -c %s "$dump")"
 sha="$(sha256sum "$dump" | cut -d' ' -f1)"
 [ "$size" -gt 0 ] || die "$service: the dump is empty"
-key="$prefix/$service/$stamp.$ext"
-
-endpoint_args=()
-if [ -n "$endpoint" ]; then endpoint_args=(--endpoint-url "$endpoint"); fi
-log "$service: uploading $size bytes (sha256 $sha) to s3://$bucket/$key"
-docker run --rm -e AWS_ACCESS_KEY_ID -e AWS_SECRET_ACCESS_KEY -e AWS_DEFAULT_REGION \
-  -v "$workdir:/backup:ro" "$image" \
-  s3 cp /backup/dump "s3://$bucket/$key" --only-show-errors --metadata "sha256=$sha" "${endpoint_args[@]}"
-log "$service: done"
+if [ "$service" != postgres ]; then
+  log "$service: uploading $size bytes (sha256 $sha) to s3://$bucket/$key"
+  upload /backup/dump --metadata "sha256=$sha" </dev/null
+fi
+log "$service: done ($size bytes, sha256 $sha)"
 printf '{"service":"%s","key":"%s","size":%s,"sha256":"%s"}\n' "$service" "$key" "$size" "$sha"

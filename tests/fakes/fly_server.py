@@ -1,8 +1,8 @@
 """A fake Fly.io Machines API: a real HTTP server on 127.0.0.1 (random port) with switchable faults.
 
 It keeps apps, machines, volumes (with file contents), snapshots and IP addresses in memory and
-answers in the shapes of the published spec (`../shared/specs/fly-machines-openapi.yaml`). When the
-spec is present every request it receives is validated with openapi-core, and so is every response
+answers in the shapes of the published spec (`../shared/specs/fly-machines-openapi.yaml`, or `make
+specs`). Every request it receives is validated with openapi-core, and so is every response
 whose status the spec documents for that operation; problems land in `violations` (tests assert it
 is empty). The spec documents no 401/404/412/429/5xx; those answers use the spec's ErrorResponse
 shape and are checked against that schema instead. `/graphql` (IP addresses, which the Machines API
@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.fakes.openapi import OpenApiRequest, OpenApiResponse, describe, load_spec
+from tests.fakes.openapi import OpenApiRequest, OpenApiResponse, describe, load_spec, spec_file
 
-SPEC_PATH = Path(__file__).resolve().parents[3] / "shared" / "specs" / "fly-machines-openapi.yaml"
+SPEC_NAME = "fly-machines-openapi.yaml"  # in ../shared/specs, or `make specs`'s cache (tools/specs.py)
 PREFIX = "/v1"
 SPEC_HOST = "https://api.machines.dev"  # the spec's server is https://api.machines.dev/v1
 EXPORT_MARKER = b"#FLY-EXPORT-OK"
@@ -70,7 +70,7 @@ def _tar_gz(files: dict[str, bytes]) -> bytes:
 class FakeFly:
     """The fake API. Use `with fake_fly() as fake:`; `fake.api_url` / `fake.graphql_url` for the client."""
 
-    def __init__(self, token: str = "fake-fly-token", spec_path: Path | None = SPEC_PATH) -> None:
+    def __init__(self, token: str = "fake-fly-token", spec_path: Path | None = None) -> None:
         self.token = token
         self.faults = Faults()
         self.stop_polls = 1
@@ -85,7 +85,8 @@ class FakeFly:
         self._polls: dict[str, int] = {}
         self._seq = 0
         self._lock = threading.RLock()
-        self._spec = load_spec(str(spec_path)) if spec_path is not None and spec_path.is_file() else None
+        # Always validating: a missing spec fails here with the command that fetches it.
+        self._spec: tuple[Any, dict[str, Any]] | None = load_spec(str(spec_path or spec_file(SPEC_NAME)))
         self.validating = self._spec is not None
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True

@@ -1,7 +1,7 @@
 """A fake Lambda Cloud API: a real HTTP server on 127.0.0.1 (random port) with switchable faults.
 
 It keeps instances, SSH keys and firewall rulesets in memory and answers in the shapes of the
-published spec (`../shared/specs/lambda-cloud-openapi-1.8.3.json`). When the spec is present, every
+published spec (`../shared/specs/lambda-cloud-openapi-1.8.3.json`, or `make specs`). Every
 request it receives and every response it sends is validated with openapi-core; problems are
 collected in `violations` (tests assert the list is empty). Statuses the spec does not document for
 an operation (429, 5xx faults) are checked against the error envelope the spec's introduction
@@ -26,9 +26,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from components.catalog import LAMBDA_INSTANCE_TYPES, LAMBDA_REGIONS
-from tests.fakes.openapi import OpenApiRequest, OpenApiResponse, describe, load_spec
+from tests.fakes.openapi import OpenApiRequest, OpenApiResponse, describe, load_spec, spec_file
 
-SPEC_PATH = Path(__file__).resolve().parents[3] / "shared" / "specs" / "lambda-cloud-openapi-1.8.3.json"
+SPEC_NAME = "lambda-cloud-openapi-1.8.3.json"  # in ../shared/specs, or `make specs`'s cache (tools/specs.py)
 PREFIX = "/api/v1"
 SPEC_HOST = "https://cloud.lambda.ai"  # the spec's server; validation pretends requests went there
 
@@ -58,7 +58,7 @@ class Recorded:
 class FakeLambda:
     """The fake API. Use `with fake_lambda() as fake:`; `fake.base_url` is what the client needs."""
 
-    def __init__(self, api_key: str = "fake-lambda-key", spec_path: Path | None = SPEC_PATH) -> None:
+    def __init__(self, api_key: str = "fake-lambda-key", spec_path: Path | None = None) -> None:
         self.api_key = api_key
         self.faults = Faults()
         self.boot_polls = 1
@@ -72,7 +72,8 @@ class FakeLambda:
         self._polls: dict[str, int] = {}
         self._lock = threading.RLock()
         self._ip = 20
-        self._spec = load_spec(str(spec_path)) if spec_path is not None and spec_path.is_file() else None
+        # Always validating: a missing spec fails here with the command that fetches it.
+        self._spec: tuple[Any, dict[str, Any]] | None = load_spec(str(spec_path or spec_file(SPEC_NAME)))
         self.validating = self._spec is not None
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
@@ -412,7 +413,7 @@ class FakeLambda:
 
 
 @contextmanager
-def fake_lambda(api_key: str = "fake-lambda-key", spec_path: Path | None = SPEC_PATH) -> Iterator[FakeLambda]:
+def fake_lambda(api_key: str = "fake-lambda-key", spec_path: Path | None = None) -> Iterator[FakeLambda]:
     fake = FakeLambda(api_key=api_key, spec_path=spec_path).start()
     try:
         yield fake
@@ -430,6 +431,15 @@ class FakeClock:
 
     def monotonic(self) -> float:
         return self.now
+
+    # A provider carrying this clock is pickled into the provider host (tests/provider_host.py):
+    # the lock is not state, so it is left out and made anew there.
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def sleep(self, seconds: float) -> None:
         with self._lock:

@@ -13,6 +13,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+from tools.specs import spec_file
+
+__all__ = ["OpenApiRequest", "OpenApiResponse", "describe", "load_spec", "spec_file"]
+
 
 @functools.lru_cache(maxsize=4)
 def load_spec(path: str) -> tuple[Any, dict[str, Any]]:

@@ -26,7 +26,7 @@ import requests
 import yaml
 
 from benchmarks import llama_bench as bench
-from components.phases import load_phases
+from components.phases import RouterLocalShareThresholds, load_phases
 from components.router import CLOUD_GROUP, ENV_CLOUD_KEY, ENV_LOCAL_KEY, ENV_MASTER_KEY
 from migrate import checks
 from tests.fakes.llama_recording import brain
@@ -111,32 +111,38 @@ def brain_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Brain]:
         host.stop()
 
 
-def _p3_targets() -> dict[str, dict[str, float]]:
+def _p3_thresholds(**given: Any) -> dict[str, Any]:
+    """The thresholds p3's checks run with (its phase file's), `given` replacing some of them."""
     (p3,) = [p for p in load_phases() if p.id == "p3-local-brain"]
-    return {name: dict(v) for name, v in p3.exit_criteria.targets.items()}
+    return {name: p3.exit_criteria.thresholds_for(name) for name in p3.exit_criteria.measurements} | given
 
 
-def _outputs(b: Brain, **targets: dict[str, float]) -> dict[str, Any]:
+def _outputs(b: Brain) -> dict[str, Any]:
     return {
         "llamaCluster": {"url": b.llama_url},
         "llamaClusterApiKey": LLAMA_KEY,
         "router": {"url": b.router_url, "aliases": ["local", "local-private"]},
         "routerMasterKey": MASTER_KEY,
-        checks.OUT_EXIT_TARGETS: {**_p3_targets(), **targets},
     }
 
 
-def _check(name: str, outputs: dict[str, Any], traffic: int = 0, url: str = "") -> checks.CheckResult:
-    """Run check `name`; its window (the context's sleep) is `traffic` requests to `local`."""
+def _check(
+    name: str, outputs: dict[str, Any], traffic: int = 0, url: str = "", **thresholds: Any
+) -> checks.CheckResult:
+    """Run check `name` with p3's thresholds (some replaced); its window (the context's sleep) is
+    `traffic` requests to `local`."""
 
     def window(_: float) -> None:
         for _ in range(traffic):
             _ask(url, "local", stream=True)
 
-    return checks.run_check(name, checks.CheckContext(outputs=outputs, timeout=120, poll_interval=1, sleep=window))
+    ctx = checks.CheckContext(
+        outputs=outputs, timeout=120, poll_interval=1, sleep=window, thresholds=_p3_thresholds(**thresholds)
+    )
+    return checks.run_check(name, ctx)
 
 
-SHARE_IN_A_WINDOW = {"router-local-share": {"minShare": 0.9, "windowSeconds": 1, "minRequests": 5}}
+SHARE_IN_A_WINDOW = {"router-local-share": RouterLocalShareThresholds(min_share=0.9, window_seconds=1, min_requests=5)}
 
 
 def test_litellm_knows_every_key_of_the_rendered_config(brain_up: Brain, tmp_path: Path) -> None:
@@ -194,8 +200,8 @@ def test_the_benchmark_through_the_router_is_all_local_and_measures_the_overhead
 
 
 def test_the_p3_checks_pass_with_the_local_server_up(brain_up: Brain) -> None:
-    outputs = _outputs(brain_up, **SHARE_IN_A_WINDOW)
-    share = _check("router-local-share", outputs, traffic=6, url=brain_up.router_url)
+    outputs = _outputs(brain_up)
+    share = _check("router-local-share", outputs, traffic=6, url=brain_up.router_url, **SHARE_IN_A_WINDOW)
     assert share.ok, share.line
     assert share.detail.startswith("100% of 6 request(s) in the last 1s"), share.line
     bench_check = _check("llama-bench-targets", outputs)
@@ -248,10 +254,8 @@ def test_with_llama_server_stopped_local_falls_back_and_local_private_does_not(
     )
     assert after.get("local", 0) == before.get("local", 0)
     assert after[CLOUD_GROUP] - before.get(CLOUD_GROUP, 0) == 6  # 2 asked + 4 benchmarked
-    share = _check(
-        "router-local-share",
-        _outputs(brain_up, **{"router-local-share": {"minShare": 0.9, "windowSeconds": 0, "minRequests": 5}}),
-    )
+    since_start = RouterLocalShareThresholds(min_share=0.9, window_seconds=0, min_requests=5)
+    share = _check("router-local-share", _outputs(brain_up), **{"router-local-share": since_start})
     assert not share.ok and "target is at least 90%" in share.detail, share.line
     down = _check("llama-bench-targets", _outputs(brain_up))
     assert not down.ok and "failed requests" in down.detail, down.line

@@ -1,0 +1,152 @@
+"""The independent scanners, run for real: zizmor on the workflows, checkov on every phase's objects.
+
+The tools come from the scanners' venv (`make tools-scan`, which `make test` runs first); a missing
+tool fails here with that command. actionlint is not among them: its package downloads the
+upstream binary from GitHub at install time, so the ci workflow runs it (`make actionlint`).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from components.errors import ConfigError
+from components.phases import phase_ids
+from migrate import scan
+from migrate.harness import RecordedPlan
+from migrate.manifests import write_manifests
+from migrate.scan import Finding, Suppression, load_suppressions, triage
+from tests.conftest import ROOT, STACKS, recorded
+
+
+def _plans() -> list[RecordedPlan]:
+    out = []
+    for stack in STACKS:
+        for phase in phase_ids():
+            try:
+                out.append(recorded(stack, phase))
+            except ConfigError:
+                continue  # a gated irreversible phase refuses to plan (tests/test_phase_safety.py)
+    return out
+
+
+# --- zizmor ----------------------------------------------------------------------------------------
+
+
+def test_zizmor_finds_nothing_in_the_workflows() -> None:
+    findings = scan.run_zizmor()
+    assert findings == [], "\n".join(scan.zizmor_line(f) for f in findings)
+
+
+def test_zizmor_would_catch_a_tag_pinned_action_and_leaked_credentials(tmp_path: Path) -> None:
+    bad = tmp_path / ".github" / "workflows" / "bad.yml"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(
+        "on: pull_request_target\n"
+        "permissions: {}\n"
+        "jobs:\n"
+        "  preview:\n"
+        "    runs-on: ubuntu-24.04\n"
+        "    steps:\n"
+        "      - uses: actions/checkout@v7\n"
+        "        with: {ref: '${{ github.event.pull_request.head.sha }}'}\n"
+        "      - run: make plan\n"
+        "        env: {TOKEN: '${{ secrets.PULUMI_ACCESS_TOKEN }}'}\n"
+    )
+    idents = {f["ident"] for f in scan.run_zizmor([bad.parent])}
+    assert {"unpinned-uses", "dangerous-triggers"} <= idents
+
+
+# --- checkov -----------------------------------------------------------------------------------------
+
+
+def test_every_checkov_finding_on_every_phase_is_a_reviewed_suppression(tmp_path: Path) -> None:
+    files = write_manifests(_plans(), tmp_path)
+    assert len(files) > 100
+    findings = scan.run_checkov(tmp_path)
+    unsuppressed, stale = triage(findings, load_suppressions())
+    assert not unsuppressed, "checkov findings not in security/checkov-suppressions.yaml:\n" + "\n".join(
+        f"  {f.check} {f.resource}: {f.title} ({f.file})" for f in unsuppressed
+    )
+    assert not stale, f"suppressions that match no finding any more (remove them): {stale}"
+    # It did scan: the deliberate findings are there, and the router's root filesystem is read-only.
+    checks = {(f.check, f.resource) for f in findings}
+    assert ("CKV_K8S_35", "Deployment.llm.router") in checks
+    assert not [c for c in checks if c[0] == "CKV_K8S_22"], "a container with a writable root filesystem"
+    assert ("CKV_K8S_43", "Deployment.llm.llama") not in checks  # pinned by digest
+
+
+# --- the suppression file and triage (pure) -----------------------------------------------------------
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("suppressions: {}\n", "top-level `suppressions:` list"),
+        ("suppressions:\n  - {check: CKV_K8S_11, reason: because it is fine here really}\n", "exactly"),
+        (
+            "suppressions:\n  - {check: CKV_K8S_11, resources: [], reason: because it is fine here really}\n",
+            "never suppressed for everything",
+        ),
+        (
+            "suppressions:\n  - {check: CKV_K8S_11, resources: ['Deployment.*.*'], reason: because it is fine here}\n",
+            "is not one object's",
+        ),
+        ("suppressions:\n  - {check: CKV_K8S_11, resources: [Deployment.a.b], reason: ok}\n", "must say why"),
+        (
+            "suppressions:\n"
+            "  - {check: CKV_K8S_11, resources: [Deployment.a.b], reason: one two three four five}\n"
+            "  - {check: CKV_K8S_11, resources: [Deployment.a.b], reason: one two three four five}\n",
+            "suppressed twice",
+        ),
+    ],
+)
+def test_a_malformed_suppression_file_is_refused_by_entry(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_suppressions(_write(tmp_path, text))
+
+
+def test_the_committed_suppressions_are_per_object_and_reasoned() -> None:
+    entries = load_suppressions()
+    assert entries and all(s.resources for s in entries)
+
+
+def test_triage_reports_the_unsuppressed_and_the_stale() -> None:
+    findings = [
+        Finding("CKV_K8S_11", "Deployment.llm.llama", "CPU limits", "/a.yaml"),
+        Finding("CKV_K8S_11", "Deployment.llm.other", "CPU limits", "/b.yaml"),
+    ]
+    suppressions = [Suppression("CKV_K8S_11", ("Deployment.llm.llama", "Deployment.llm.gone"), "why " * 5)]
+    unsuppressed, stale = triage(findings, suppressions)
+    assert [f.resource for f in unsuppressed] == ["Deployment.llm.other"]
+    assert stale == ["CKV_K8S_11 Deployment.llm.gone"]
+
+
+# --- where the tools live ----------------------------------------------------------------------------
+
+
+def test_a_missing_tool_names_the_command_that_installs_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    with pytest.raises(scan.MissingToolError, match="run `make tools-scan`"):
+        scan.tool("checkov")
+    with pytest.raises(scan.MissingToolError, match="run `make actionlint`"):
+        scan.tool("actionlint")
+
+
+def test_the_makefile_builds_the_venv_where_the_scanner_looks() -> None:
+    out = subprocess.run(
+        ["make", "-s", "--no-print-directory", "--eval", "print-scanners:\n\t@echo $(SCANNERS)", "print-scanners"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert Path(out.stdout.strip()) == scan.tools_dir()
