@@ -80,11 +80,11 @@ pytest: venv tools-traffic tools-validators tools-scan tools-datastores llm-tool
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 # The real llama-server (built from source) and LiteLLM proxy that tests/real runs, cached per version
-# under $(CACHE_DIR). First the Debian tools the build needs, then both jobs in the background, so lint
-# and the fast tests run meanwhile; the real-server tests wait for them (tests/real/tools.py). A no-op
-# once cached.
+# under $(CACHE_DIR). First the Debian tools they need (the build's, and unshare for the router's
+# read-only root), then both jobs in the background, so lint and the fast tests run meanwhile; the
+# real-server tests wait for them (tests/real/tools.py). A no-op once cached.
 tools-llm:
-	@$(call apt-missing,curl:curl cmake:cmake g++:g++ ccache:ccache flock:util-linux)
+	@$(call apt-missing,curl:curl cmake:cmake g++:g++ ccache:ccache flock:util-linux unshare:util-linux mount:mount)
 
 llm-tools-start: venv tools-llm
 	@PYTHON=$(abspath $(BIN)/python) scripts/background.sh llama-server scripts/build-llama-server.sh

@@ -32,7 +32,7 @@ from migrate import checks
 from tests.fakes.llama_recording import brain
 from tests.fakes.llama_server import FakeLlamaServer
 from tests.real import serving
-from tests.real.tools import ROOT, Process, free_port, litellm_python, llama_server_binary
+from tests.real.tools import ROOT, Process, free_port, litellm_python, llama_server_binary, read_only_root
 
 pytestmark = [pytest.mark.network, pytest.mark.xdist_group("llm-real")]
 LLAMA_KEY = "test-llama-key-0123456789"
@@ -41,6 +41,7 @@ CLOUD_KEY = "test-cloud-key"
 # A request that is not slowed by anything: the stall this guards against (LiteLLM downloading a
 # Hugging Face tokenizer without egress) took ~23 s per streamed or failed request.
 QUICK_S = 5.0
+CONFIG_AT = "/mnt"  # where the config is mounted read-only in the router's mount namespace
 
 
 @dataclass
@@ -87,16 +88,24 @@ def brain_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Brain]:
         for entry in config["model_list"]:
             if entry["model_name"] != CLOUD_GROUP:
                 entry["litellm_params"]["api_base"] = f"{llama_url}/v1"
-        run_config = tmp / "config.yaml"
-        run_config.write_text(yaml.safe_dump(config, sort_keys=False))
+        # The pod's filesystem: a read-only root, the config read-only at CONFIG_AT, /tmp its emptyDir.
+        etc, scratch = tmp / "pod-etc", tmp / "pod-tmp"
+        (etc / "app").mkdir(parents=True)
+        scratch.mkdir()
+        (etc / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         (container,) = plan.named("llm-router-deployment").inputs["spec"]["template"]["spec"]["containers"]
-        args = [str(run_config) if a.endswith("config.yaml") else a for a in container["args"]]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        args = [f"{CONFIG_AT}/config.yaml" if a.endswith("config.yaml") else a for a in container["args"]]
         port = free_port()
         args[args.index("--port") + 1] = str(port)
         secrets = {ENV_MASTER_KEY: MASTER_KEY, ENV_LOCAL_KEY: LLAMA_KEY, ENV_CLOUD_KEY: CLOUD_KEY}
         env = {e["name"]: e["value"] if "value" in e else secrets[e["name"]] for e in container["env"]}
-        env |= {"OPENAI_API_BASE": f"{cloud.url}/v1", "PATH": os.environ["PATH"], "HOME": str(tmp)}
-        router = Process([str(python.parent / "litellm"), *args, "--host", "127.0.0.1"], env, tmp / "litellm.log")
+        # HOME: the image's (/app), on its read-only root.
+        env |= {"OPENAI_API_BASE": f"{cloud.url}/v1", "PATH": os.environ["PATH"], "HOME": f"{CONFIG_AT}/app"}
+        argv = [str(python.parent / "litellm"), *args, "--host", "127.0.0.1"]
+        router = Process(
+            read_only_root(argv, scratch=scratch, config_dir=etc, config_at=CONFIG_AT), env, tmp / "litellm.log"
+        )
         router_url = f"http://127.0.0.1:{port}"
         # The probes the Deployment declares: startup and liveness, then readiness.
         for probe in ("startupProbe", "readinessProbe"):
@@ -143,6 +152,13 @@ def _check(
 
 
 SHARE_IN_A_WINDOW = {"router-local-share": RouterLocalShareThresholds(min_share=0.9, window_seconds=1, min_requests=5)}
+
+
+def test_the_router_runs_on_a_read_only_root(brain_up: Brain) -> None:
+    # Anything LiteLLM writes outside /tmp (the pod's emptyDir) would fail here as it does in the pod.
+    _ask(brain_up.router_url, "local", stream=True)
+    assert brain_up.router.running()
+    assert "Read-only file system" not in brain_up.router.output(), brain_up.router.output()[-3000:]
 
 
 def test_litellm_knows_every_key_of_the_rendered_config(brain_up: Brain, tmp_path: Path) -> None:

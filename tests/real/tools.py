@@ -78,6 +78,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def read_only_root(argv: Sequence[str], *, scratch: Path, config_dir: Path, config_at: str = "/mnt") -> list[str]:
+    """`argv` as a container with `readOnlyRootFilesystem` runs it: in a private mount namespace whose
+    root is read-only, `scratch` the one writable /tmp (the emptyDir) and `config_dir` read-only at
+    `config_at` (the ConfigMap). unshare and mount are util-linux's; `make test` runs as root, which
+    a mount namespace needs."""
+    script = (
+        'set -e; mount --bind "$1" "$3"; mount -o remount,bind,ro "$3"; '
+        'mount --bind "$2" /tmp; mount -o remount,bind,ro /; shift 3; exec "$@"'
+    )
+    return [
+        *("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"),
+        *(str(config_dir), str(scratch), config_at, *argv),
+    ]
+
+
 class Process:
     """A server process with its output in a log file; `stop()` ends it and its children."""
 
