@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 STACK  ?= dev
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv plan test lint typecheck pytest check diff-all clean tools-traffic upstream specs tools-validators tools-scan scan actionlint digests tools-datastores
+.PHONY: venv plan test lint typecheck pytest check diff-all clean tools-traffic upstream specs tools-validators tools-scan scan actionlint digests tools-datastores tools-llm llm-tools-start llama-server litellm
 
 $(STAMP): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,16 @@ $(STAMP): requirements.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
 venv: $(STAMP)
+
+# Debian packages for the binaries the tests run, installed only when a binary is missing (a fresh
+# machine may have no package lists yet, hence the update): $(call apt-missing,binary:package ...).
+apt-missing = missing=""; \
+	for pair in $(1); do command -v "$${pair%%:*}" >/dev/null || missing="$$missing $${pair\#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing from the Debian archive"; \
+	  apt-get -o DPkg::Lock::Timeout=600 update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $$missing; \
+	fi
 
 # The scanners (zizmor, checkov) in their own venv: checkov's dependencies clash with
 # requirements.txt. Cached outside the work tree, keyed by the pins in security/scanners.txt
@@ -43,19 +53,14 @@ $(DATASTORE_STAMP): tests/realdb/requirements.txt
 	@rm -f $(DATASTORE_TOOLS)/.installed-* && touch $@
 
 tools-datastores: $(DATASTORE_STAMP)
-	@missing=""; \
-	command -v redis-cli >/dev/null || missing="$$missing redis-tools"; \
-	command -v curl >/dev/null || missing="$$missing curl"; \
-	if [ -n "$$missing" ]; then \
-	  apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends $$missing; \
-	fi
+	@$(call apt-missing,redis-cli:redis-tools curl:curl)
 
 ## The dev stack's plan at its configured phase (STACK=prod for prod).
 plan: venv
 	$(BIN)/python -m migrate plan --stack $(STACK)
 
 ## Lint, type-check and run every test.
-test: lint typecheck pytest
+test: llm-tools-start lint typecheck pytest
 
 lint: venv
 	$(BIN)/ruff check .
@@ -66,14 +71,30 @@ typecheck: venv
 
 ## Prometheus (Debian's package, 2.42 in bookworm) for the cutover gate's tests; apt only when missing.
 tools-traffic:
-	@command -v prometheus >/dev/null || { \
-	  apt-get -o DPkg::Lock::Timeout=600 update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends prometheus; }
+	@$(call apt-missing,prometheus:prometheus)
 
 # pytest exits 5 when it collects no test; make treats that as a failure, as CI must.
-# loadgroup: tests marked xdist_group share one worker (and so one set of servers it starts).
-pytest: venv tools-traffic tools-validators tools-scan tools-datastores
+# loadgroup: tests marked xdist_group share one worker (and so one set of servers it starts); the
+# real LLM tests (xdist_group "llm-real") run in order on one worker, as they stop llama-server half-way.
+pytest: venv tools-traffic tools-validators tools-scan tools-datastores llm-tools-start
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+
+# The real llama-server (built from source) and LiteLLM proxy that tests/real runs, cached per version
+# under $(CACHE_DIR). First the Debian tools they need (the build's, and unshare for the router's
+# read-only root), then both jobs in the background, so lint and the fast tests run meanwhile; the
+# real-server tests wait for them (tests/real/tools.py). A no-op once cached.
+tools-llm:
+	@$(call apt-missing,curl:curl cmake:cmake g++:g++ ccache:ccache flock:util-linux unshare:util-linux mount:mount)
+
+llm-tools-start: venv tools-llm
+	@PYTHON=$(abspath $(BIN)/python) scripts/background.sh llama-server scripts/build-llama-server.sh
+	@PYTHON=$(PYTHON) scripts/background.sh litellm scripts/litellm-venv.sh
+
+## The real llama-server and LiteLLM proxy in the foreground.
+llama-server: venv tools-llm
+	PYTHON=$(abspath $(BIN)/python) scripts/build-llama-server.sh
+litellm:
+	PYTHON=$(PYTHON) scripts/litellm-venv.sh
 
 ## The offline policy check on every phase of both stacks.
 check: venv
@@ -120,14 +141,7 @@ specs: venv
 # Real validators the tests run: `cloud-init schema` (Debian's cloud-init) and `promtool`
 # (Debian's prometheus package, 2.42 on bookworm). Installed only when missing.
 tools-validators:
-	@missing=""; \
-	command -v cloud-init >/dev/null || missing="$$missing cloud-init"; \
-	command -v promtool >/dev/null || missing="$$missing prometheus"; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing$$missing from the Debian archive"; \
-	  apt-get -o DPkg::Lock::Timeout=600 update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $$missing; \
-	fi
+	@$(call apt-missing,cloud-init:cloud-init promtool:prometheus)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -11,11 +11,22 @@ PASS/FAIL table against the targets:
     time to first token         p95 <= --ttft-target s          (default 1.0)
     answer of --max-tokens      p95 <= --latency-target s       (default 5.0, for 100 tokens)
     decode tokens/s per request p50 >= --tps-target             (default 40; 60 once tuned)
-    served locally (router)     share >= --local-share-target  (default 0.9; needs --cloud-model)
+    served locally (router)     share >= --local-share-target  (default 0.9; needs --router-config)
     failed requests             0
 
-Only the standard library: it runs on any machine that reaches the server. Exit code 0, or 1 with
---strict when a target is missed; 2 for bad arguments or a server that cannot be reached at all.
+"Served locally" is what the router says, not what the client asked for: the LiteLLM proxy names
+the model group that answered in the `x-litellm-model-group` response header (the fallback group
+when it fell back), and an answer counts as local when that group is one of the local groups of
+the rendered router config (`--router-config`, the router-config ConfigMap's config.yaml): every
+group that is not a fallback target. An answer without the header is not counted as local.
+
+With `--direct-url` it also sends the same requests straight to llama-server and reports what the
+router adds: p50/p95 of the extra time per request (pairs sent one after the other, so both see
+the same load) and the ratio of aggregate tokens/s through the router to direct.
+
+Only the standard library (PyYAML, if installed, for a YAML --router-config; JSON always works):
+it runs on any machine that reaches the server. Exit code 0, or 1 with --strict when a target is
+missed; 2 for bad arguments or a server that cannot be reached at all.
 """
 
 from __future__ import annotations
@@ -25,12 +36,18 @@ import http.client
 import json
 import math
 import os
+import ssl
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
+
+# The response header in which the LiteLLM proxy names the model group that served the request.
+GROUP_HEADER = "x-litellm-model-group"
 
 DEFAULT_PROMPT = (
     "Write a detailed, step by step explanation of how a hash table handles collisions. "
@@ -45,6 +62,7 @@ class Result:
     total: float = math.nan  # seconds from sending to the end of the stream
     tokens: int = 0
     model: str = ""
+    group: str = ""  # the router's x-litellm-model-group header; "" when absent (llama-server direct)
     error: str = ""
 
     @property
@@ -84,10 +102,23 @@ def percentile(values: Sequence[float], q: float) -> float:
     return clean[rank - 1]
 
 
-def stream_once(url: str, api_key: str, *, model: str, prompt: str, max_tokens: int, timeout: float) -> Result:
+@dataclass(frozen=True)
+class Endpoint:
+    """Where requests go: a base URL, its bearer key, and what a non-default route needs."""
+
+    url: str
+    api_key: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)  # e.g. X-Api-Key through a proxy
+    ssl_context: ssl.SSLContext | None = None  # e.g. a Kubernetes API server's CA and client cert
+
+
+def stream_once(
+    url: str | Endpoint, api_key: str = "", *, model: str, prompt: str, max_tokens: int, timeout: float
+) -> Result:
     """One streaming chat completion, timed. Never raises: failures come back as Result(ok=False)."""
+    endpoint = url if isinstance(url, Endpoint) else Endpoint(url, api_key)
+    url, api_key = endpoint.url, endpoint.api_key
     parts = urlsplit(url)
-    conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     base = parts.path.rstrip("/")
     path = f"{base}/chat/completions" if base.endswith("/v1") else f"{base}/v1/chat/completions"
     body = json.dumps(
@@ -100,10 +131,16 @@ def stream_once(url: str, api_key: str, *, model: str, prompt: str, max_tokens: 
             "temperature": 0,
         }
     )
-    headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+    headers = {"Content-Type": "application/json", "Accept": "text/event-stream", **endpoint.headers}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
-    conn = conn_cls(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
+    conn: http.client.HTTPConnection
+    if parts.scheme == "https":
+        conn = http.client.HTTPSConnection(
+            parts.hostname or "127.0.0.1", parts.port, timeout=timeout, context=endpoint.ssl_context
+        )
+    else:
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
     start = time.perf_counter()
     result = Result(ok=False)
     counted = 0
@@ -111,6 +148,7 @@ def stream_once(url: str, api_key: str, *, model: str, prompt: str, max_tokens: 
     try:
         conn.request("POST", path, body=body, headers=headers)
         resp = conn.getresponse()
+        result.group = resp.getheader(GROUP_HEADER) or ""
         if resp.status != 200:
             detail = resp.read(300).decode("utf-8", "replace").strip()
             result.error = f"HTTP {resp.status}: {detail}"
@@ -155,8 +193,8 @@ def stream_once(url: str, api_key: str, *, model: str, prompt: str, max_tokens: 
 
 
 def run(
-    url: str,
-    api_key: str,
+    url: str | Endpoint,
+    api_key: str = "",
     *,
     model: str,
     prompt: str,
@@ -166,6 +204,7 @@ def run(
     timeout: float,
 ) -> tuple[list[Result], float]:
     """`requests` completions spread over `clients` threads; returns the results and the wall time."""
+    endpoint = url if isinstance(url, Endpoint) else Endpoint(url, api_key)
     results: list[Result] = []
     lock = threading.Lock()
     remaining = [requests]
@@ -176,7 +215,7 @@ def run(
                 if remaining[0] <= 0:
                     return
                 remaining[0] -= 1
-            r = stream_once(url, api_key, model=model, prompt=prompt, max_tokens=max_tokens, timeout=timeout)
+            r = stream_once(endpoint, model=model, prompt=prompt, max_tokens=max_tokens, timeout=timeout)
             with lock:
                 results.append(r)
 
@@ -189,7 +228,117 @@ def run(
     return results, time.perf_counter() - start
 
 
-def evaluate(results: list[Result], wall: float, args: argparse.Namespace) -> Report:
+@dataclass
+class Overhead:
+    """What the router adds to the same requests sent straight to llama-server."""
+
+    added: list[float]  # per pair: router total - direct total (seconds)
+    added_ttft: list[float]  # per pair: router TTFT - direct TTFT
+    direct_tps: float  # aggregate tokens/s, `clients` in parallel, straight to llama-server
+    router_tps: float  # the same through the router
+    failed: int = 0
+
+    @property
+    def throughput_ratio(self) -> float:
+        return self.router_tps / self.direct_tps if self.direct_tps > 0 else math.nan
+
+
+def aggregate_tps(results: Sequence[Result], wall: float) -> float:
+    return sum(r.tokens for r in results if r.ok) / wall if wall > 0 else math.nan
+
+
+def measure_overhead(
+    direct: Endpoint,
+    router: Endpoint,
+    *,
+    model: str,
+    prompt: str,
+    max_tokens: int,
+    clients: int,
+    requests: int,
+    timeout: float,
+) -> Overhead:
+    """`requests` pairs, one after the other (direct, then the router), for the added latency;
+    then `requests` through each with `clients` in parallel for the throughput ratio."""
+    added: list[float] = []
+    added_ttft: list[float] = []
+    failed = 0
+    for _ in range(requests):
+        a = stream_once(direct, model=model, prompt=prompt, max_tokens=max_tokens, timeout=timeout)
+        b = stream_once(router, model=model, prompt=prompt, max_tokens=max_tokens, timeout=timeout)
+        if a.ok and b.ok and a.tokens == b.tokens:
+            added.append(b.total - a.total)
+            added_ttft.append(b.ttft - a.ttft)
+        else:
+            failed += 1
+    rates = []
+    for endpoint in (direct, router):
+        results, wall = run(
+            endpoint,
+            model=model,
+            prompt=prompt,
+            max_tokens=max_tokens,
+            clients=clients,
+            requests=requests,
+            timeout=timeout,
+        )
+        failed += sum(1 for r in results if not r.ok)
+        rates.append(aggregate_tps(results, wall))
+    return Overhead(added, added_ttft, rates[0], rates[1], failed)
+
+
+class RouterConfigError(ValueError):
+    """The router config cannot be read or has no model groups."""
+
+
+def load_router_config(path: str | Path) -> dict[str, Any]:
+    """The rendered LiteLLM config.yaml (or the same as JSON)."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise RouterConfigError(f"--router-config {path}: {exc.strerror}") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            import yaml
+        except ImportError:
+            raise RouterConfigError(f"--router-config {path}: not JSON, and PyYAML is not installed") from None
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise RouterConfigError(f"--router-config {path}: not valid YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise RouterConfigError(f"--router-config {path}: not a LiteLLM config mapping")
+    return doc
+
+
+def router_groups(config: Mapping[str, Any]) -> tuple[frozenset[str], frozenset[str]]:
+    """(local, fallback) model group names of a LiteLLM config: a group some other group falls
+    back to (`router_settings.fallbacks`) is a fallback group; every other group is local."""
+    groups = {
+        str(entry["model_name"])
+        for entry in config.get("model_list") or []
+        if isinstance(entry, Mapping) and entry.get("model_name")
+    }
+    if not groups:
+        raise RouterConfigError("the router config has no model_list groups")
+    fallback: set[str] = set()
+    for rule in (config.get("router_settings") or {}).get("fallbacks") or []:
+        if isinstance(rule, Mapping):
+            for targets in rule.values():
+                fallback.update(str(t) for t in targets or [])
+    return frozenset(groups - fallback), frozenset(fallback)
+
+
+def local_share(results: Sequence[Result], local_groups: frozenset[str]) -> float:
+    """Share of `results` the router says a local group served; NaN for no results."""
+    if not results:
+        return math.nan
+    return sum(1 for r in results if r.group in local_groups) / len(results)
+
+
+def evaluate(results: list[Result], wall: float, args: argparse.Namespace, overhead: Overhead | None = None) -> Report:
     report = Report(results=results, wall=wall)
     good = [r for r in results if r.ok]
 
@@ -218,9 +367,9 @@ def evaluate(results: list[Result], wall: float, args: argparse.Namespace) -> Re
         Target("latency", "p95", args.latency_target, False, " s"),
     )
     row("decode tokens/s per request", [r.decode_tps for r in good], Target("tps", "p50", args.tps_target, True))
-    if args.cloud_model:
-        local = sum(1 for r in good if args.cloud_model not in r.model)
-        share = local / len(good) if good else math.nan
+    if args.router_config:
+        local_groups = router_groups(load_router_config(args.router_config))[0]
+        share = local_share(good, local_groups)
         ok = not math.isnan(share) and share >= args.local_share_target
         report.rows.append(
             (
@@ -232,6 +381,29 @@ def evaluate(results: list[Result], wall: float, args: argparse.Namespace) -> Re
             )
         )
     failed = len(results) - len(good)
+    if overhead is not None:
+        p50, p95 = percentile(overhead.added, 50), percentile(overhead.added, 95)
+        target = args.overhead_target_ms / 1000
+        report.rows.append(
+            (
+                "router adds per request",
+                "-" if math.isnan(p50) else f"{p50 * 1000:.1f} ms",
+                "-" if math.isnan(p95) else f"{p95 * 1000:.1f} ms",
+                f"p50 <= {args.overhead_target_ms:g} ms",
+                not math.isnan(p50) and p50 <= target,
+            )
+        )
+        ratio = overhead.throughput_ratio
+        report.rows.append(
+            (
+                "router/direct tokens/s",
+                "-" if math.isnan(ratio) else f"{ratio:.2f}",
+                "-",
+                f">= {args.throughput_ratio_target:g}",
+                not math.isnan(ratio) and ratio >= args.throughput_ratio_target,
+            )
+        )
+        failed += overhead.failed
     report.rows.append(("failed requests", str(failed), "-", "0", failed == 0 and len(results) > 0))
     return report
 
@@ -268,15 +440,31 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--latency-target", type=float, default=5.0)
     p.add_argument("--tps-target", type=float, default=40.0, help="40 for the 70B model; 60 once tuned")
     p.add_argument("--local-share-target", type=float, default=0.9)
-    p.add_argument("--cloud-model", default="", help="answers whose model contains this count as cloud")
+    p.add_argument(
+        "--router-config",
+        default="",
+        help="the router's rendered LiteLLM config (config.yaml); answers whose x-litellm-model-group is "
+        "one of its local groups count as served locally",
+    )
+    p.add_argument("--direct-url", default="", help="llama-server itself: measure what the router (--url) adds")
+    p.add_argument("--direct-api-key", default=os.environ.get("LLAMA_API_KEY", ""), help="its key (env LLAMA_API_KEY)")
+    p.add_argument("--overhead-target-ms", type=float, default=15.0, help="what the router may add at p50")
+    p.add_argument("--throughput-ratio-target", type=float, default=0.9, help="router tokens/s over direct")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     p.add_argument("--json", action="store_true", help="print the raw results as JSON after the table")
     args = p.parse_args(argv)
     for name in ("max_tokens", "clients", "requests"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
-    if urlsplit(args.url).scheme not in ("http", "https"):
-        p.error(f"--url must be http(s)://host:port, got {args.url!r}")
+    for name in ("url", "direct_url"):
+        value = getattr(args, name)
+        if value and urlsplit(value).scheme not in ("http", "https"):
+            p.error(f"--{name.replace('_', '-')} must be http(s)://host:port, got {value!r}")
+    if args.router_config:
+        try:
+            router_groups(load_router_config(args.router_config))
+        except RouterConfigError as exc:
+            p.error(str(exc))
     return args
 
 
@@ -292,7 +480,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         requests=args.requests,
         timeout=args.timeout,
     )
-    report = evaluate(results, wall, args)
+    overhead = None
+    if args.direct_url:
+        overhead = measure_overhead(
+            Endpoint(args.direct_url, args.direct_api_key),
+            Endpoint(args.url, args.api_key),
+            model=args.model,
+            prompt=args.prompt,
+            max_tokens=args.max_tokens,
+            clients=args.clients,
+            requests=args.requests,
+            timeout=args.timeout,
+        )
+    report = evaluate(results, wall, args, overhead)
     print(render(report, args))
     if args.json:
         print(json.dumps([r.__dict__ for r in results], default=str))

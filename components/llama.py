@@ -27,10 +27,13 @@ docker target
     (OpenSSH >= 8.5). No known_hosts file has to exist where Pulumi runs, so a fresh checkout,
     CI or another operator's laptop verifies the same key, and a changed host key fails the
     connection instead of being learned. Logging in uses the admin key the GPU-host block holds
-    (HostHandle.ssh.private_key): ssh takes keys from files only, so a local command writes it,
-    from standard input, to ~/.ssh/pulumi-<project>/<stack>-<host> with mode 0600, and ssh gets
-    `IdentityFile` + `IdentitiesOnly=yes`. The file is rewritten on any machine that lacks it and
-    removed with the workstation server.
+    (HostHandle.ssh.private_key, the `adminPrivateKey` stack output) through the operator's SSH
+    agent: ssh takes keys from files or an agent only, and a key file written where Pulumi runs
+    would make the plan depend on that machine (a fresh runner would see a change every time). So
+    nothing is written: before `pulumi up`, load the key once with
+    `pulumi stack output adminPrivateKey --show-secrets | ssh-add -t 1h -` (docs/gpu-hosts.md);
+    `BatchMode=yes` makes a missing key fail at once ("Permission denied (publickey)") instead
+    of prompting.
 """
 
 from __future__ import annotations
@@ -55,9 +58,6 @@ if TYPE_CHECKING:
     from components.phases import LlamaState
 
 SCRIPT = Path(__file__).resolve().parent / "scripts" / "fetch-model.sh"
-# Run by a local command from the project directory (where Pulumi runs the program); relative, so
-# the recorded plan is the same on every machine.
-IDENTITY_SCRIPT = "components/scripts/ssh-identity.sh"
 PORT = 8080
 MODELS_DIR = "/models"
 API_KEY_SECRET_KEY = "api-key"
@@ -86,11 +86,6 @@ def rollout_budget_minutes(model: GgufModel) -> int:
 def model_volume_gib(model: GgufModel) -> int:
     """The file plus 15% and 2 GiB: room for a `.partial` resume and filesystem overhead."""
     return math.ceil(model.file_gb * 1e9 / GIB * 1.15) + 2
-
-
-def identity_file(project: str, stack: str, host: str) -> str:
-    """Where the workstation login key is kept, relative to the operator's home directory."""
-    return f".ssh/pulumi-{project}/{stack}-{host}"
 
 
 def server_args(model: GgufModel, sizing: ServerSizing) -> list[str]:
@@ -452,29 +447,11 @@ class LlamaServer(pulumi.ComponentResource):
     # --- docker --------------------------------------------------------------------------------
 
     def _docker(self, name: str, args: LlamaServerArgs, t: DockerTarget) -> None:
-        import pulumi_command as command
         import pulumi_docker as docker
 
         model, sizing, ssh = args.model, args.sizing, t.host.ssh
         known_as = pulumi.Output.from_input(ssh.host).apply(
             lambda host: host if ssh.port == 22 else f"[{host}]:{ssh.port}"
-        )
-        identity = identity_file(pulumi.get_project(), pulumi.get_stack(), t.host.name)
-        # The login key, written for the system ssh (components/scripts/ssh-identity.sh). Whether
-        # the file is there is read now, at program start: on a machine that lacks it (a fresh
-        # checkout, another operator) the trigger differs from the state and the command runs
-        # again, so the connection never depends on a file an earlier `up` left elsewhere.
-        present = "present" if (Path.home() / identity).is_file() else "missing"
-        key_file = command.local.Command(
-            f"{name}-ssh-identity",
-            create=f"sh {IDENTITY_SCRIPT} write",
-            update=f"sh {IDENTITY_SCRIPT} write",
-            delete=f"sh {IDENTITY_SCRIPT} remove",
-            environment={"IDENTITY_FILE": identity},
-            stdin=pulumi.Output.secret(ssh.private_key),
-            triggers=[identity, present],
-            logging=command.local.Logging.STDOUT,
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["stdin", "stderr"]),
         )
         provider = docker.Provider(
             f"{name}-docker",
@@ -489,13 +466,9 @@ class LlamaServer(pulumi.ComponentResource):
                 "-o",
                 pulumi.Output.concat("KnownHostsCommand=/bin/echo ", known_as, " ", ssh.host_key),
                 "-o",
-                f"IdentityFile=~/{identity}",
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
                 "BatchMode=yes",
             ],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*t.host.ready, key_file]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(t.host.ready)),
         )
 
         def child(**extra: Any) -> pulumi.ResourceOptions:

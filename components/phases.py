@@ -39,6 +39,8 @@ CHECK_NAMES: frozenset[str] = frozenset(
         "fly-apps-destroyed",  # the legacy Fly apps no longer exist
         "routes-slo",  # per route, K3s's p95 and error ratio in Prometheus within thresholds, vs legacy
         "load-test",  # a bounded load test of the public hostnames meets the latency and error targets
+        "llama-bench-targets",  # the llama server(s) meet the latency and tokens/s targets under load
+        "router-local-share",  # the share of router requests served by local model groups
     }
 )
 
@@ -86,15 +88,45 @@ class LoadTestThresholds(Frozen):
         return self
 
 
+class LlamaBenchThresholds(Frozen):
+    """`exitCriteria.thresholds.llama-bench-targets`: the benchmark's load and the serving targets
+    each llama server must meet (benchmarks/llama_bench.py runs it)."""
+
+    max_tokens: int = Field(default=100, ge=1, le=4096)  # tokens asked for per answer
+    requests: int = Field(default=16, ge=1, le=1000)
+    clients: int = Field(default=4, ge=1, le=64)  # requests in flight at once
+    ttft_p95_seconds: float = Field(default=1.0, gt=0, le=60)  # time to the first token, p95
+    latency_p95_seconds: float = Field(default=5.0, gt=0, le=600)  # a whole answer, p95
+    decode_tokens_per_second: float = Field(default=40, ge=0, le=100_000)  # per request, p50
+
+
+class RouterLocalShareThresholds(Frozen):
+    """`exitCriteria.thresholds.router-local-share`: the share of the router's answers its local
+    model groups must serve, counted from LiteLLM's Prometheus counters over a window."""
+
+    min_share: float = Field(default=0.9, ge=0, le=1)
+    # Counters are read at the start and the end of the window; 0 counts since the router started.
+    # The check refuses a window longer than its own deadline.
+    window_seconds: float = Field(default=240, ge=0, le=3600)
+    min_requests: int = Field(default=20, ge=1, le=10_000_000)  # fewer in the window is not evidence
+
+
 class CheckThresholds(Frozen):
     """`exitCriteria.thresholds`: one entry per check that takes thresholds, keyed by the check's name."""
 
     routes_slo: RoutesSloThresholds | None = Field(default=None, alias="routes-slo")
     load_test: LoadTestThresholds | None = Field(default=None, alias="load-test")
+    llama_bench_targets: LlamaBenchThresholds | None = Field(default=None, alias="llama-bench-targets")
+    router_local_share: RouterLocalShareThresholds | None = Field(default=None, alias="router-local-share")
 
 
 # Check name -> the model its thresholds follow (a test keeps this equal to CheckThresholds' fields).
-CHECK_THRESHOLDS: dict[str, type[Frozen]] = {"routes-slo": RoutesSloThresholds, "load-test": LoadTestThresholds}
+CHECK_THRESHOLDS: dict[str, type[Frozen]] = {
+    "routes-slo": RoutesSloThresholds,
+    "load-test": LoadTestThresholds,
+    "llama-bench-targets": LlamaBenchThresholds,
+    "router-local-share": RouterLocalShareThresholds,
+}
 
 FlyAppsState = Literal["running", "stopped", "destroyed"]
 

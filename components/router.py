@@ -105,7 +105,13 @@ def render_config(s: RouterSettings) -> str:
         "litellm_settings": {
             # Clients send OpenAI parameters llama-server may not know; drop them, do not fail.
             "drop_params": True,
-            "telemetry": False,
+            # LiteLLM counts tokens with a Hugging Face tokenizer it downloads for model names it
+            # recognises ("llama-3..."); without egress every streamed or failed request waited
+            # ~23 s for that download. Its bundled tokenizer is close enough for the counts.
+            "disable_hf_tokenizer_download": True,
+            # Prometheus metrics on /metrics (behind the master key): requests per model group,
+            # which the router-local-share exit check reads (migrate/checks.py).
+            "callbacks": ["prometheus"],
         },
         "general_settings": {"master_key": f"os.environ/{ENV_MASTER_KEY}"},
     }
@@ -175,9 +181,12 @@ class Router(pulumi.ComponentResource):
         def from_secret(env: str, secret_name: str, key: str) -> dict[str, Any]:
             return {"name": env, "value_from": {"secret_key_ref": {"name": secret_name, "key": key}}}
 
-        env = [
+        env: list[dict[str, Any]] = [
             from_secret(ENV_MASTER_KEY, "router-keys", "master-key"),
             from_secret(ENV_LOCAL_KEY, args.local_key_secret, "api-key"),
+            # The model price map bundled with the pinned version, not a fetch of LiteLLM's main
+            # branch at every start (three retries, seconds, without egress).
+            {"name": "LITELLM_LOCAL_MODEL_COST_MAP", "value": "True"},
         ]
         if "cloud-api-key" in keys:
             env.append(from_secret(ENV_CLOUD_KEY, "router-keys", "cloud-api-key"))

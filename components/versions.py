@@ -80,15 +80,24 @@ DOCUMENTATION_IMAGE_REGISTRY: Final = "registry.example.com/platform"
 PLATFORM_RELEASE: Final = "2026.09.1"
 
 # --- local llama servers and router (components/llama.py, components/router.py) ----------------
-# llama.cpp's server image, CUDA 12 build b9603 (ghcr.io/ggml-org/llama.cpp package page): the tag
-# names the build, the digest is that package version's multi-arch index, so a re-pushed tag cannot
-# change what runs. CUDA 12.8 runtime: any driver >= 525 (CUDA minor-version compatibility), which
-# the Lambda Stack and the workstation have; the cuda13 variant would need a 580+ driver. Its flags
-# (`-fa on|off|auto`, `--metrics`, `--api-key` via LLAMA_API_KEY) are those components/llama.py uses.
-LLAMA_CPP_SERVER_IMAGE: Final = (
-    "ghcr.io/ggml-org/llama.cpp:server-cuda12-b9603"
-    "@sha256:841b199aed2649a748875b043b32fed2e8c2d4d87e1d563556817fb7fa44b72b"
-)
+# llama.cpp's server image, CUDA 12 build b11312. The tests build llama-server from the llama.cpp
+# tree vendored in the llama-cpp-python 0.3.36 sdist on PyPI (the only llama.cpp source a package
+# index serves; LLAMA_CPP_TEST_SOURCE, scripts/build-llama-server.sh), whose CHANGELOG names upstream
+# commit 0c1e57098 - the build script checks that line before building - and run every rendered
+# command line against it, so what the tests accept is what the cluster runs if b11312 is that
+# commit's build. That pairing is NOT established from the sdist: its tree carries no git metadata,
+# so the binary built from it reports "build 0, commit unknown". It comes from public repositories
+# found with the search tool that pin llama.cpp as "b11312-0c1e57098" or "b11312, commit
+# 0c1e57098bba43ac29e6e3b677cdceebdd22334f"; ggml-org's own release page could not be read here.
+# `make digests` (needs the network) resolves the tag's digest; check the release's commit then.
+# Pinned by tag only until then: DIGEST_PENDING below says why (the previous pin, b9603, had its
+# digest). CUDA 12.8 runtime: any driver >= 525 (CUDA minor-version compatibility), which the Lambda
+# Stack and the workstation have; the cuda13 variant would need a 580+ driver. The tests build the
+# same source for the CPU, so what they cannot cover is the CUDA backend itself (offload, flash
+# attention on the GPU).
+LLAMA_CPP_SERVER_IMAGE: Final = "ghcr.io/ggml-org/llama.cpp:server-cuda12-b11312"
+# Where the tests get that source (see above); "build" is the image tag's build the commit is paired with.
+LLAMA_CPP_TEST_SOURCE: Final = {"sdist": "llama-cpp-python==0.3.36", "commit": "0c1e57098", "build": "b11312"}
 # LiteLLM proxy, the non-root variant (runs as `nobody`, so the pod passes the restricted Pod
 # Security profile). v1.104.8 is past 1.84.0, which fixed the Host-header authentication bypass
 # GHSA-4xpc-pv4p-pm3w (CVE-2026-49468), and past the compromised PyPI 1.82.7/1.82.8
@@ -113,7 +122,7 @@ CUDA_SMOKE_IMAGE: Final = "nvcr.io/nvidia/cuda:12.4.1-base-ubuntu22.04"
 
 # --- image digests ----------------------------------------------------------------------------
 # An image reference is `repository:tag@sha256:<digest>`: the tag says which release, the digest
-# is what runs, so a re-pushed tag cannot change it (LLAMA_CPP_SERVER_IMAGE above). The
+# is what runs, so a re-pushed tag cannot change it. The
 # repositories below run by tag until their digest is resolved, each with the reason; a key ending
 # in "/" covers every repository under it. `migrate plan` lists the pending images a plan uses,
 # policy/config.<stack>.json names these same keys as the reviewed exceptions to the
@@ -133,6 +142,10 @@ DIGEST_PENDING: Final[dict[str, str]] = {
     "docker.io/curlimages/curl": _UNRESOLVED,
     "docker.io/nginxinc/nginx-unprivileged": _UNRESOLVED,
     "ghcr.io/berriai/litellm-non_root": _UNRESOLVED,
+    "ghcr.io/ggml-org/llama.cpp": (
+        "server-cuda12-b11312 is pinned to match the llama.cpp source the tests build (llama-cpp-python "
+        "0.3.36, commit 0c1e57098); its digest could not be read offline; `make digests` resolves it"
+    ),
     "nvcr.io/nvidia/cuda": _UNRESOLVED,
     f"{PLATFORM_IMAGE_REGISTRY}/": (
         "the dev stack's placeholder registry (PLATFORM_IMAGE_REGISTRY), which prod refuses; its "

@@ -615,8 +615,9 @@ def _apply(handle: StackHandle, move: Move, restore_to: str | None, yes: bool, d
     console.print(f"[bold]4/4[/] exit checks of {target.id}: {', '.join(names) or 'none'}")
     if measured:
         console.print(
-            f"  {', '.join(measured)}: measured on this phase's own traffic, so they run when the stack leaves "
-            f"{target.id} (the cutover gate) and with `python -m migrate status --stack {move.stack} --checks`"
+            f"  {', '.join(measured)}: measured on this phase's own traffic, so they run "
+            + (f"when the stack leaves {target.id} (the cutover gate) and " if target.gated else "")
+            + f"with `python -m migrate status --stack {move.stack} --checks`"
         )
     outputs = getattr(result, "outputs", None)
     results = deps.exit_checks(

@@ -962,3 +962,201 @@ def load_test(ctx: CheckContext, deadline: Deadline) -> str:
     if problems:
         raise _FinalError(f"{'; '.join(problems)} ({summary})")
     return summary
+
+
+# --- p3-local-brain: the serving targets ----------------------------------------------------------
+OUT_LLAMA_API_KEYS = {"llamaWorkstation": "llamaWorkstationApiKey", "llamaCluster": "llamaClusterApiKey"}
+OUT_ROUTER = "router"  # components/llama.py: {"url", "aliases" (the local model groups), ...}
+OUT_ROUTER_MASTER_KEY = "routerMasterKey"
+ROUTER_POD_SELECTOR = "app.kubernetes.io/name=llm-router"
+# LiteLLM's Prometheus counters (callbacks: ["prometheus"] in the rendered config): successful
+# answers per model group, and requests the proxy failed altogether.
+LITELLM_SUCCESS = "litellm_deployment_success_responses_total"
+LITELLM_PROXY_FAILED = "litellm_proxy_failed_requests_metric_total"
+
+
+def _kube_ssl(kube: KubeClient) -> Any:
+    import ssl
+
+    context = ssl.create_default_context(cafile=kube.verify if isinstance(kube.verify, str) else None)
+    if isinstance(kube.session.cert, tuple):
+        context.load_cert_chain(*kube.session.cert)
+    return context
+
+
+def _bench_endpoint(kube: KubeClient | None, url: str, key: str) -> Any:
+    """The benchmark's Endpoint for `url`: straight there, or through the API server's service proxy
+    for an in-cluster URL, authenticated to Kubernetes as the kubeconfig says and to llama-server
+    with `X-Api-Key` (the Authorization header belongs to the API server there)."""
+    from benchmarks import llama_bench as bench
+
+    proxy = _service_proxy_path(url)
+    if proxy is None or kube is None:
+        return bench.Endpoint(url, key)
+    headers = {"X-Api-Key": key}
+    token = kube.session.headers.get("Authorization")
+    if isinstance(token, str):
+        headers["Authorization"] = token
+    return bench.Endpoint(kube.server + proxy.rstrip("/"), "", headers, _kube_ssl(kube))
+
+
+@_check("llama-bench-targets", "the llama server(s) meet the phase's latency and tokens/s targets under load")
+def llama_bench_targets(ctx: CheckContext, deadline: Deadline) -> str:
+    from benchmarks import llama_bench as bench
+
+    t = _thresholds(ctx, "llama-bench-targets")
+    servers = []
+    for name in OUT_LLAMA_SERVERS:
+        server = ctx.outputs.get(name)
+        url = server.get("url") if isinstance(server, Mapping) else None
+        if isinstance(url, str) and url:
+            key = ctx.outputs.get(OUT_LLAMA_API_KEYS[name])
+            if not isinstance(key, str) or not key:
+                raise _FinalError(f"stack output {OUT_LLAMA_API_KEYS[name]!r} (the key of {name}) is missing")
+            servers.append((name, url, key))
+    if not servers:
+        raise _FinalError(f"no llama server in the stack outputs ({', '.join(OUT_LLAMA_SERVERS)} with a url)")
+    kube = (
+        KubeClient(str(_output(ctx, OUT_KUBECONFIG)), deadline)
+        if any(_service_proxy_path(u) for _, u, _ in servers)
+        else None
+    )
+    args = bench.parse_args(
+        [
+            "--url", "http://benchmark.invalid",
+            "--max-tokens", str(t.max_tokens),
+            "--ttft-target", str(t.ttft_p95_seconds),
+            "--latency-target", str(t.latency_p95_seconds),
+            "--tps-target", str(t.decode_tokens_per_second),
+        ]
+    )  # fmt: skip
+    passed, failed = [], []
+    try:
+        for name, url, key in servers:
+            endpoint = _bench_endpoint(kube, url, key)
+            results, wall = bench.run(
+                endpoint,
+                model="local",
+                prompt=bench.DEFAULT_PROMPT,
+                max_tokens=t.max_tokens,
+                clients=t.clients,
+                requests=t.requests,
+                timeout=max(1.0, min(deadline.remaining(), 4 * t.latency_p95_seconds)),
+            )
+            report = bench.evaluate(results, wall, args)
+            figures = {row[0]: row for row in report.rows}
+            answer_row = f"answer of {t.max_tokens} tokens"
+            summary = (
+                f"{name}: ttft p95 {figures['time to first token'][2]}, "
+                f"{figures[answer_row][2]} p95 per answer, "
+                f"{figures['decode tokens/s per request'][1]} tokens/s p50"
+            )
+            if report.passed:
+                passed.append(summary)
+            else:
+                missed = [f"{row[0]} {row[1]}/{row[2]} (target {row[3]})" for row in report.rows if not row[4]]
+                errors = sorted({r.error for r in results if not r.ok})[:2]
+                failed.append(f"{name}: missed {'; '.join(missed)}" + (f" ({'; '.join(errors)})" if errors else ""))
+    finally:
+        if kube is not None:
+            kube.close()
+    if failed:
+        raise _FinalError("; ".join(failed))
+    return f"{t.requests} requests x {t.max_tokens} tokens, {t.clients} clients: " + "; ".join(passed)
+
+
+def _prometheus_samples(text: str, names: set[str]) -> list[tuple[str, dict[str, str], float]]:
+    """The samples of `names` in a Prometheus text exposition."""
+
+    samples = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        match = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)", line)
+        if not match or match.group(1) not in names:
+            continue
+        labels = {k: v.replace('\\"', '"') for k, v in re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(3) or "")}
+        try:
+            samples.append((match.group(1), labels, float(match.group(4))))
+        except ValueError:
+            continue
+    return samples
+
+
+def _router_counts(
+    ctx: CheckContext, deadline: Deadline, kube: KubeClient | None, url: str, key: str
+) -> dict[str, float]:
+    """Successful answers per model group, plus "" for requests the proxy failed, summed over every
+    router pod (each pod counts its own; the Service would show one pod at random)."""
+    texts = []
+    # LiteLLM takes its key from x-litellm-api-key as well: the Authorization header may belong to
+    # the API server on the proxied route.
+    headers = {"x-litellm-api-key": key}
+    proxy = _service_proxy_path(url.rstrip("/") + "/metrics")
+    if proxy is not None and kube is not None:
+        namespace = urlsplit(url).hostname.split(".")[1]  # type: ignore[union-attr]
+        port = urlsplit(url).port or 4000
+        pods = kube.get(f"/api/v1/namespaces/{quote(namespace)}/pods", params={"labelSelector": ROUTER_POD_SELECTOR})
+        names = [
+            p["metadata"]["name"] for p in pods.get("items") or [] if (p.get("status") or {}).get("phase") == "Running"
+        ]
+        if not names:
+            raise CheckError(f"no running router pod in {namespace} ({ROUTER_POD_SELECTOR})")
+        for pod in names:
+            response = kube.request(
+                "GET", f"/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}:{port}/proxy/metrics", headers=headers
+            )
+            if response.status_code != 200:
+                raise CheckError(f"router pod {pod} /metrics: HTTP {response.status_code}")
+            texts.append(response.text)
+    else:
+        response = requests.get(
+            url.rstrip("/") + "/metrics", headers=headers, timeout=deadline.request_timeout(), verify=ctx.verify
+        )
+        if response.status_code in (401, 403):
+            raise _FinalError(f"{url}/metrics: HTTP {response.status_code} (the router master key is not accepted)")
+        if response.status_code == 404:
+            raise _FinalError(f"{url}/metrics: HTTP 404 (is `callbacks: [prometheus]` in the router config?)")
+        if response.status_code != 200:
+            raise CheckError(f"{url}/metrics: HTTP {response.status_code}")
+        texts.append(response.text)
+    counts: dict[str, float] = {}
+    for text in texts:
+        for name, labels, value in _prometheus_samples(text, {LITELLM_SUCCESS, LITELLM_PROXY_FAILED}):
+            group = labels.get("model_group", "") if name == LITELLM_SUCCESS else ""
+            counts[group] = counts.get(group, 0.0) + value
+    return counts
+
+
+@_check("router-local-share", "the share of router requests served by the local model groups meets the target")
+def router_local_share(ctx: CheckContext, deadline: Deadline) -> str:
+    t = _thresholds(ctx, "router-local-share")
+    router = _output(ctx, OUT_ROUTER)
+    url = router.get("url") if isinstance(router, Mapping) else None
+    local = router.get("aliases") if isinstance(router, Mapping) else None
+    if not isinstance(url, str) or not isinstance(local, list) or not local:
+        raise _FinalError(f"stack output {OUT_ROUTER!r} must have a url and its local groups (aliases)")
+    key = _output(ctx, OUT_ROUTER_MASTER_KEY)
+    if t.window_seconds > ctx.timeout:
+        raise _FinalError(f"the window ({t.window_seconds:g}s) is longer than the check's deadline ({ctx.timeout:g}s)")
+    kube = KubeClient(str(_output(ctx, OUT_KUBECONFIG)), deadline) if _service_proxy_path(url) else None
+    try:
+        before = deadline.poll(lambda: _router_counts(ctx, deadline, kube, url, str(key))) if t.window_seconds else {}
+        if t.window_seconds:
+            ctx.sleep(t.window_seconds)
+        after = deadline.poll(lambda: _router_counts(ctx, deadline, kube, url, str(key)))
+    finally:
+        if kube is not None:
+            kube.close()
+    delta = {group: after[group] - before.get(group, 0.0) for group in after}
+    total = sum(delta.values())
+    served_local = sum(v for group, v in delta.items() if group in local)
+    window = f"in the last {t.window_seconds:g}s" if t.window_seconds else "since the router started"
+    if total < t.min_requests:
+        raise _FinalError(f"{total:g} request(s) {window}, fewer than the {t.min_requests} needed to judge the share")
+    share = served_local / total
+    by_group = ", ".join(f"{group or 'failed'}={v:g}" for group, v in sorted(delta.items()) if v)
+    detail = f"{share:.0%} of {total:g} request(s) {window} served by local groups {sorted(local)} ({by_group})"
+    if share < t.min_share:
+        raise _FinalError(f"{detail}; the target is at least {t.min_share:.0%}")
+    return detail

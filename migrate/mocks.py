@@ -259,18 +259,6 @@ def _docker_container(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@rule("command:local:Command")
-def _local_command(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
-    # The llama block's only local command writes the workstation login key; it prints one line.
-    create = str(inputs.get("create", ""))
-    stdout = (
-        "ssh-identity: wrote ~/" + str((inputs.get("environment") or {}).get("IDENTITY_FILE", ""))
-        if ("ssh-identity.sh" in create)
-        else ""
-    )
-    return {**inputs, "stdout": stdout, "stderr": ""}
-
-
 # --- backups and the legacy estate (components/backups.py, fly.py, legacy.py) ---------------------
 # The bucket family echoes its inputs as the AWS/GCP providers do; dynamic resources report what
 # their providers would after a clean run (backups verified, machines stopped, apps destroyed).

@@ -131,8 +131,9 @@ def render_phase(phase: Phase, phases: Sequence[Phase]) -> str:
     if measured:
         lines += [
             "",
-            f"{', '.join(f'`{m}`' for m in measured)} measure this phase's own traffic: they run when the stack "
-            "leaves the phase and with `status --checks`, not right after the update.",
+            f"{', '.join(f'`{m}`' for m in measured)} measure this phase's own traffic: they run "
+            + ("when the stack leaves the phase and " if phase.gated else "")
+            + "with `status --checks`, not right after the update.",
         ]
     if phase.gated:
         lines += [

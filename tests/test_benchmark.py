@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import llama_bench as bench
+from components.router import CLOUD_GROUP, RouterSettings, render_config
 from tests.fakes.llama_server import FakeLlamaServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,16 +70,88 @@ def test_a_slow_server_misses_the_decode_target() -> None:
     assert all(100 < t < 260 for t in tps), tps
 
 
-def test_the_local_share_counts_answers_from_the_cloud(capsys: pytest.CaptureFixture[str]) -> None:
-    # Every 4th answer comes from the cloud model: 75% local, under the 90% target.
-    with FakeLlamaServer(api_key=KEY, cloud_every=4) as server:
+@pytest.fixture
+def router_config(tmp_path: Path) -> Path:
+    """The router config the program renders (components/router.py), as the ConfigMap holds it."""
+    settings = RouterSettings(
+        local_url="http://llama.llm.svc.cluster.local:8080",
+        local_model="llama-3.1-70b-instruct-q4_k_m",
+        local_aliases=("local", "local-private"),
+        fallback_aliases=("local",),
+        cloud_model="openai/gpt-4o-mini",
+        local_timeout_seconds=30,
+    )
+    path = tmp_path / "config.yaml"
+    path.write_text(render_config(settings))
+    return path
+
+
+def test_local_and_fallback_groups_come_from_the_router_config(router_config: Path) -> None:
+    local, fallback = bench.router_groups(bench.load_router_config(router_config))
+    assert local == {"local", "local-private"} and fallback == {CLOUD_GROUP}
+
+
+def test_the_local_share_counts_what_the_router_says(router_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Every 4th answer comes from the fallback group: 75% local, under the 90% target.
+    with FakeLlamaServer(api_key=KEY, router=True, cloud_every=4) as server:
         rc = bench.main(
-            ["--url", server.url, "--api-key", KEY, "--requests", "8", "--clients", "2", "--cloud-model", "gpt-4o"]
-        )
+            ["--url", server.url, "--api-key", KEY, "--requests", "8", "--clients", "2",
+             "--router-config", str(router_config)]
+        )  # fmt: skip
     out = capsys.readouterr().out
     assert rc == 0  # not --strict
     line = next(x for x in out.splitlines() if x.startswith("served locally"))
     assert "75%" in line and "FAIL" in line
+
+
+def test_every_answer_a_fallback_is_0_percent_local(router_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The request names a local alias; only the router's header says where it was served.
+    with FakeLlamaServer(api_key=KEY, router=True, cloud_every=1) as server:
+        rc = bench.main(
+            ["--url", server.url, "--api-key", KEY, "--requests", "4", "--model", "local",
+             "--router-config", str(router_config), "--strict"]
+        )  # fmt: skip
+        assert {r["body"]["model"] for r in server.requests} == {"local"}
+    out = capsys.readouterr().out
+    assert rc == 1
+    line = next(x for x in out.splitlines() if x.startswith("served locally"))
+    assert " 0% " in line and "FAIL" in line
+
+
+def test_an_answer_without_the_router_header_is_not_local(
+    fast: FakeLlamaServer, router_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # llama-server itself (or anything but the LiteLLM proxy) names no group: nothing is counted local.
+    rc = bench.main(["--url", fast.url, "--api-key", KEY, "--requests", "2", "--router-config", str(router_config)])
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("served locally"))
+    assert rc == 0 and " 0% " in line
+
+
+def test_a_router_config_without_groups_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("general_settings: {}\n")
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--url", "http://127.0.0.1:1", "--router-config", str(tmp_path / "c.yaml")])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--url", "http://127.0.0.1:1", "--router-config", str(tmp_path / "missing.yaml")])
+
+
+def test_the_router_overhead_is_measured_against_the_direct_server(capsys: pytest.CaptureFixture[str]) -> None:
+    # The "router" answers 20 ms later than the server behind it: the report shows ~20 ms added.
+    with (
+        FakeLlamaServer(api_key=KEY, token_interval=0.0002) as direct,
+        FakeLlamaServer(api_key="router-key", router=True, token_interval=0.0002, first_token_delay=0.02) as router,
+    ):
+        rc = bench.main(
+            ["--url", router.url, "--api-key", "router-key", "--direct-url", direct.url, "--direct-api-key", KEY,
+             "--requests", "4", "--clients", "2", "--max-tokens", "10", "--overhead-target-ms", "5"]
+        )  # fmt: skip
+        assert len(direct.requests) == 8 and len(router.requests) == 12
+    out = capsys.readouterr().out
+    assert rc == 0
+    line = next(x for x in out.splitlines() if x.startswith("router adds per request"))
+    added_p50 = float(line.split()[4])
+    assert 15 <= added_p50 <= 60 and "FAIL" in line  # over the 5 ms target given
+    assert any(x.startswith("router/direct tokens/s") for x in out.splitlines())
 
 
 def test_failures_are_counted_and_fail_strict_runs(capsys: pytest.CaptureFixture[str]) -> None:

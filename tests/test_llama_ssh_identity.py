@@ -1,29 +1,26 @@
-"""components/scripts/ssh-identity.sh (run for real, HOME in a temp dir) and how the workstation
-server's Docker provider uses the file it writes."""
+"""How the workstation server reaches Docker over SSH: through the operator's agent, with nothing
+written on the machine that runs Pulumi, so the plan is the same wherever it is recorded; and
+components/scripts/ssh-identity.sh, kept to delete the key file earlier versions wrote."""
 
 from __future__ import annotations
 
 import json
-import stat
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from components.llama import IDENTITY_SCRIPT, identity_file
+from migrate.harness import record
 from tests.conftest import shellcheck
-from tests.fakes.llama_recording import brain
+from tests.fakes.llama_recording import PROGRAM, brain
 
 ROOT = Path(__file__).resolve().parent.parent
-KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nbm90LWEtcmVhbC1rZXk=\n-----END OPENSSH PRIVATE KEY-----\n"
+SCRIPT = ROOT / "components" / "scripts" / "ssh-identity.sh"
 
 
-def _run(
-    home: Path, *args: str, stdin: str = "", identity: str = ".ssh/pulumi-p/s-ws"
-) -> subprocess.CompletedProcess[str]:
+def _run(home: Path, *args: str, identity: str = ".ssh/pulumi-p/s-ws") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["sh", str(ROOT / IDENTITY_SCRIPT), *args],
-        input=stdin,
+        ["sh", str(SCRIPT), *args],
         env={"HOME": str(home), "IDENTITY_FILE": identity, "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
@@ -33,45 +30,55 @@ def _run(
 
 
 def test_shellcheck_is_clean() -> None:
-    subprocess.run([shellcheck(), "--shell=sh", str(ROOT / IDENTITY_SCRIPT)], check=True, timeout=60)
+    subprocess.run([shellcheck(), "--shell=sh", str(SCRIPT)], check=True, timeout=60)
 
 
-def test_writes_the_key_for_the_owner_only_and_removes_it(tmp_path: Path) -> None:
-    r = _run(tmp_path, "write", stdin=KEY)
-    assert r.returncode == 0, r.stderr
+def test_remove_deletes_the_file_an_earlier_version_wrote(tmp_path: Path) -> None:
     key = tmp_path / ".ssh" / "pulumi-p" / "s-ws"
-    assert key.read_text() == KEY
-    assert stat.S_IMODE(key.stat().st_mode) == 0o600
-    assert stat.S_IMODE(key.parent.stat().st_mode) == 0o700
-    assert "PRIVATE KEY" not in r.stdout + r.stderr  # the key is never echoed
+    key.parent.mkdir(parents=True)
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
     r = _run(tmp_path, "remove")
-    assert r.returncode == 0 and not key.exists()
-
-
-def test_refuses_what_is_not_a_key_and_leaves_no_file(tmp_path: Path) -> None:
-    r = _run(tmp_path, "write", stdin="hello\n")
-    assert r.returncode == 2 and "not a private key" in r.stderr
-    assert not list((tmp_path / ".ssh" / "pulumi-p").iterdir())
+    assert r.returncode == 0, r.stderr
+    assert not key.exists()
+    assert _run(tmp_path, "remove").returncode == 0  # already gone: still fine
 
 
 @pytest.mark.parametrize("identity", ["/etc/passwd", "../outside", ".ssh/../../x"])
 def test_refuses_paths_outside_the_home_directory(tmp_path: Path, identity: str) -> None:
-    r = _run(tmp_path, "write", stdin=KEY, identity=identity)
+    r = _run(tmp_path, "remove", identity=identity)
     assert r.returncode == 2 and "relative to $HOME" in r.stderr
 
 
-def test_the_provider_logs_in_with_that_file_only() -> None:
+def test_writing_a_key_is_no_longer_possible(tmp_path: Path) -> None:
+    r = _run(tmp_path, "write")
+    assert r.returncode == 2 and "usage" in r.stderr
+    assert not (tmp_path / ".ssh").exists()
+
+
+def test_the_provider_logs_in_through_the_agent_and_nothing_is_written() -> None:
     plan = brain("prod")
-    identity = identity_file("gpu-platform", "prod", "workstation")
-    cmd = plan.named("llama-workstation-ssh-identity")
-    assert cmd.type == "command:local:Command"
-    assert cmd.inputs["create"] == f"sh {IDENTITY_SCRIPT} write"
-    assert cmd.inputs["delete"] == f"sh {IDENTITY_SCRIPT} remove"
-    assert cmd.inputs["environment"] == {"IDENTITY_FILE": identity}
-    assert "stdin" in cmd.secret_inputs  # the key travels on standard input, as a secret
-    assert cmd.inputs["triggers"][0] == identity
+    assert not [r for r in plan.resources if r.type.startswith("command:local:")]
     provider = plan.named("llama-workstation-docker")
     opts = provider.inputs["sshOpts"]
     opts = json.loads(opts) if isinstance(opts, str) else opts
-    assert f"IdentityFile=~/{identity}" in opts and "IdentitiesOnly=yes" in opts
-    assert cmd.urn in provider.dependencies
+    assert not [o for o in opts if o.startswith(("IdentityFile", "IdentitiesOnly"))]
+    assert "BatchMode=yes" in opts and "StrictHostKeyChecking=yes" in opts
+
+
+def test_the_plan_is_the_same_whatever_the_home_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fresh runner's empty home, and an operator's home where an earlier `up` left the old key
+    # file and ssh has its usual files: the recorded plans must be identical.
+    used = tmp_path / "used" / ".ssh"
+    (used / "pulumi-gpu-platform").mkdir(parents=True)
+    (used / "pulumi-gpu-platform" / "prod-workstation").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    (used / "known_hosts").write_text("")
+    (tmp_path / "fresh").mkdir()
+    plans = []
+    for home in (tmp_path / "fresh", tmp_path / "used"):
+        before = sorted(home.rglob("*"))
+        monkeypatch.setenv("HOME", str(home))
+        assert Path.home() == home
+        plan = record("prod", phase="p3-local-brain", program=PROGRAM)
+        plans.append(json.dumps([(r.type, r.name, r.inputs) for r in plan.resources], sort_keys=True, default=str))
+        assert sorted(home.rglob("*")) == before  # nothing written into the home directory
+    assert plans[0] == plans[1]

@@ -33,6 +33,9 @@ NOT_RENOVATED = {
     # The reviewed list of images without a digest: `make digests` empties it, not Renovate.
     "DIGEST_PENDING": "not a version",
     "PLATFORM_RELEASE": "the platform repository's own release",
+    # The llama.cpp source the tests build for LLAMA_CPP_SERVER_IMAGE: a llama-cpp-python sdist that
+    # vendors that build's commit, moved by hand in the "llama and router" pull request (see its rule).
+    "LLAMA_CPP_TEST_SOURCE": "follows LLAMA_CPP_SERVER_IMAGE",
     # Read by the NVIDIA chart manager together with NVIDIA_DEVICE_PLUGIN_CHART_REPO.
     "NVIDIA_DEVICE_PLUGIN_CHART": "part of the device plugin chart's match",
     "NVIDIA_DEVICE_PLUGIN_VERSION": "part of the device plugin chart's match",

@@ -100,6 +100,8 @@ def test_router_keys_are_secrets_referenced_from_the_pod() -> None:
         ENV_LOCAL_KEY: {"name": "llama-api-key", "key": "api-key"},
         ENV_CLOUD_KEY: {"name": "router-keys", "key": "cloud-api-key"},
     }
+    plain = {e["name"]: e["value"] for e in c["env"] if "value" in e}
+    assert plain == {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "XDG_CACHE_HOME": "/tmp/cache"}
     assert c["image"] == versions.LITELLM_IMAGE
     assert "routerMasterKey" in plan.secret_stack_outputs
     # The offline placeholder of the cloud key never shows up in plain inputs.

@@ -75,7 +75,8 @@ def test_every_checkov_finding_on_every_phase_is_a_reviewed_suppression(tmp_path
     checks = {(f.check, f.resource) for f in findings}
     assert ("CKV_K8S_35", "Deployment.llm.router") in checks
     assert not [c for c in checks if c[0] == "CKV_K8S_22"], "a container with a writable root filesystem"
-    assert ("CKV_K8S_43", "Deployment.llm.llama") not in checks  # pinned by digest
+    # Tag only while its repository is on versions.DIGEST_PENDING (the tested build's digest is unread).
+    assert ("CKV_K8S_43", "Deployment.llm.llama") in checks
 
 
 # --- the suppression file and triage (pure) -----------------------------------------------------------

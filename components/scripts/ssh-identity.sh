@@ -1,13 +1,13 @@
 #!/bin/sh
-# Keep the SSH login key for the workstation's Docker daemon where the system `ssh` can use it.
+# Remove the workstation login key file that earlier versions of the llama block wrote.
 #
-# Docker's ssh:// transport runs the system ssh client, which cannot take a key from Pulumi; so the
-# llama block (components/llama.py) writes the admin key it holds to a file readable by the
-# operator alone, and points ssh at it with IdentityFile. Runs where Pulumi runs.
+# components/llama.py used to write the admin key to ~/$IDENTITY_FILE for the system ssh; it now
+# logs in through the operator's SSH agent and writes nothing. Stacks deployed before that still
+# hold the local command that wrote the file, and Pulumi runs its delete command, recorded in the
+# state as `sh components/scripts/ssh-identity.sh remove`, when it drops that resource: this
+# script must stay for that delete to succeed, and it takes the key off the machine.
 #
-#   ssh-identity.sh write  < key     write IDENTITY_FILE (relative to $HOME) with mode 0600
-#   ssh-identity.sh remove           delete it
-# The key comes on standard input, never in the environment or the arguments.
+#   ssh-identity.sh remove           delete ~/$IDENTITY_FILE
 set -eu
 
 : "${IDENTITY_FILE:?IDENTITY_FILE is required (a path under the home directory)}"
@@ -15,29 +15,14 @@ case "$IDENTITY_FILE" in
 /* | *..*) echo "ssh-identity: IDENTITY_FILE must be relative to \$HOME, without '..'" >&2 && exit 2 ;;
 *) ;;
 esac
-path="$HOME/$IDENTITY_FILE"
 
 case "${1:-}" in
-write)
-	umask 077
-	mkdir -p "$(dirname "$path")"
-	tmp="$path.tmp.$$"
-	cat >"$tmp"
-	if ! grep -q "PRIVATE KEY" "$tmp"; then
-		rm -f "$tmp"
-		echo "ssh-identity: standard input is not a private key" >&2
-		exit 2
-	fi
-	chmod 600 "$tmp"
-	mv "$tmp" "$path"
-	echo "ssh-identity: wrote ~/$IDENTITY_FILE"
-	;;
 remove)
-	rm -f "$path"
+	rm -f "$HOME/$IDENTITY_FILE"
 	echo "ssh-identity: removed ~/$IDENTITY_FILE"
 	;;
 *)
-	echo "usage: ssh-identity.sh write|remove" >&2
+	echo "usage: ssh-identity.sh remove" >&2
 	exit 2
 	;;
 esac

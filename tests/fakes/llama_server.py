@@ -1,9 +1,14 @@
 """A small stand-in for llama-server (and the router in front of it) on 127.0.0.1, for tests.
 
 Real HTTP on a free port, the OpenAI streaming shape llama-server sends: `data: {chunk}` lines
-with `choices[0].delta.content`, a last chunk with `usage.completion_tokens`, then `data: [DONE]`.
-`/health` answers like llama-server's. Delays are parameters (seconds, kept tiny in tests); every
-request is bounded by its token count, and `stop()` shuts the server down.
+with `choices[0].delta.content`, a last chunk with `usage.completion_tokens`, then `data: [DONE]`;
+a plain chat.completion object when the request does not stream. `/health` answers like
+llama-server's. Delays are parameters (seconds, kept tiny in tests); every request is bounded by
+its token count, and `stop()` shuts the server down.
+
+`router=True` answers as the LiteLLM proxy does (tests/real/test_router.py checks this against the
+real proxy): the `x-litellm-model-group` header names the model group that served the request,
+and so does every chunk's `model`; every `cloud_every`-th answer comes from `fallback_group`.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ class FakeLlamaServer:
         model: str = "fake-llama",
         first_token_delay: float = 0.0,
         token_interval: float = 0.0,
-        cloud_every: int = 0,  # every n-th answer comes from the "cloud" (0: never)
-        cloud_model: str = "openai/gpt-4o-mini",
+        router: bool = False,  # answer as the LiteLLM proxy does (see the module docstring)
+        cloud_every: int = 0,  # with router: every n-th answer comes from the fallback group (0: never)
+        fallback_group: str = "cloud-fallback",
         fail_every: int = 0,  # every n-th request answers 503 (0: never)
         max_tokens_cap: int = 1000,
     ) -> None:
@@ -32,8 +38,9 @@ class FakeLlamaServer:
         self.model = model
         self.first_token_delay = first_token_delay
         self.token_interval = token_interval
+        self.router = router
         self.cloud_every = cloud_every
-        self.cloud_model = cloud_model
+        self.fallback_group = fallback_group
         self.fail_every = fail_every
         self.max_tokens_cap = max_tokens_cap
         self.requests: list[dict[str, Any]] = []
@@ -77,11 +84,13 @@ class FakeLlamaServer:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-            def _json(self, status: int, body: dict[str, Any]) -> None:
+            def _json(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)
 
@@ -106,12 +115,31 @@ class FakeLlamaServer:
                 if fake.fail_every and n % fake.fail_every == 0:
                     self._json(503, {"error": {"code": 503, "message": "Loading model"}})
                     return
-                model = fake.cloud_model if fake.cloud_every and n % fake.cloud_every == 0 else fake.model
+                group = str(body.get("model") or "")
+                if fake.cloud_every and n % fake.cloud_every == 0:
+                    group = fake.fallback_group
+                model = group if fake.router else fake.model
                 tokens = min(int(body.get("max_tokens") or 16), fake.max_tokens_cap)
+                usage = {"completion_tokens": tokens, "prompt_tokens": 12, "total_tokens": tokens + 12}
+                extra = {"x-litellm-model-group": group} if fake.router else {}
+                if not body.get("stream"):
+                    time.sleep(fake.first_token_delay + fake.token_interval * max(0, tokens - 1))
+                    text = "".join(f"t{i} " for i in range(tokens))
+                    message = {"role": "assistant", "content": text}
+                    choice = {"index": 0, "message": message, "finish_reason": "length"}
+                    self._json(
+                        200,
+                        {"id": "chatcmpl-fake", "object": "chat.completion", "model": model,
+                         "choices": [choice], "usage": usage},
+                        extra,
+                    )  # fmt: skip
+                    return
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Cache-Control", "no-cache")
                 self.send_header("Connection", "close")
+                for name, value in extra.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 time.sleep(fake.first_token_delay)
                 for i in range(tokens):
@@ -119,11 +147,7 @@ class FakeLlamaServer:
                         time.sleep(fake.token_interval)
                     self._chunk({"model": model, "choices": [{"index": 0, "delta": {"content": f"t{i} "}}]})
                 self._chunk(
-                    {
-                        "model": model,
-                        "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}],
-                        "usage": {"completion_tokens": tokens, "prompt_tokens": 12, "total_tokens": tokens + 12},
-                    }
+                    {"model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}], "usage": usage}
                 )
                 self.wfile.write(b"data: [DONE]\n\n")
                 self.wfile.flush()

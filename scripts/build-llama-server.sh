@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Builds llama-server (CPU only) from the llama.cpp source vendored in the llama-cpp-python sdist, once per
+# source version, into ${XDG_CACHE_HOME:-$HOME/.cache}/gpu-platform/llama-server/<version>/.
+#
+# The sdist is the only llama.cpp source the package index serves; its CHANGELOG names the upstream commit it
+# vendors, checked below against components/versions.py LLAMA_CPP_TEST_SOURCE (the server image is that
+# commit's build). ccache keeps a rebuild after a cache wipe short. The binary is never written into the work
+# tree. A cold build takes about 40 minutes on a busy 2-core machine, a few on an idle 16-core one.
+#
+# Usage: scripts/build-llama-server.sh            build (no-op when the binary exists), print its path
+#        scripts/build-llama-server.sh --path     print where the binary is (or will be), build nothing
+set -euo pipefail
+# The whole script is one block, read before it runs: an edit to this file during a build (which
+# takes long) cannot change what the running build does next.
+{
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+SDIST_VERSION="$(sed -n 's/^LLAMA_CPP_TEST_SOURCE.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' "$ROOT/components/versions.py")"
+COMMIT="$(sed -n 's/^LLAMA_CPP_TEST_SOURCE.*"commit": "\([0-9a-f]*\)".*/\1/p' "$ROOT/components/versions.py")"
+# sha256 of llama_cpp_python-0.3.36.tar.gz as published on PyPI; a new version needs its own.
+SDIST_SHA256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/gpu-platform/llama-server/${SDIST_VERSION}"
+BINARY="$CACHE/bin/llama-server"
+PYTHON="${PYTHON:-python3}"
+
+if [ "${1:-}" = "--path" ]; then
+  echo "$BINARY"
+  exit 0
+fi
+if [ -x "$BINARY" ]; then
+  echo "$BINARY"
+  exit 0
+fi
+mkdir -p "$CACHE"
+# One build at a time (two checkouts on one machine share the cache); the second finds the binary.
+exec 9>"$CACHE/.lock"
+flock 9
+if [ -x "$BINARY" ]; then
+  echo "$BINARY"
+  exit 0
+fi
+
+# `make tools-llm` (a step of `make llama-server` and `make test`) installs these from Debian.
+need() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  echo "build-llama-server: $1 is missing; \`make tools-llm\` installs it (Debian package $2)" >&2
+  exit 1
+}
+need cmake cmake
+need g++ g++
+need ccache ccache
+
+# A fixed build directory (under the lock): ccache keys on the compiler's arguments, paths included.
+work="$CACHE/.build"
+rm -rf "$work"
+mkdir -p "$work"
+trap 'rm -rf "$work"' EXIT
+
+"$PYTHON" -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+  "llama-cpp-python==${SDIST_VERSION}" -d "$work" >&2
+sdist="$work/llama_cpp_python-${SDIST_VERSION}.tar.gz"
+echo "${SDIST_SHA256}  ${sdist}" | sha256sum --check --quiet -
+tar -xzf "$sdist" -C "$work" "llama_cpp_python-${SDIST_VERSION}/vendor/llama.cpp" \
+  "llama_cpp_python-${SDIST_VERSION}/CHANGELOG.md"
+changelog="$work/llama_cpp_python-${SDIST_VERSION}/CHANGELOG.md"
+# The first release section names the vendored commit: "update llama.cpp to ggml-org/llama.cpp@<commit>".
+vendored="$(awk '/^## \[[0-9]/ { release = 1 }
+  release && match($0, /llama\.cpp@[0-9a-f]+/) { print substr($0, RSTART + 10, RLENGTH - 10); exit }' "$changelog")"
+if [ "$vendored" != "$COMMIT" ]; then
+  echo "build-llama-server: the sdist vendors llama.cpp@${vendored}, components/versions.py says ${COMMIT}" >&2
+  exit 1
+fi
+src="$work/llama_cpp_python-${SDIST_VERSION}/vendor/llama.cpp"
+
+export CCACHE_DIR="${CCACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/gpu-platform/ccache}"
+export CCACHE_BASEDIR="$work" CCACHE_NOHASHDIR=1
+nice -n 10 cmake -S "$src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache \
+  -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DGGML_NATIVE=OFF \
+  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DBUILD_SHARED_LIBS=OFF >&2
+nice -n 10 cmake --build "$work/build" --target llama-server -j "${BUILD_JOBS:-2}" >&2
+
+mkdir -p "$CACHE/bin"
+cp "$work/build/bin/llama-server" "$BINARY.tmp"
+mv "$BINARY.tmp" "$BINARY"
+echo "$BINARY"
+exit 0
+}
