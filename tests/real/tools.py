@@ -78,18 +78,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def read_only_root(argv: Sequence[str], *, scratch: Path, config_dir: Path, config_at: str = "/mnt") -> list[str]:
+def read_only_root(
+    argv: Sequence[str], *, scratch: Path, config_dir: Path, config_at: str = "/mnt", keep: Sequence[Path] = ()
+) -> list[str]:
     """`argv` as a container with `readOnlyRootFilesystem` runs it: in a private mount namespace whose
     root is read-only, `scratch` the one writable /tmp (the emptyDir) and `config_dir` read-only at
-    `config_at` (the ConfigMap). unshare and mount are util-linux's; `make test` runs as root, which
-    a mount namespace needs."""
+    `config_at` (the ConfigMap). `keep` are folders the program itself lives in (the image's files):
+    one under /tmp (a cache dir there) stays visible, read-only, at its path inside the new /tmp.
+    unshare and mount are util-linux's; `make test` runs as root, which a mount namespace needs."""
+    under_tmp = [str(p.resolve()) for p in keep if p.resolve().is_relative_to("/tmp")]
     script = (
-        'set -e; mount --bind "$1" "$3"; mount -o remount,bind,ro "$3"; '
-        'mount --bind "$2" /tmp; mount -o remount,bind,ro /; shift 3; exec "$@"'
+        'set -e; cfg=$1; scratch=$2; at=$3; n=$4; shift 4; mount --bind "$cfg" "$at"; mount -o remount,bind,ro "$at"; '
+        'while [ "$n" -gt 0 ]; do inner="$scratch${1#/tmp}"; mkdir -p "$inner"; mount --bind "$1" "$inner"; '
+        'mount -o remount,bind,ro "$inner"; shift; n=$((n - 1)); done; '
+        'mount --rbind "$scratch" /tmp; mount -o remount,bind,ro /; exec "$@"'
     )
     return [
         *("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"),
-        *(str(config_dir), str(scratch), config_at, *argv),
+        *(str(config_dir), str(scratch), config_at, str(len(under_tmp)), *under_tmp, *argv),
     ]
 
 
