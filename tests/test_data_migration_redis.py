@@ -7,6 +7,7 @@ and expiry, read over RESP by tests/realdb/digests.py, never what the scripts re
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Iterator
@@ -140,6 +141,19 @@ def test_round_trip_is_identical_and_a_second_run_is_a_no_op(
     second = run.job("redis", record, **_job_env(live, temp_port))
     assert second.returncode == 0 and "nothing to do" in second.stdout
     _assert_same(want, live)
+
+
+def test_two_backups_in_the_same_second_never_overwrite_each_other(run: Run, realdb_s3: FakeS3) -> None:
+    """A retry can start within the second of the run before it: its dump must not replace one
+    already recorded (a verified backup whose object changes under it can never be restored)."""
+    run.hook("date", "echo 20260101T000000Z")  # both runs read the same clock second
+    first = run.record(run.backup("redis"), "redis")
+    second = run.record(run.backup("redis"), "redis")
+    run.clear_hooks()
+    assert first.key != second.key and first.key.startswith("compose/redis/20260101T000000Z")
+    client = realdb_s3.client(BUCKET)
+    body = client.get_object(Bucket=BUCKET, Key=first.key)["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == first.sha256
 
 
 def test_a_truncated_object_is_refused(
