@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,12 +59,16 @@ def fingerprint(plan: RecordedPlan) -> dict[str, Any]:
     }
 
 
-def take(stack: str, view: str) -> dict[str, Any]:
-    """Every phase of `stack` in `view`, recorded now."""
+def _record(stack: str, phase: str, view: str) -> RecordedPlan:
+    return record(stack, phase, preview=view == "preview")
+
+
+def take(stack: str, view: str, recorder: Callable[[str, str, str], RecordedPlan] = _record) -> dict[str, Any]:
+    """Every phase of `stack` in `view`, recorded now (by `recorder`: the tests pass their cached one)."""
     phases: dict[str, Any] = {}
     for phase in phase_ids():
         try:
-            phases[phase] = fingerprint(record(stack, phase, preview=view == "preview"))
+            phases[phase] = fingerprint(recorder(stack, phase, view))
         except ConfigError as exc:
             phases[phase] = {REFUSED: str(exc)}
     return phases

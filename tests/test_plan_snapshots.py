@@ -10,14 +10,21 @@ import json
 
 import pytest
 
+from migrate.harness import RecordedPlan
 from tests import plan_snapshots
+from tests.conftest import recorded, recorded_preview
+
+
+def _cached(stack: str, phase: str, view: str) -> RecordedPlan:
+    # The session's recordings: other tests of the same worker have usually made them already.
+    return recorded_preview(stack, phase) if view == "preview" else recorded(stack, phase)
 
 
 @pytest.mark.parametrize("view", plan_snapshots.VIEWS)
 @pytest.mark.parametrize("stack", plan_snapshots.STACKS)
 def test_recorded_plans_match_their_fingerprints(stack: str, view: str) -> None:
     expected = json.loads(plan_snapshots.path(stack, view).read_text())
-    actual = plan_snapshots.take(stack, view)
+    actual = plan_snapshots.take(stack, view, _cached)
     problems = plan_snapshots.differences(expected, actual)
     assert not problems, (
         f"{stack} {view}: {len(problems)} difference(s) from tests/plans/ "
