@@ -13,7 +13,7 @@ from typing import Any
 import pulumi
 import pulumi_command as command
 
-from components.config import GpuSpec
+from components.catalog.gpus import GpuSpec
 
 
 @dataclass(frozen=True)

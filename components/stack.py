@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import pulumi
 
-from components.config import Loaded
-from components.errors import ConfigError
+from components.config.load import Loaded
+from components.config.phases import Phase
+from components.core.errors import ConfigError
 from components.handles import VerifiedBackup
-from components.phases import Phase
 
 if TYPE_CHECKING:
-    from components.platform import Platform
+    from components.platform.platform import Platform
 
 
 def build(loaded: Loaded, phase: Phase) -> dict[str, Any]:
@@ -29,13 +29,13 @@ def build(loaded: Loaded, phase: Phase) -> dict[str, Any]:
         "exitChecks": list(phase.exit_criteria.checks),
     }
 
-    # --- backups and the legacy estate (components/backups.py, components/fly.py) -------------
+    # --- backups and the legacy estate (components/migration/backups.py, components/migration/fly.py) -------------
     # Everything this area can refuse is decided here, before its first resource: a p4 that would
     # destroy a Fly app without flyAllowDestroy, missing bucket keys or Compose host login key.
-    from components.backups import Backups, BackupsArgs, ComposeSource
-    from components.fly import FlyApps, FlyAppsArgs, check_decommission
     from components.handles import SshTarget
-    from components.legacy import LegacyEstate, LegacyEstateArgs
+    from components.migration.backups import Backups, BackupsArgs, ComposeSource
+    from components.migration.fly import FlyApps, FlyAppsArgs, check_decommission
+    from components.migration.legacy import LegacyEstate, LegacyEstateArgs
 
     check_decommission(cfg.fly_apps, cfg.fly_allow_destroy, state.legacy.fly_apps, phase.id)
     secrets = loaded.secrets
@@ -95,17 +95,17 @@ def build(loaded: Loaded, phase: Phase) -> dict[str, Any]:
         *[_named_objects(name, vb) for name, vb in backup_handle.verified.items()]
     ).apply(lambda groups: [obj for group in groups for obj in group])
 
-    # --- GPU hosts (components/gpu_host.py) ---------------------------------------------------
+    # --- GPU hosts (components/hosts/gpu_host.py) ---------------------------------------------------
     # K3s nodes (role server/agent) exist from k3s.gpuHosts on. The workstation (static: nothing
     # is created for it) exists from k3s.gpuHosts or llama.workstation, whichever comes first: its
     # pinned host key and the admin public key it must trust are then in the stack outputs one
     # phase before the llama block first logs in to it.
     # `hosts` maps host name -> HostHandle for the blocks below; steps on a host wait on its
     # `handle.ready` (instance, firewalls, first-boot check, cluster peer rules).
-    from components.cluster_peers import ClusterPeers, ClusterPeersArgs, PeerNode
-    from components.gpu_host import GpuHost, GpuHostArgs
     from components.handles import HostHandle
-    from components.host_access import HostAccess, HostAccessArgs
+    from components.hosts.access import HostAccess, HostAccessArgs
+    from components.hosts.gpu_host import GpuHost, GpuHostArgs
+    from components.hosts.peers import ClusterPeers, ClusterPeersArgs, PeerNode
 
     hosts: dict[str, HostHandle] = {}
     wanted = [
@@ -153,7 +153,7 @@ def build(loaded: Loaded, phase: Phase) -> dict[str, Any]:
             for name, gh in gpu_hosts.items()
         }
 
-    # --- K3s and NVIDIA (components/k3s.py, components/nvidia.py) ------------------------------
+    # --- K3s and NVIDIA (components/cluster/k3s.py, components/cluster/nvidia.py) ------------------------------
     # From k3s.cluster on: K3s on the server/agent hosts (servers one at a time, then the agents
     # in parallel), the admin kubeconfig as a secret output, and `cluster` (a ClusterHandle) for
     # every in-cluster block below: its provider, and `deleted_with=cluster.cluster`.
@@ -163,8 +163,8 @@ def build(loaded: Loaded, phase: Phase) -> dict[str, Any]:
 
     cluster: ClusterHandle | None = None
     if state.k3s.cluster:
-        from components.k3s import K3sCluster, K3sClusterArgs, K3sSettings
-        from components.nvidia import NvidiaDevicePlugin, NvidiaDevicePluginArgs
+        from components.cluster.k3s import K3sCluster, K3sClusterArgs, K3sSettings
+        from components.cluster.nvidia import NvidiaDevicePlugin, NvidiaDevicePluginArgs
 
         k3s = K3sCluster(
             "k3s",
@@ -189,7 +189,7 @@ def build(loaded: Loaded, phase: Phase) -> dict[str, Any]:
             )
             outputs["gpuSharesPerGpu"] = plugin.replicas_per_gpu
 
-    # --- platform on K3s (components/platform.py) ---------------------------------------------
+    # --- platform on K3s (components/platform/platform.py) ---------------------------------------------
     # LEAD NOTE (rollback safety, read before wiring): resources that hold data - the Qdrant,
     # Redis and Postgres StatefulSets (and any standalone PVC) - are created as soon as
     # state.k3s.cluster and state.platform.retain_storage are on (p2a), not when the services
@@ -202,7 +202,7 @@ def build(loaded: Loaded, phase: Phase) -> dict[str, Any]:
     platform_flags = state.platform.model_dump()
     platform: Platform | None = None
     if cluster is not None and (any(platform_flags.values()) or state.traffic.k3s_weight):
-        from components.platform import Platform, PlatformArgs, PlatformSecrets
+        from components.platform.platform import Platform, PlatformArgs, PlatformSecrets
 
         platform = Platform(
             "platform",
@@ -226,17 +226,17 @@ def build(loaded: Loaded, phase: Phase) -> dict[str, Any]:
     elif any(platform_flags.values()):
         raise ConfigError(f"{phase.id}: platform components need k3s.cluster")
 
-    # --- local llama servers and router (components/llama.py) ---------------------------------
+    # --- local llama servers and router (components/llm/llama.py) ---------------------------------
     # The model PVC follows the same rule as the data stores above: it exists from the moment the
     # cluster and retain storage exist (p2a), protect + retain_on_delete in prod, so rolling back
     # p3 -> p2c removes the Deployment/Service/router but never the downloaded weights.
     # llama.workstation: the container on the workstation (Docker over SSH, host key pinned);
     # llama.cluster: the server on the GPU nodes the sizing chose; llama.router: LiteLLM, local
     # first, cloud fallback only for router.fallbackAliases. Sizing was checked at config time.
-    from components.datastores import STORAGE_CLASS
-    from components.llama import build_local_brain
-    from components.platform import MONITORING_NAMESPACE
-    from components.platform import NAMESPACE as PLATFORM_NAMESPACE
+    from components.llm.llama import build_local_brain
+    from components.platform.datastores import STORAGE_CLASS
+    from components.platform.platform import MONITORING_NAMESPACE
+    from components.platform.platform import NAMESPACE as PLATFORM_NAMESPACE
 
     outputs.update(
         build_local_brain(
@@ -246,7 +246,7 @@ def build(loaded: Loaded, phase: Phase) -> dict[str, Any]:
             cluster=cluster,
             workstation=hosts.get(cfg.workstation.name) if cfg.workstation else None,
             storage_class=STORAGE_CLASS if cluster is not None and state.platform.retain_storage else None,
-            # kube-prometheus-stack here selects every ServiceMonitor (components/charts.py sets
+            # kube-prometheus-stack here selects every ServiceMonitor (components/platform/charts.py sets
             # serviceMonitorSelectorNilUsesHelmValues false): no extra labels needed.
             monitor_labels={} if state.platform.monitoring else None,
             monitoring_namespace=MONITORING_NAMESPACE if state.platform.monitoring else None,
@@ -256,7 +256,7 @@ def build(loaded: Loaded, phase: Phase) -> dict[str, Any]:
         )
     )
 
-    # --- decommission: the legacy estate (components/legacy.py) -------------------------------
+    # --- decommission: the legacy estate (components/migration/legacy.py) -------------------------------
     # Last, so that stopping the Compose services can wait for what the blocks above produced:
     # the verified dumps and the whole Platform component (its restore Jobs complete with it).
     compose_stop_after: list[Any] = []

@@ -31,8 +31,8 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from components.errors import ConfigError
-from components.phases import STACKS_DIR, Phase, load_phases
+from components.config.phases import STACKS_DIR, Phase, load_phases
+from components.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 PHASE_KEY = "gpu-platform:phase"

@@ -40,8 +40,8 @@ from typing import Any, Protocol
 from rich.console import Console
 from rich.table import Table
 
-from components.errors import ConfigError
-from components.phases import STACKS_DIR, Phase, irreversible_between, load_phases, resolve
+from components.config.phases import STACKS_DIR, Phase, irreversible_between, load_phases, resolve
+from components.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 PHASE_KEY = "gpu-platform:phase"
@@ -151,7 +151,7 @@ def exit_checks(
     from migrate import checks
 
     fly_token = os.environ.get("FLY_API_TOKEN") or _config_value(stack, FLY_TOKEN_KEY)
-    # FLY_API_URL: the same override components/fly_api.py honours (a proxy, a test server).
+    # FLY_API_URL: the same override components/clouds/fly_api.py honours (a proxy, a test server).
     fly_api_url = os.environ.get("FLY_API_URL", checks.FLY_API_URL)
     key_id, secret = _config_value(stack, BACKUP_KEY_ID_KEY), _config_value(stack, BACKUP_SECRET_KEY)
     ctx = checks.CheckContext(

@@ -44,9 +44,10 @@ OUT_BACKUP_OBJECTS = "backupObjects"  # [{"key": ..., "sha256": ...}] recorded w
 OUT_BACKUP_REGION = "backupRegion"  # optional
 OUT_BACKUP_ENDPOINT = "backupEndpoint"  # optional, S3-compatible endpoint (R2, MinIO)
 OUT_FLY_APPS = "flyApps"  # names of the legacy Fly apps (migrate/automation.py fills it from config)
-OUT_PLATFORM = "platform"  # components/platform.py: {"restoreJobs": {namespace, selector}, "publicHostnames": [...]}
+# components/platform/platform.py: {"restoreJobs": {namespace, selector}, "publicHostnames": [...]}
+OUT_PLATFORM = "platform"
 OUT_PUBLIC_HOSTNAMES = "publicHostnames"  # inside `platform`; checked as https://<host>/
-OUT_LLAMA_SERVERS = ("llamaWorkstation", "llamaCluster")  # components/llama.py: each {"url": ...}
+OUT_LLAMA_SERVERS = ("llamaWorkstation", "llamaCluster")  # components/llm/llama.py: each {"url": ...}
 
 _T = TypeVar("_T")
 
@@ -394,15 +395,17 @@ def nodes_ready_gpu(ctx: CheckContext, deadline: Deadline) -> str:
 
 def _smoke_manifest() -> dict[str, Any]:
     try:
-        nvidia = importlib.import_module("components.nvidia")
+        nvidia = importlib.import_module("components.cluster.nvidia")
     except ImportError as exc:
-        raise _FinalError(f"components/nvidia.py is not available ({exc}); cannot render the nvidia-smi pod") from None
+        raise _FinalError(
+            f"components/cluster/nvidia.py is not available ({exc}); cannot render the nvidia-smi pod"
+        ) from None
     render = getattr(nvidia, "smoke_pod_manifest", None)
     if render is None:
-        raise _FinalError("components/nvidia.py has no smoke_pod_manifest(); cannot render the nvidia-smi pod")
+        raise _FinalError("components/cluster/nvidia.py has no smoke_pod_manifest(); cannot render the nvidia-smi pod")
     manifest = render()
     if not isinstance(manifest, dict) or manifest.get("kind") != "Pod":
-        raise _FinalError("components.nvidia.smoke_pod_manifest() did not return a Pod manifest")
+        raise _FinalError("components.cluster.nvidia.smoke_pod_manifest() did not return a Pod manifest")
     return manifest
 
 
@@ -761,16 +764,16 @@ def fly_apps_destroyed(ctx: CheckContext, deadline: Deadline) -> str:
 
 
 # --- traffic cutover gates (p2b1-cutover-50, p2b2-cutover-100) ----------------------------------
-# Thresholds come from the phase file (`exitCriteria.thresholds`, components/phases.py).
+# Thresholds come from the phase file (`exitCriteria.thresholds`, components/config/phases.py).
 
-OUT_PROMETHEUS_URL = "prometheusUrl"  # inside `platform`: the in-cluster Prometheus (components/charts.py)
+OUT_PROMETHEUS_URL = "prometheusUrl"  # inside `platform`: the in-cluster Prometheus (components/platform/charts.py)
 OUT_ROUTE_BACKENDS = "routeBackends"  # inside `platform`: [{hostname, k3sService, legacyService}]
-# Traefik's service names as components/traffic.py builds them: `<namespace>-<service>-<port>@kubernetescrd`.
+# Traefik's service names as components/platform/traffic.py builds them: `<namespace>-<service>-<port>@kubernetescrd`.
 _TRAEFIK_SERVICE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?@kubernetescrd$")
 
 
 def _thresholds(ctx: CheckContext, name: str) -> Any:
-    from components.phases import CHECK_THRESHOLDS
+    from components.config.phases import CHECK_THRESHOLDS
 
     given = ctx.thresholds.get(name)
     return given if given is not None else CHECK_THRESHOLDS[name]()
@@ -966,7 +969,7 @@ def load_test(ctx: CheckContext, deadline: Deadline) -> str:
 
 # --- p3-local-brain: the serving targets ----------------------------------------------------------
 OUT_LLAMA_API_KEYS = {"llamaWorkstation": "llamaWorkstationApiKey", "llamaCluster": "llamaClusterApiKey"}
-OUT_ROUTER = "router"  # components/llama.py: {"url", "aliases" (the local model groups), ...}
+OUT_ROUTER = "router"  # components/llm/llama.py: {"url", "aliases" (the local model groups), ...}
 OUT_ROUTER_MASTER_KEY = "routerMasterKey"
 ROUTER_POD_SELECTOR = "app.kubernetes.io/name=llm-router"
 # LiteLLM's Prometheus counters (callbacks: ["prometheus"] in the rendered config): successful

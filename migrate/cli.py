@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from components.errors import ConfigError
+from components.core.errors import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PROTECTED = 0, 1, 2, 3
 
@@ -41,7 +41,7 @@ def _console() -> Any:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from components.phases import resolve
+    from components.config.phases import resolve
     from migrate import render
     from migrate.harness import record
     from migrate.plan import counts, critical_path, images
@@ -69,7 +69,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from components.phases import irreversible_between, resolve
+    from components.config.phases import irreversible_between, resolve
     from migrate import render
     from migrate.harness import record
     from migrate.plan import diff_plans

@@ -1,12 +1,12 @@
 """`python -m migrate.digests` (`make digests`): resolve each pinned image's digest from its registry.
 
-For every `*_IMAGE` pin in components/versions.py it asks the image's registry, over the OCI
+For every `*_IMAGE` pin in components/catalog/versions.py it asks the image's registry, over the OCI
 distribution API (`HEAD /v2/<name>/manifests/<tag>`, with the anonymous bearer token the registry's
 challenge names), which digest the tag points at now: the multi-arch index where there is one, so
 every node pulls the same content whatever its architecture. Then:
 
 - a pin without a digest: prints the reference with its digest; `--write` puts it into
-  components/versions.py (and the repository's DIGEST_PENDING entry has to go, by hand, with
+  components/catalog/versions.py (and the repository's DIGEST_PENDING entry has to go, by hand, with
   its line in policy/config.prod.json: the tests say which);
 - a pin with a digest: checks that the tag still points at it. A tag that moved is reported, never
   silently followed: someone decides whether the new content is the release that was reviewed.
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import requests
 
-from components.images import ImagePin, pinned_images
+from components.catalog.images import ImagePin, pinned_images
 
-VERSIONS = Path(__file__).resolve().parent.parent / "components" / "versions.py"
+VERSIONS = Path(__file__).resolve().parent.parent / "components" / "catalog" / "versions.py"
 # The index (multi-arch) media types first: its digest is the one a node's runtime resolves too.
 ACCEPT = ", ".join(
     (
@@ -138,7 +138,9 @@ def write_digests(text: str, outcomes: Sequence[Outcome]) -> tuple[str, list[str
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m migrate.digests", description=__doc__.split("\n")[0])
-    parser.add_argument("--write", action="store_true", help="append resolved digests to components/versions.py")
+    parser.add_argument(
+        "--write", action="store_true", help="append resolved digests to components/catalog/versions.py"
+    )
     parser.add_argument("--only", action="append", metavar="CONSTANT", help="only this versions.py constant")
     return parser
 
@@ -149,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.only:
         unknown = sorted(set(args.only) - set(pins))
         if unknown:
-            print(f"--only: not an image pin in components/versions.py: {', '.join(unknown)}", file=sys.stderr)
+            print(f"--only: not an image pin in components/catalog/versions.py: {', '.join(unknown)}", file=sys.stderr)
             return 2
         pins = {k: v for k, v in pins.items() if k in args.only}
     with requests.Session() as session:

@@ -33,9 +33,10 @@ from typing import Any
 
 import yaml
 
-from components.config import NAMESPACE, SECRET_KEYS
-from components.engine import WIRE_UNKNOWN, contains_unknown, is_unknown
-from components.errors import ConfigError
+from components.config.load import SECRET_KEYS
+from components.config.schema import NAMESPACE
+from components.core.engine import WIRE_UNKNOWN, contains_unknown, is_unknown
+from components.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "gpu-platform"

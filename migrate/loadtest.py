@@ -6,7 +6,7 @@ standard library for gevent (sockets, ssl, threads), which the caller (gRPC, the
 must not inherit.
 
 Bounds, each enforced in code, not left to the phase file:
-- the users, duration and request budget are capped (components/phases.py, LOAD_TEST_MAX_*), and
+- the users, duration and request budget are capped (components/config/phases.py, LOAD_TEST_MAX_*), and
   `Plan` refuses anything above the caps before a process starts;
 - every request first takes a token from the budget, so no more than `max_requests` are ever sent;
 - the child stops its runner at `duration_seconds`, or as soon as the budget is spent and the last
@@ -54,7 +54,7 @@ class Plan:
 
     def __post_init__(self) -> None:
         # Imported here, not at the top: the child imports Locust (and gevent's patches) first.
-        from components.phases import LOAD_TEST_MAX_REQUESTS, LOAD_TEST_MAX_SECONDS, LOAD_TEST_MAX_USERS
+        from components.config.phases import LOAD_TEST_MAX_REQUESTS, LOAD_TEST_MAX_SECONDS, LOAD_TEST_MAX_USERS
 
         problems = []
         if not 1 <= self.users <= LOAD_TEST_MAX_USERS:

@@ -96,7 +96,7 @@ def _provider(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _wire_unknown() -> str:
-    from components.engine import WIRE_UNKNOWN
+    from components.core.engine import WIRE_UNKNOWN
 
     return WIRE_UNKNOWN
 
@@ -163,7 +163,7 @@ class Mocks(_PulumiMocks):
         return fn(dict(args.args)), None
 
 
-# --- K3s and NVIDIA (components/k3s.py, components/nvidia.py) -------------------------------------
+# --- K3s and NVIDIA (components/cluster/k3s.py, components/cluster/nvidia.py) -------------------------------------
 # Remote commands echo their inputs and add stdout/stderr as the provider does. What a command
 # prints depends on the script it runs: the first rule in COMMAND_STDOUT whose marker occurs in
 # `create` decides; other areas may append their own (marker, fn(name, inputs) -> stdout).
@@ -231,7 +231,7 @@ def _random_password(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     return {**inputs, "result": result, "bcryptHash": f"$2a$10${digest('bcrypt', name, length=53)}"}
 
 
-# --- local llama servers and router (components/llama.py, components/router.py) ----------------
+# --- local llama servers and router (components/llm/llama.py, components/llm/router.py) ----------------
 # Docker on the workstation over SSH. The daemon reports content-addressed ids; the mocks derive
 # stable fake ones from the resource name so two recordings are identical.
 
@@ -259,7 +259,7 @@ def _docker_container(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# --- backups and the legacy estate (components/backups.py, fly.py, legacy.py) ---------------------
+# --- backups and the legacy estate (components/migration/backups.py, fly.py, legacy.py) ---------------------
 # The bucket family echoes its inputs as the AWS/GCP providers do; dynamic resources report what
 # their providers would after a clean run (backups verified, machines stopped, apps destroyed).
 
@@ -432,7 +432,7 @@ def _mock_compose_backup(name: str, inputs: dict[str, Any]) -> str:
 COMMAND_STDOUT.append(("compose-backup", _mock_compose_backup))
 
 
-# --- GPU hosts (components/gpu_host.py, host_access.py, cluster_peers.py, lambda_cloud.py) -------
+# --- GPU hosts (components/hosts/gpu_host.py, host_access.py, cluster_peers.py, lambda_cloud.py) -------
 # Keys are made-up but well-formed (an ED25519 public key in SSH wire format), so code that parses
 # them behaves as it would with real ones. Private keys and API keys come back marked secret, as
 # the tls provider and the engine mark them.

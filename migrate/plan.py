@@ -275,7 +275,7 @@ class ImageUse:
     ref: str
     resources: tuple[str, ...]
     digest: str | None
-    # Why it has no digest yet (components/versions.py DIGEST_PENDING); "" when it has one or when
+    # Why it has no digest yet (components/catalog/versions.py DIGEST_PENDING); "" when it has one or when
     # it is not on the list, which the `image-digest-pinned` policy refuses in prod.
     pending_reason: str
 
@@ -316,7 +316,7 @@ def _image_refs(res: RecordedResource, known: frozenset[str]) -> set[str]:
 
 def images(plan: RecordedPlan) -> list[ImageUse]:
     """Every image the plan runs, sorted by reference."""
-    from components.images import ImagePin, digest_pending_reason, pinned_images
+    from components.catalog.images import ImagePin, digest_pending_reason, pinned_images
 
     known = frozenset(p.ref for p in pinned_images().values())
     users: dict[str, list[str]] = {}

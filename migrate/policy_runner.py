@@ -29,7 +29,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import IO, Any
 
-from components.errors import ConfigError
+from components.core.errors import ConfigError
 from migrate.harness import PROJECT, ROOT, UNKNOWN, RecordedPlan, RecordedResource
 
 POLICY_DIR = ROOT / "policy"
@@ -440,7 +440,7 @@ def check_phase(
     """Record `stack` at `phase` (the update, or with `preview` the stack's first preview) and
     evaluate it. A phase that declares irreversible steps may refuse to plan (its allow gate is
     closed): that refusal is the safety net working, not an error."""
-    from components.phases import resolve
+    from components.config.phases import resolve
     from migrate.harness import ResourceInApplyError, record
 
     label = phase or "(configured phase)"
@@ -501,7 +501,7 @@ def run_check(
     """Check `stack` at each phase in `phases` (all of them: pass phase_ids(); none: the stack's
     configured phase). Policy config: `policy_config_path`, else policy/config.<stack>.json if it
     exists. Prints text or one JSON document; returns the exit code."""
-    from components.phases import resolve
+    from components.config.phases import resolve
 
     out = out or sys.stdout
     for phase in phases:
@@ -561,7 +561,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    from components.phases import phase_ids
+    from components.config.phases import phase_ids
 
     phases = list(phase_ids()) if args.all_phases else list(args.phase)
     stack_path = Path(args.stack_file) if args.stack_file else None

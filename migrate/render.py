@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from components.phases import Phase
+from components.config.phases import Phase
 from migrate.harness import SECRET, UNKNOWN, RecordedPlan, RecordedResource
 from migrate.plan import PlanDiff, counts, critical_path, images, tree
 

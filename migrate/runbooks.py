@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from components.phases import STACKS_DIR, Phase, load_phases
+from components.config.phases import STACKS_DIR, Phase, load_phases
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

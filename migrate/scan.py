@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from components.errors import ConfigError
+from components.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 SCANNERS = ROOT / "security" / "scanners.txt"
@@ -129,7 +129,7 @@ def triage(findings: Iterable[Finding], suppressions: Sequence[Suppression]) -> 
 
 def export_manifests(out: Path, stacks: Sequence[str] = STACKS) -> list[Path]:
     """Every Kubernetes object of every phase of `stacks`, as YAML files under `out`."""
-    from components.phases import phase_ids
+    from components.config.phases import phase_ids
     from migrate.harness import record
     from migrate.manifests import write_manifests
 

@@ -69,7 +69,7 @@ image_digest = ResourceValidationPolicy(
         {
             "digestPending": string_list(
                 "Image repositories (no tag; a key ending in '/' covers every repository under it) allowed to "
-                "run by tag only, each listed with its reason in components/versions.py DIGEST_PENDING",
+                "run by tag only, each listed with its reason in components/catalog/versions.py DIGEST_PENDING",
                 [],
             ),
         }

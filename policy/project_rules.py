@@ -119,7 +119,7 @@ DOCKER_PROVIDER = "pulumi:providers:docker"
 _HOST_KEY_TEXT = re.compile(r"\b(ssh-ed25519|ecdsa-sha2-nistp\d+|ssh-rsa) [A-Za-z0-9+/]{40,}")
 _DOCKER_SSH_FIX = (
     "pass ssh_opts with StrictHostKeyChecking=yes and KnownHostsCommand=/bin/echo <host> <host key> "
-    "(components/llama.py does), so the system ssh that Docker runs checks the pinned key"
+    "(components/llm/llama.py does), so the system ssh that Docker runs checks the pinned key"
 )
 
 

@@ -124,7 +124,7 @@ _IMAGE_WHY = (
     "a moving tag makes two nodes, or a restart tomorrow, run different code than the plan reviewed, "
     "and a rollback cannot return to the old image"
 )
-_IMAGE_FIX = "pin the image to a release tag or digest in components/versions.py and reference that constant"
+_IMAGE_FIX = "pin the image to a release tag or digest in components/catalog/versions.py and reference that constant"
 
 
 def check_image_pinned(args: Any, report: Report) -> None:
@@ -158,7 +158,7 @@ _DIGEST_WHY = (
     "account); a digest is the content itself, so what runs is what was reviewed"
 )
 _DIGEST_FIX = (
-    "append the digest to the pin in components/versions.py (`make digests` resolves it), or, where it "
+    "append the digest to the pin in components/catalog/versions.py (`make digests` resolves it), or, where it "
     "cannot be resolved yet, add the repository to versions.DIGEST_PENDING with the reason and to this "
     "policy's `digestPending` in policy/config.<stack>.json"
 )
@@ -679,7 +679,7 @@ def check_helm_version(args: Any, report: Report) -> None:
                 f"Helm release {args.name} (chart {chart!r}) has version {version!r}",
                 "without an exact version every `pulumi up` may install whatever the repository "
                 "published last, so dev and prod, or today and the rollback, run different charts",
-                "set version to an exact chart version from components/versions.py",
+                "set version to an exact chart version from components/catalog/versions.py",
             )
         )
 

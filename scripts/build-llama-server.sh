@@ -3,7 +3,7 @@
 # source version, into ${XDG_CACHE_HOME:-$HOME/.cache}/gpu-platform/llama-server/<version>/.
 #
 # The sdist is the only llama.cpp source the package index serves; its CHANGELOG names the upstream commit it
-# vendors, checked below against components/versions.py LLAMA_CPP_TEST_SOURCE (the server image is that
+# vendors, checked below against components/catalog/versions.py LLAMA_CPP_TEST_SOURCE (the server image is that
 # commit's build). ccache keeps a rebuild after a cache wipe short. The binary is never written into the work
 # tree. A cold build takes about 40 minutes on a busy 2-core machine, a few on an idle 16-core one.
 #
@@ -15,8 +15,8 @@ set -euo pipefail
 {
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-SDIST_VERSION="$(sed -n 's/^LLAMA_CPP_TEST_SOURCE.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' "$ROOT/components/versions.py")"
-COMMIT="$(sed -n 's/^LLAMA_CPP_TEST_SOURCE.*"commit": "\([0-9a-f]*\)".*/\1/p' "$ROOT/components/versions.py")"
+SDIST_VERSION="$(sed -n 's/^LLAMA_CPP_TEST_SOURCE.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' "$ROOT/components/catalog/versions.py")"
+COMMIT="$(sed -n 's/^LLAMA_CPP_TEST_SOURCE.*"commit": "\([0-9a-f]*\)".*/\1/p' "$ROOT/components/catalog/versions.py")"
 # sha256 of llama_cpp_python-0.3.36.tar.gz as published on PyPI; a new version needs its own.
 SDIST_SHA256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/gpu-platform/llama-server/${SDIST_VERSION}"
@@ -67,7 +67,7 @@ changelog="$work/llama_cpp_python-${SDIST_VERSION}/CHANGELOG.md"
 vendored="$(awk '/^## \[[0-9]/ { release = 1 }
   release && match($0, /llama\.cpp@[0-9a-f]+/) { print substr($0, RSTART + 10, RLENGTH - 10); exit }' "$changelog")"
 if [ "$vendored" != "$COMMIT" ]; then
-  echo "build-llama-server: the sdist vendors llama.cpp@${vendored}, components/versions.py says ${COMMIT}" >&2
+  echo "build-llama-server: the sdist vendors llama.cpp@${vendored}, components/catalog/versions.py says ${COMMIT}" >&2
   exit 1
 fi
 src="$work/llama_cpp_python-${SDIST_VERSION}/vendor/llama.cpp"

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The real LiteLLM proxy for the router tests, in its own venv (its dependencies clash with the
 # project's requirements.txt): ${XDG_CACHE_HOME:-$HOME/.cache}/gpu-platform/litellm/<version>/.
-# The version is the router image's (components/versions.py LITELLM_IMAGE), so the tests run the
+# The version is the router image's (components/catalog/versions.py LITELLM_IMAGE), so the tests run the
 # proxy the cluster runs. Prints the venv's python.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-version="$(sed -n 's/^LITELLM_IMAGE.*litellm-non_root:v\([0-9][0-9.]*\)".*/\1/p' "$root/components/versions.py")"
+version="$(sed -n 's/^LITELLM_IMAGE.*litellm-non_root:v\([0-9][0-9.]*\)".*/\1/p' "$root/components/catalog/versions.py")"
 if [ -z "$version" ]; then
-  echo "litellm-venv: no LITELLM_IMAGE version in components/versions.py" >&2
+  echo "litellm-venv: no LITELLM_IMAGE version in components/catalog/versions.py" >&2
   exit 2
 fi
 venv="${XDG_CACHE_HOME:-$HOME/.cache}/gpu-platform/litellm/$version"

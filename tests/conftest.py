@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from components.phases import phase_ids
+from components.config.phases import phase_ids
 from migrate.harness import RecordedPlan, record
 from tools import specs as upstream_specs
 from tools import upstream as upstream_files

@@ -26,8 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from components.errors import ConfigError
-from components.phases import phase_ids
+from components.config.phases import phase_ids
+from components.core.errors import ConfigError
 from migrate.harness import RecordedPlan, record
 
 SNAPSHOT_DIR = Path(__file__).parent / "plans"

@@ -28,7 +28,7 @@ from pulumi.automation import (
 )
 from rich.console import Console
 
-from components.phases import load_phases
+from components.config.phases import load_phases
 from migrate import automation
 from migrate.automation import PHASE_KEY, POLICY_PACK, Deps, Refused, plan_move
 from migrate.checks import CheckResult

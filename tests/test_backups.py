@@ -9,7 +9,11 @@ from typing import Any
 
 import pytest
 
-from components.backups import (
+from components.config.schema import Backups as BackupsConfig
+from components.config.schema import ComposeHost
+from components.core.errors import ConfigError
+from components.handles import SshTarget
+from components.migration.backups import (
     BackupError,
     BackupsArgs,
     BackupVerificationProvider,
@@ -21,10 +25,6 @@ from components.backups import (
     upload_stream,
     verify_objects,
 )
-from components.config import Backups as BackupsConfig
-from components.config import ComposeHost
-from components.errors import ConfigError
-from components.handles import SshTarget
 from tests.conftest import recorded
 from tests.fakes.s3 import FakeS3, moto_s3
 

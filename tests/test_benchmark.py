@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import llama_bench as bench
-from components.router import CLOUD_GROUP, RouterSettings, render_config
+from components.llm.router import CLOUD_GROUP, RouterSettings, render_config
 from tests.fakes.llama_server import FakeLlamaServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +72,7 @@ def test_a_slow_server_misses_the_decode_target() -> None:
 
 @pytest.fixture
 def router_config(tmp_path: Path) -> Path:
-    """The router config the program renders (components/router.py), as the ConfigMap holds it."""
+    """The router config the program renders (components/llm/router.py), as the ConfigMap holds it."""
     settings = RouterSettings(
         local_url="http://llama.llm.svc.cluster.local:8080",
         local_model="llama-3.1-70b-instruct-q4_k_m",

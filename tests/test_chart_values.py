@@ -31,8 +31,8 @@ import pytest
 import referencing
 import yaml
 
-from components import versions
-from components.phases import phase_ids
+from components.catalog import versions
+from components.config.phases import phase_ids
 from migrate.manifests import manifest, normalise
 from tests.conftest import STACKS, recorded, upstream_root
 from tools.upstream import pinned_charts

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from components.phases import CHECK_NAMES
+from components.config.phases import CHECK_NAMES
 from migrate import checks
 from migrate.checks import CHECKS, CheckContext, KubeClient, run_check
 from tests.local import port, serve_http
@@ -410,7 +410,8 @@ def test_nvidia_smi_smoke_unschedulable_pod_says_why(pki: Pki) -> None:
 
 
 def test_nvidia_smi_smoke_uses_the_manifest_from_components_nvidia() -> None:
-    nvidia = pytest.importorskip("components.nvidia", reason="components/nvidia.py has not landed")
+    from components.cluster import nvidia
+
     manifest = checks._smoke_manifest()
     assert manifest == nvidia.smoke_pod_manifest()
     container = manifest["spec"]["containers"][0]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from components.phases import ExitCriteria, LlamaBenchThresholds, RouterLocalShareThresholds, load_phases
+from components.config.phases import ExitCriteria, LlamaBenchThresholds, RouterLocalShareThresholds, load_phases
 from migrate.checks import run_check
 from tests.test_checks import Pki, Request, _ctx, _kubeconfig, _server_tls, pki, serve
 

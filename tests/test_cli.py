@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.phases import phase_ids
+from components.config.phases import phase_ids
 from migrate import cli, harness
 from tests.conftest import ROOT, recorded
 from tests.test_plan_logic import plan as fake_plan

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from components import config
-from components.errors import ConfigError
+from components.config import load as config
+from components.config.schema import StackConfig
+from components.core.errors import ConfigError
 from migrate.harness import ROOT, read_stack_file, record
 
 
@@ -172,7 +173,7 @@ def test_every_key_the_loader_reads_is_declared_in_pulumi_yaml() -> None:
     import yaml
 
     declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
-    read = {field.alias or name for name, field in config.StackConfig.model_fields.items()}
+    read = {field.alias or name for name, field in StackConfig.model_fields.items()}
     read |= {name for name, _ in config.SECRET_KEYS}
     assert read == set(declared), f"undeclared: {read - set(declared)}; stale: {set(declared) - read}"
     for name, _required in config.SECRET_KEYS:
@@ -185,7 +186,7 @@ def test_pulumi_yaml_defaults_match_the_models() -> None:
     import yaml
 
     declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
-    for name, field in config.StackConfig.model_fields.items():
+    for name, field in StackConfig.model_fields.items():
         key = field.alias or name
         if "default" in declared[key] and not isinstance(declared[key]["default"], dict):
             default = field.default

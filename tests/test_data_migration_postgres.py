@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from components.backups import ObjectRecord
+from components.migration.backups import ObjectRecord
 from tests.fakes.s3 import FakeS3
 from tests.realdb.data import ODD_TABLE, WRITE_ONE, WRITER_SQL, postgres_sql
 from tests.realdb.digests import postgres_digest

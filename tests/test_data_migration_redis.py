@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from components.backups import ObjectRecord
+from components.migration.backups import ObjectRecord
 from tests.fakes.s3 import FakeS3
 from tests.realdb.data import redis_load
 from tests.realdb.digests import redis_digest

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.phases import Phase, load_phases
+from components.config.phases import Phase, load_phases
 from migrate import runbooks
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -26,8 +26,8 @@ SENTINELS = {"LAMBDA_API_KEY": "sentinel-lambda-key-6f1d", "FLY_API_TOKEN": "sen
 
 def _providers() -> list[type[ResourceProvider]]:
     found: dict[str, type[ResourceProvider]] = {}
-    for info in pkgutil.iter_modules(components.__path__):
-        module = importlib.import_module(f"components.{info.name}")
+    for info in pkgutil.walk_packages(components.__path__, prefix="components."):
+        module = importlib.import_module(info.name)
         for _, cls in inspect.getmembers(module, inspect.isclass):
             if (
                 issubclass(cls, ResourceProvider)
@@ -57,8 +57,22 @@ def test_provider_serialises_without_credentials(cls: type[ResourceProvider], mo
     assert type(restored).__name__ == cls.__name__
 
 
-# Where every stack's state finds its providers (see the test below before changing this list).
+# Where the program pickles its providers now (see the test below before changing this list).
 STATE_PATHS = {
+    ("components.migration.backups", "BackupVerificationProvider"),
+    ("components.migration.fly", "FlyAppExportProvider"),
+    ("components.migration.fly", "FlyAppProvider"),
+    ("components.migration.fly", "FlyDestroyProvider"),
+    ("components.migration.fly", "FlyFreezeProvider"),
+    ("components.clouds.lambda_cloud", "LambdaFirewallRulesetProvider"),
+    ("components.clouds.lambda_cloud", "LambdaFirewallRulesetRulesProvider"),
+    ("components.clouds.lambda_cloud", "LambdaInstanceProvider"),
+    ("components.clouds.lambda_cloud", "LambdaSshKeyProvider"),
+}
+
+# Where stacks created before the layout move (issue 18) still find them: the shims at the old
+# paths. A path leaves this list only when no stack's state can name it any more.
+LEGACY_STATE_PATHS = {
     ("components.backups", "BackupVerificationProvider"),
     ("components.fly", "FlyAppExportProvider"),
     ("components.fly", "FlyAppProvider"),
@@ -100,6 +114,31 @@ def test_provider_module_paths_in_state_are_pinned() -> None:
         blob = base64.b64decode(serialize_provider(cls()))  # as the program constructs them
         found |= _globals_in(blob)
     assert found == STATE_PATHS
+
+
+def legacy_pickle(cls: type[ResourceProvider]) -> bytes:
+    """`cls` pickled as the program did before the move: by its old module path."""
+    (old_module,) = {m for m, name in LEGACY_STATE_PATHS if name == cls.__name__}
+    new_module = cls.__module__
+    cls.__module__ = old_module  # dill pickles a class by reference as module + qualified name
+    try:
+        return base64.b64decode(serialize_provider(cls()))
+    finally:
+        cls.__module__ = new_module
+
+
+@pytest.mark.parametrize("cls", PROVIDERS, ids=lambda c: c.__name__)
+def test_a_pickle_from_before_the_move_still_loads(cls: type[ResourceProvider]) -> None:
+    blob = legacy_pickle(cls)
+    assert _globals_in(blob) <= LEGACY_STATE_PATHS  # it names the old path, and only that
+    restored = dill.loads(blob)
+    assert type(restored) is cls  # the shim hands back the class the program uses now
+
+
+def test_every_legacy_path_has_a_provider() -> None:
+    assert {name for _, name in LEGACY_STATE_PATHS} == {cls.__name__ for cls in PROVIDERS}
+    for module, name in sorted(LEGACY_STATE_PATHS):
+        assert getattr(importlib.import_module(module), name) in PROVIDERS
 
 
 @pytest.mark.parametrize("cls", PROVIDERS, ids=lambda c: c.__name__)

@@ -1,4 +1,4 @@
-"""components/engine.py recognises values in the forms the SDK's own serializers produce."""
+"""components/core/engine.py recognises values in the forms the SDK's own serializers produce."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from google.protobuf import struct_pb2
 from pulumi.output import Unknown
 from pulumi.runtime import rpc
 
-from components.engine import (
+from components.core.engine import (
     WIRE_UNKNOWN,
     changed,
     contains_unknown,

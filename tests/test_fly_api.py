@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from components.fly_api import FlyApiError, FlyClient, FlyError, FlyNotFoundError, FlySettings
+from components.clouds.fly_api import FlyApiError, FlyClient, FlyError, FlyNotFoundError, FlySettings
 from tests.fakes.fly_server import FakeFly, fake_fly
 
 pytestmark = pytest.mark.network

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from components.errors import ConfigError
-from components.fly import check_decommission
+from components.core.errors import ConfigError
+from components.migration.fly import check_decommission
 from migrate.harness import RecordedPlan, record
 from tests.conftest import recorded
 

@@ -18,15 +18,15 @@ from typing import Any
 import pytest
 from pulumi.output import Unknown
 
-from components.backups import BackupError, BackupVerificationProvider
-from components.fly import (
+from components.clouds.fly_api import FlyError, FlySettings
+from components.migration.backups import BackupError, BackupVerificationProvider
+from components.migration.fly import (
     BackupGateError,
     FlyAppExportProvider,
     FlyAppProvider,
     FlyDestroyProvider,
     FlyFreezeProvider,
 )
-from components.fly_api import FlyError, FlySettings
 from tests.fakes.fly_server import FakeFly, fake_fly
 from tests.fakes.s3 import FakeS3, moto_s3
 
@@ -359,7 +359,7 @@ def test_adoption_reads_only_and_checks_the_org(s3: FakeS3, fly: FakeFly, settin
 def _run_export_script(root: str) -> list[bytes]:
     import subprocess
 
-    from components.fly import EXPORT_SCRIPT_PATH
+    from components.migration.fly import EXPORT_SCRIPT_PATH
 
     script = EXPORT_SCRIPT_PATH.read_text().replace("/export", root)
     out = subprocess.run(["bash", "-c", script], capture_output=True, timeout=30, check=False).stdout
@@ -367,7 +367,7 @@ def _run_export_script(root: str) -> list[bytes]:
 
 
 def test_export_script_output_reads_back_to_the_volume_files(tmp_path: Any) -> None:
-    from components.fly import ExportStream
+    from components.migration.fly import ExportStream
 
     for name, data in FILES.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -380,7 +380,7 @@ def test_export_script_output_reads_back_to_the_volume_files(tmp_path: Any) -> N
 
 
 def test_a_failing_tar_never_yields_a_backup(tmp_path: Any) -> None:
-    from components.fly import ExportStream
+    from components.migration.fly import ExportStream
 
     chunks = _run_export_script(str(tmp_path / "no-such-volume"))
     with pytest.raises(BackupError, match="vol: the export ended without its end marker"):

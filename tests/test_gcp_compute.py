@@ -1,4 +1,4 @@
-"""components/gcp_compute.py registers exactly what the generated pulumi_gcp classes would.
+"""components/clouds/gcp_compute.py registers exactly what the generated pulumi_gcp classes would.
 
 The project registers its three GCP Compute resources without importing `pulumi_gcp.compute`
 (see that module for why). These tests record each one next to its generated twin
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from components import gcp_compute
+from components.clouds import gcp_compute
 from migrate.harness import RecordedPlan, record
 
 ROOT = Path(__file__).resolve().parent.parent

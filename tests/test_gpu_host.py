@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
-from components import phases
-from components.gpu_host import CLOUD_INIT_TEMPLATE, render_cloud_init, ssh_keys_metadata
-from components.host_access import PEER_PORTS, edge_rules, peer_rules
+from components.config import phases
+from components.hosts.access import PEER_PORTS, edge_rules, peer_rules
+from components.hosts.gpu_host import CLOUD_INIT_TEMPLATE, render_cloud_init, ssh_keys_metadata
 from migrate.harness import RecordedPlan, RecordedResource
 from tests.conftest import recorded
 

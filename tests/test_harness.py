@@ -112,7 +112,7 @@ def test_a_preview_answers_as_providers_preview_a_create() -> None:
 
 
 def test_preview_outputs_follow_the_engine() -> None:
-    from components.engine import WIRE_UNKNOWN
+    from components.core.engine import WIRE_UNKNOWN
     from migrate.mocks import preview_outputs
 
     inputs = {"app": "dashboard", "backup": WIRE_UNKNOWN}

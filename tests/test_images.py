@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import requests
 
-from components import versions
-from components.errors import ConfigError
-from components.images import ImagePin, digest_pending_reason, pinned_images
-from components.phases import phase_ids
+from components.catalog import versions
+from components.catalog.images import ImagePin, digest_pending_reason, pinned_images
+from components.config.phases import phase_ids
+from components.core.errors import ConfigError
 from migrate import digests
 from migrate.plan import images
 from migrate.policy_runner import POLICY_DIR, evaluate, read_policy_config
@@ -206,7 +206,7 @@ def test_docker_hub_short_names_and_hosts_map_to_their_api() -> None:
 
 def test_a_real_registry_runs_by_digest_and_passes_the_prod_policy_only_with_digests() -> None:
     """A prod stack on its own registry is off the pending list: every own image needs its digest."""
-    from components.services import own_image_names
+    from components.catalog.services import own_image_names
     from migrate.harness import record
 
     config = read_policy_config(POLICY_DIR / "config.prod.json")

@@ -8,9 +8,10 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from components import k3s, versions
-from components.config import GpuSpec
-from components.errors import ConfigError
+from components.catalog import versions
+from components.catalog.gpus import GpuSpec
+from components.cluster import k3s
+from components.core.errors import ConfigError
 from components.handles import HostHandle, SshTarget
 
 H100 = GpuSpec(model="H100-80GB")

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 import migrate.mocks
-from components import k3s, versions
+from components.catalog import versions
+from components.cluster import k3s
 from migrate.harness import RecordedPlan, RecordedResource, read_stack_file, record, stack_file
 from migrate.plan import Change, diff_plans
 from tests.conftest import recorded

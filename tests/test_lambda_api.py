@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from components.lambda_api import (
+from components.clouds.lambda_api import (
     INSUFFICIENT_CAPACITY,
     LambdaApiError,
     LambdaAuthError,

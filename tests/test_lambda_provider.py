@@ -19,8 +19,8 @@ import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.output import Unknown
 
-from components.lambda_api import LambdaAuthError, LambdaDeadlineError, LambdaError, RetryPolicy
-from components.lambda_cloud import (
+from components.clouds.lambda_api import LambdaAuthError, LambdaDeadlineError, LambdaError, RetryPolicy
+from components.clouds.lambda_cloud import (
     TAG_SPEC,
     LambdaFirewallRulesetProvider,
     LambdaFirewallRulesetRulesProvider,

@@ -13,11 +13,11 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from components import versions
-from components.config import check_conditional_secrets, parse
-from components.errors import ConfigError
-from components.llama import model_volume_gib, rollout_budget_minutes, startup_budget_seconds
-from components.models import MODELS, resolve
+from components.catalog import versions
+from components.catalog.gguf import MODELS, resolve
+from components.config.load import check_conditional_secrets, parse
+from components.core.errors import ConfigError
+from components.llm.llama import model_volume_gib, rollout_budget_minutes, startup_budget_seconds
 from migrate.harness import RecordedPlan, RecordedResource, read_stack_file, stack_file
 from tests.fakes.llama_recording import MONITOR_LABELS, STORAGE_CLASS, brain
 

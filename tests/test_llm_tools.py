@@ -1,5 +1,5 @@
 """The scripts that provide the real llama-server and LiteLLM proxy for tests/real: shellcheck,
-their pins against components/versions.py, and the background-job protocol the tests wait on."""
+their pins against components/catalog/versions.py, and the background-job protocol the tests wait on."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from components import versions
+from components.catalog import versions
 from tests.conftest import shellcheck
 from tests.real import tools
 

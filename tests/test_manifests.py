@@ -24,8 +24,8 @@ import referencing
 import yaml
 from kubernetes_validate import utils as kv_utils
 
-from components import versions
-from components.phases import phase_ids
+from components.catalog import versions
+from components.config.phases import phase_ids
 from migrate.harness import UNKNOWN
 from migrate.manifests import unique_manifests
 from tests.conftest import STACKS, recorded, upstream_root

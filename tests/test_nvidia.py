@@ -8,9 +8,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from components import nvidia, versions
-from components.config import GpuSpec
-from components.errors import ConfigError
+from components.catalog import versions
+from components.catalog.gpus import GpuSpec
+from components.cluster import nvidia
+from components.core.errors import ConfigError
 from components.handles import ClusterHandle
 
 H100 = GpuSpec(model="H100-80GB", count=2)

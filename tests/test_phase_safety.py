@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from components.errors import ConfigError
-from components.phases import irreversible_between, phase_ids, resolve
+from components.config.phases import irreversible_between, phase_ids, resolve
+from components.core.errors import ConfigError
 from migrate.harness import RecordedPlan, RecordedResource, read_stack_file, record, stack_file
 from migrate.plan import Change, PlanDiff, changed_paths, diff_plans
 from tests.conftest import STACKS, recorded

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components import phases
-from components.errors import ConfigError
+from components.config import phases
+from components.core.errors import ConfigError
 
 REQUIRED_PREFIXES = ("p0", "p1", "p2a", "p2b", "p2c", "p3", "p4")
 

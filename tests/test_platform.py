@@ -17,13 +17,14 @@ from typing import Any
 import pytest
 import yaml
 
-from components import versions
-from components.config import parse
-from components.datastores import RESTORE_LABEL, STORAGE_CLASS
-from components.phases import load_phases, phase_ids
-from components.platform import DATA_NAMESPACE, NAMESPACE
-from components.services import GPU_RESOURCE, GPU_RUNTIME_CLASS, GPU_TOLERATION, SERVICES, USES_LABEL
-from components.traffic import legacy_service, public_routes
+from components.catalog import versions
+from components.catalog.services import SERVICES
+from components.config.load import parse
+from components.config.phases import load_phases, phase_ids
+from components.platform.datastores import RESTORE_LABEL, STORAGE_CLASS
+from components.platform.kube import GPU_RESOURCE, GPU_RUNTIME_CLASS, GPU_TOLERATION, USES_LABEL
+from components.platform.platform import DATA_NAMESPACE, NAMESPACE
+from components.platform.traffic import legacy_service, public_routes
 from migrate.harness import SECRET, RecordedPlan, RecordedResource, read_stack_file, record, stack_file
 from migrate.manifests import manifest
 from migrate.plan import diff_plans
@@ -402,7 +403,7 @@ def test_service_images_come_from_the_stacks_registry_and_tag(stack: str) -> Non
     for spec in SERVICES:
         (container,) = pod_spec(deployments[spec.name])["containers"]
         if "/" in spec.image:
-            assert container["image"] == spec.image  # a third-party pin from components/versions.py
+            assert container["image"] == spec.image  # a third-party pin from components/catalog/versions.py
         else:
             assert container["image"] == f"{images.registry}/{spec.image}:{images.tag}"
     # prod names its registry; dev plans with the placeholder (and a warning).

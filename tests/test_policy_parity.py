@@ -32,9 +32,9 @@ from typing import Any
 import pytest
 import yaml
 
-from components.engine import WIRE_UNKNOWN
-from components.errors import ConfigError
-from components.phases import phase_ids
+from components.config.phases import phase_ids
+from components.core.engine import WIRE_UNKNOWN
+from components.core.errors import ConfigError
 from migrate.harness import PROJECT, SECRET, UNKNOWN, RecordedPlan, RecordedResource
 from migrate.policy_runner import (
     POLICY_DIR,

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from components.errors import ConfigError
-from components.phases import phase_ids, resolve
+from components.config.phases import phase_ids, resolve
+from components.core.errors import ConfigError
 from migrate.harness import RecordedPlan, RecordedResource
 from migrate.policy_runner import POLICY_DIR, evaluate, read_policy_config
 from tests.conftest import STACKS, recorded

@@ -227,7 +227,7 @@ def test_compliant_manifests_pass_every_policy() -> None:
 def test_compliant_core_manifests_are_valid_kubernetes() -> None:
     import kubernetes_validate
 
-    from components.versions import KUBERNETES_VERSION
+    from components.catalog.versions import KUBERNETES_VERSION
 
     core = ("v1", "apps/v1", "batch/v1", "networking.k8s.io/v1")
     checked = 0

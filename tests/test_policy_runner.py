@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from components.errors import ConfigError
+from components.core.errors import ConfigError
 from migrate import harness, policy_runner
 from migrate.harness import UNKNOWN, RecordedPlan
 from migrate.policy_runner import (

@@ -28,19 +28,19 @@ from pulumi.dynamic import ResourceProvider
 from pulumi.runtime.proto import provider_pb2
 from pulumi.runtime.rpc import UNKNOWN as WIRE_UNKNOWN
 
-from components.backups import BackupVerificationProvider
-from components.engine import unknown_paths, unwrap_secrets
-from components.fly import FlyAppExportProvider, FlyAppProvider, FlyDestroyProvider, FlyFreezeProvider
-from components.fly_api import FlySettings
-from components.lambda_api import RetryPolicy
-from components.lambda_cloud import (
+from components.clouds.fly_api import FlySettings
+from components.clouds.lambda_api import RetryPolicy
+from components.clouds.lambda_cloud import (
     LambdaFirewallRulesetProvider,
     LambdaFirewallRulesetRulesProvider,
     LambdaInstanceProvider,
     LambdaSshKeyProvider,
     lambda_name,
 )
-from components.phases import phase_ids
+from components.config.phases import phase_ids
+from components.core.engine import unknown_paths, unwrap_secrets
+from components.migration.backups import BackupVerificationProvider
+from components.migration.fly import FlyAppExportProvider, FlyAppProvider, FlyDestroyProvider, FlyFreezeProvider
 from migrate.harness import RecordedResource
 from tests.conftest import STACKS, recorded, recorded_preview
 from tests.fakes.fly_server import FakeFly, fake_fly

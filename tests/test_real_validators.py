@@ -1,6 +1,6 @@
 """What the hosts and Prometheus read, checked by the real software that reads it.
 
-- The cloud-init user data of a Lambda GPU host (components/gpu_host.py:render_cloud_init, from
+- The cloud-init user data of a Lambda GPU host (components/hosts/gpu_host.py:render_cloud_init, from
   components/scripts/cloud-init-host-key.yaml) passes `cloud-init schema --config-file`.
 - Every PrometheusRule of every recorded phase of both stacks passes `promtool check rules`, and
   the SLO alerts behave as named under `promtool test rules` (tests/fixtures/promtool/): each
@@ -24,10 +24,10 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from components.charts import slo_rules
-from components.gpu_host import CLOUD_INIT_TEMPLATE, render_cloud_init
-from components.phases import phase_ids
-from components.platform import DATA_NAMESPACE, NAMESPACE
+from components.config.phases import phase_ids
+from components.hosts.gpu_host import CLOUD_INIT_TEMPLATE, render_cloud_init
+from components.platform.charts import slo_rules
+from components.platform.platform import DATA_NAMESPACE, NAMESPACE
 from migrate.manifests import manifest
 from tests.conftest import STACKS, recorded
 

@@ -1,4 +1,4 @@
-"""renovate.json: every pin of components/versions.py and of the workflows is one Renovate can bump.
+"""renovate.json: every pin of components/catalog/versions.py and of the workflows is one Renovate can bump.
 
 Renovate itself does not run here (it needs the registries); what is checked is what decides
 whether a pin is ever bumped: that the custom managers' regexes (RE2 syntax, the subset Python's
@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from components import versions
+from components.catalog import versions
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = json.loads((ROOT / "renovate.json").read_text())
-VERSIONS = ROOT / "components" / "versions.py"
+VERSIONS = ROOT / "components" / "catalog" / "versions.py"
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 
 # Constants of versions.py that are not bumped on their own, and why.

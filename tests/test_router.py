@@ -10,8 +10,15 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from components import versions
-from components.router import CLOUD_GROUP, ENV_CLOUD_KEY, ENV_LOCAL_KEY, ENV_MASTER_KEY, RouterSettings, render_config
+from components.catalog import versions
+from components.llm.router import (
+    CLOUD_GROUP,
+    ENV_CLOUD_KEY,
+    ENV_LOCAL_KEY,
+    ENV_MASTER_KEY,
+    RouterSettings,
+    render_config,
+)
 from tests.fakes.llama_recording import brain
 
 BASE = {

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from components.errors import ConfigError
-from components.phases import phase_ids
+from components.config.phases import phase_ids
+from components.core.errors import ConfigError
 from migrate import scan
 from migrate.harness import RecordedPlan
 from migrate.manifests import write_manifests

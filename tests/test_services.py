@@ -8,23 +8,16 @@ from typing import Any, cast
 
 import pytest
 
-from components import charts
-from components.config import parse
-from components.datastores import DataStoresArgs, RestoreSource
-from components.errors import ConfigError
+from components.catalog.services import SERVICES, ServiceSpec, app_secret_keys, hpa_ceiling, service, validate_table
+from components.config.load import parse
+from components.config.phases import resolve
+from components.core.errors import ConfigError
 from components.handles import ClusterHandle, VerifiedBackup
-from components.phases import resolve
-from components.platform import PlatformArgs, PlatformSecrets
-from components.services import (
-    SERVICES,
-    ServiceSpec,
-    app_secret_keys,
-    hpa_ceiling,
-    nginx_config,
-    service,
-    validate_table,
-)
-from components.traffic import PublicRoute, TrafficSplitArgs, public_routes, weights
+from components.platform import charts
+from components.platform.datastores import DataStoresArgs, RestoreSource
+from components.platform.platform import PlatformArgs, PlatformSecrets
+from components.platform.services import nginx_config
+from components.platform.traffic import PublicRoute, TrafficSplitArgs, public_routes, weights
 from migrate.harness import read_stack_file, stack_file
 
 CLUSTER = ClusterHandle(

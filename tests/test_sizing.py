@@ -1,4 +1,4 @@
-"""The llama-server sizing (components/sizing.py): table-driven rows, refusals, and the config hook."""
+"""The llama-server sizing (components/config/sizing.py): table-driven rows, refusals, and the config hook."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ from typing import Any
 
 import pytest
 
-from components.config import parse
-from components.errors import ConfigError
-from components.models import MODELS
-from components.sizing import (
+from components.catalog.gguf import MODELS
+from components.config.load import parse
+from components.config.schema import StackConfig
+from components.config.sizing import (
     GIB,
     GpuNode,
+    Placement,
     SizingError,
     SizingKeys,
     kv_bytes_per_token,
@@ -21,6 +22,7 @@ from components.sizing import (
     size_server,
     weights_bytes,
 )
+from components.core.errors import ConfigError
 from migrate.harness import read_stack_file, stack_file
 
 M70 = MODELS["llama-3.1-70b-instruct-q4_k_m"]
@@ -163,8 +165,12 @@ def _raw(stack: str) -> dict[str, Any]:
     return read_stack_file(stack_file(stack))
 
 
+def _cluster(cfg: StackConfig) -> Placement:
+    return plan_cluster(cfg.llama, cfg.k3s_nodes, cfg.gpu_time_slicing_replicas)
+
+
 def test_prod_runs_the_70b_with_full_offload_on_the_h100_agents() -> None:
-    p = plan_cluster(parse(_raw("prod")))
+    p = _cluster(parse(_raw("prod")))
     assert p.nodes == ("gpu-agent-1", "gpu-agent-2")
     assert p.sizing.model == "llama-3.1-70b-instruct-q4_k_m" and p.sizing.gpu == "H100-80GB"
     assert p.sizing.full_offload and p.sizing.n_gpu_layers == 81
@@ -172,10 +178,10 @@ def test_prod_runs_the_70b_with_full_offload_on_the_h100_agents() -> None:
 
 def test_dev_runs_tinyllama_on_its_a10_share_and_8b_on_the_workstation() -> None:
     cfg = parse(_raw("dev"))
-    p = plan_cluster(cfg)
+    p = _cluster(cfg)
     assert p.nodes == ("dev-gpu-1",) and p.sizing.model == "tinyllama-1.1b-chat-q4_k_m"
     assert p.sizing.gpu_budget_bytes == 24 * GIB // cfg.gpu_time_slicing_replicas
-    w = plan_workstation(cfg)
+    w = plan_workstation(cfg.llama, cfg.workstation)
     assert w is not None and w.gpu == "RTX4090-24GB" and w.full_offload
 
 
@@ -210,7 +216,8 @@ def test_a_workstation_without_a_gpu_is_refused_at_config_time() -> None:
 def test_partial_offload_is_accepted_when_the_stack_says_so() -> None:
     raw = _raw("prod")
     raw["llama"] = {**raw["llama"], "workstationModel": "llama-3.1-70b-instruct-q4_k_m", "requireFullOffload": False}
-    w = plan_workstation(parse(raw))
+    cfg = parse(raw)
+    w = plan_workstation(cfg.llama, cfg.workstation)
     assert w is not None and not w.full_offload and 0 < w.n_gpu_layers < 80
 
 
@@ -260,4 +267,4 @@ def test_a_workstation_without_enough_memory_is_refused_when_the_config_is_parse
             h["memoryGib"] = 16
     raw["hosts"] = hosts
     with pytest.raises(ConfigError, match=r"gpu-platform:hosts\[workstation\]\.memoryGib has 16 GiB"):
-        plan_workstation(parse(raw))
+        parse(raw)

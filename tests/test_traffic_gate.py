@@ -1,6 +1,6 @@
 """The cutover gate (`routes-slo`, `load-test`) against real software on 127.0.0.1.
 
-`FakeTraefik` stands in for K3s's Traefik with the weighted split of components/traffic.py: each
+`FakeTraefik` stands in for K3s's Traefik with the weighted split of components/platform/traffic.py: each
 request to a public hostname goes to one of the route's two backends in weighted round robin,
 waits that backend's latency, answers 500 at its error rate, and is recorded under Traefik v3's
 metric names and labels (`traefik_service_requests_total`, `traefik_service_request_duration_seconds`,
@@ -32,9 +32,9 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from components.charts import LATENCY_BUCKETS, PROMETHEUS_URL
-from components.phases import LoadTestThresholds, RoutesSloThresholds
-from components.traffic import PublicRoute, route_backends
+from components.config.phases import LoadTestThresholds, RoutesSloThresholds
+from components.platform.charts import LATENCY_BUCKETS, PROMETHEUS_URL
+from components.platform.traffic import PublicRoute, route_backends
 from migrate import loadtest
 from migrate.checks import CheckContext, _service_proxy_path, routes_slo_queries, run_check
 from tests.local import port, serve_http, stop

@@ -1,7 +1,7 @@
 """`make upstream` and `make specs` (tools/), and the tests' refusal to run without their files.
 
 The scripts download from GitHub and the API publishers, which this machine cannot reach; what is
-tested here is everything up to the network: that the list of sources follows components/versions.py
+tested here is everything up to the network: that the list of sources follows components/catalog/versions.py
 exactly, that the download of a repository tarball keeps exactly the files the tests read, in the
 layout of ../shared/upstream (served from 127.0.0.1), and that a missing file fails with the command.
 """
@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from components import versions
+from components.catalog import versions
 from tests.conftest import upstream_root
 from tests.fakes.fly_server import FakeFly
 from tests.fakes.lambda_server import FakeLambda
 from tests.local import port, serve_http
 from tools import specs, upstream
 
-# What the pins in components/versions.py must expand to (repository and path facts: SOURCES.tsv of
+# What the pins in components/catalog/versions.py must expand to (repository and path facts: SOURCES.tsv of
 # ../shared/upstream, whose cert-manager folder holds tag v1.21.1's files, see its README).
 EXPECTED = {
     ("nvidia-device-plugin-0.19.3", "NVIDIA/k8s-device-plugin", "v0.19.3", "deployments/helm/nvidia-device-plugin"),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from components.phases import load_phases
+from components.config.phases import load_phases
 from migrate import affected as aff
 from migrate.affected import Affected, Outcome, PhaseMove, affected, check_move, markdown, run_offline
 

@@ -4,7 +4,7 @@ The tests check every chart value against the chart's `values.yaml`, `values.sch
 `templates/`, and every custom resource against its CRD's `openAPIV3Schema`. In the project's own
 workplace those files sit in `../shared/upstream/`; anywhere else (a user's CI) this script
 downloads the same files from the charts' public GitHub repositories, at the tags that match the
-pins in components/versions.py, into `${XDG_CACHE_HOME:-~/.cache}/gpu-platform/upstream/`, in the
+pins in components/catalog/versions.py, into `${XDG_CACHE_HOME:-~/.cache}/gpu-platform/upstream/`, in the
 same layout:
 
     charts/<chart>-<version>/   Chart.yaml, values.yaml, values.schema.json, templates/, crds/
@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from components import versions
+from components.catalog import versions
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "upstream"
@@ -114,7 +114,7 @@ def chart_source(chart: str, version: str) -> Source:
 
 
 def sources() -> tuple[Source, ...]:
-    """Everything derived from components/versions.py alone (subcharts need the parent's Chart.yaml)."""
+    """Everything derived from components/catalog/versions.py alone (subcharts need the parent's Chart.yaml)."""
     pins = pinned_charts()
     out = [chart_source(chart, version) for chart, version in pins.items()]
     for kind, (chart, path) in CHART_CRDS.items():

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from components.catalog import LAMBDA_INSTANCE_TYPES, LAMBDA_REGIONS
+from components.catalog.gpus import LAMBDA_INSTANCE_TYPES, LAMBDA_REGIONS
 from tests.fakes.openapi import OpenApiRequest, OpenApiResponse, describe, load_spec, spec_file
 
 SPEC_NAME = "lambda-cloud-openapi-1.8.3.json"  # in ../shared/specs, or `make specs`'s cache (tools/specs.py)

@@ -1,4 +1,4 @@
-"""A Pulumi program that builds the local brain (components/llama.py) against stand-in handles.
+"""A Pulumi program that builds the local brain (components/llm/llama.py) against stand-in handles.
 
 The recording harness runs it in place of `__main__.py` (`record(stack, program=...)`), so the
 llama servers and the router are recorded with the real config loader, the real sizing and the
@@ -13,13 +13,13 @@ import pulumi
 import pulumi_command as command
 import pulumi_kubernetes as k8s
 
-from components import config
+from components.config import load
+from components.config.phases import LlamaState
 from components.handles import ClusterHandle, HostHandle, SshTarget
-from components.llama import build_local_brain
-from components.phases import LlamaState
+from components.llm.llama import build_local_brain
 from tests.fakes.llama_recording import MONITOR_LABELS, STORAGE_CLASS
 
-loaded = config.load()
+loaded = load.load()
 cfg = loaded.config
 provider = k8s.Provider("k8s", kubeconfig=pulumi.Output.secret("apiVersion: v1\nkind: Config\n"))
 # Stands for the K3s server install; the real handle's `cluster` is such a remote command.

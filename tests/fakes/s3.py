@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from components.backups import BucketLocation, s3_client
+from components.migration.backups import BucketLocation, s3_client
 
 ACCESS_KEY = "AKIAEXAMPLEEXAMPLE00"  # moto accepts any key pair; these are obviously fake
 SECRET_KEY = "fake-secret-access-key-for-moto-only"

@@ -29,8 +29,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from components import llama
-from components.models import MODELS
+from components.catalog.gguf import MODELS
+from components.llm import llama
 from migrate.harness import RecordedPlan
 from tests.fakes import tiny_gguf
 from tests.real.tools import ROOT, Process, free_port
@@ -179,7 +179,7 @@ def workstation_server(plan: RecordedPlan, stack: str) -> Rendered:
     container = plan.named("llama-workstation-container").inputs
     command = list(container["command"])
     # The container's envs are secret in the plan (they carry the key); their model part is
-    # components/llama.py's model_env for the model the command line names.
+    # components/llm/llama.py's model_env for the model the command line names.
     (model,) = [m for m in MODELS.values() if m.file_name == _model_of(command)]
     return Rendered(
         f"{stack} workstation",

@@ -26,8 +26,8 @@ import requests
 import yaml
 
 from benchmarks import llama_bench as bench
-from components.phases import RouterLocalShareThresholds, load_phases
-from components.router import CLOUD_GROUP, ENV_CLOUD_KEY, ENV_LOCAL_KEY, ENV_MASTER_KEY
+from components.config.phases import RouterLocalShareThresholds, load_phases
+from components.llm.router import CLOUD_GROUP, ENV_CLOUD_KEY, ENV_LOCAL_KEY, ENV_MASTER_KEY
 from migrate import checks
 from tests.fakes.llama_recording import brain
 from tests.fakes.llama_server import FakeLlamaServer

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components import versions
-from components.backups import ObjectRecord, compose_backup_command, verify_objects
-from components.config import ComposeHost
+from components.catalog import versions
+from components.config.schema import ComposeHost
+from components.migration.backups import ObjectRecord, compose_backup_command, verify_objects
 from tests.fakes.s3 import ACCESS_KEY, SECRET_KEY, FakeS3
 from tests.realdb.tools import SHIM_BIN, Tools
 

@@ -1,33 +1,24 @@
-"""Typed stack configuration.
+"""The typed stack configuration: every `gpu-platform:*` key as a frozen pydantic model.
 
-Every `gpu-platform:*` key of a stack is read here into frozen pydantic models and validated as a
-whole before a single resource exists. A mistake raises `ConfigError` with one line per problem,
-naming the key, the bad value and what is allowed. Secrets never enter these models: they are read
-with `require_secret` / `get_secret` into `Secrets` and stay `Output`s end to end.
-
-The loader has two entry points that share one validator:
-- `load()` inside a Pulumi program (real CLI or the recording harness);
-- `parse(raw)` on a plain mapping, for tools that read a stack file directly.
+A mistake raises `ConfigError` with one line per problem, naming the key, the bad value and what is
+allowed. Secrets never enter these models: components/config/load.py reads them with
+`require_secret` / `get_secret` into `Secrets`, and they stay `Output`s end to end. Checks that need
+the whole model and another layer's arithmetic (the llama sizing) run in the loader, after the model
+is built, so this module imports nothing above the catalog.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
-import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-import pulumi
-from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from components import versions
-from components.catalog import GCP_ACCELERATORS, GPUS, LAMBDA_INSTANCE_TYPES, LAMBDA_REGIONS, GpuModel
-from components.errors import ConfigError, format_validation_error
-from components.model import Frozen
-from components.phases import phase_ids
+from components.catalog import versions
+from components.catalog.gpus import GCP_ACCELERATORS, LAMBDA_INSTANCE_TYPES, LAMBDA_REGIONS, GpuSpec
+from components.config.phases import phase_ids
+from components.core.model import Frozen
 
 NAMESPACE = "gpu-platform"
 
@@ -150,15 +141,6 @@ class GcpHost(Frozen):
                 f"and acceleratorCount: {count} (got {self.accelerator_type} x {self.accelerator_count})"
             )
         return self
-
-
-class GpuSpec(Frozen):
-    model: GpuModel
-    count: int = Field(default=1, ge=1, le=8)
-
-    @property
-    def memory_gib(self) -> int:
-        return GPUS[self.model].memory_gib
 
 
 class HostConfig(Frozen):
@@ -293,7 +275,7 @@ class Backups(Frozen):
 
 
 class LlamaConfig(Frozen):
-    """The local llama servers (components/llama.py); models are keys of components/models.py."""
+    """The local llama servers (components/llm/llama.py); models are keys of components/catalog/gguf.py."""
 
     workstation_model: str = "llama-3.1-8b-instruct-q4_k_m"
     cluster_model: str = "llama-3.1-70b-instruct-q4_k_m"
@@ -315,16 +297,16 @@ class LlamaConfig(Frozen):
     @field_validator("workstation_model", "cluster_model")
     @classmethod
     def _known_model(cls, v: str) -> str:
-        from components.models import MODELS
+        from components.catalog.gguf import MODELS
 
         if v not in MODELS:
-            raise ValueError(f"unknown model; the catalog (components/models.py) has {', '.join(sorted(MODELS))}")
+            raise ValueError(f"unknown model; the catalog (components/catalog/gguf.py) has {', '.join(sorted(MODELS))}")
         return v
 
     @field_validator("model_sha256")
     @classmethod
     def _sha(cls, v: dict[str, str]) -> dict[str, str]:
-        from components.models import MODELS
+        from components.catalog.gguf import MODELS
 
         for name, digest in v.items():
             if name not in MODELS:
@@ -348,7 +330,7 @@ class LlamaConfig(Frozen):
 
 
 class RouterConfig(Frozen):
-    """The OpenAI-compatible router (components/router.py): local model first, cloud on failure."""
+    """The OpenAI-compatible router (components/llm/router.py): local model first, cloud on failure."""
 
     # Which requests may leave the premises when the local model fails or times out: none unless
     # this is on, and then only those sent to an alias in `fallback_aliases`.
@@ -380,7 +362,7 @@ class RouterConfig(Frozen):
 
 
 class ServiceImages(Frozen):
-    """Where the platform's own service images come from (components/services.py, `image` names).
+    """Where the platform's own service images come from (components/catalog/services.py, `image` names).
 
     Each image is `<registry>/<name>:<tag>`; `tags` overrides the tag of single images (a hotfix
     of one service) by name. The default registry is a placeholder no cluster can pull from: dev
@@ -431,7 +413,7 @@ class ServiceImages(Frozen):
 
 def _own_images(by_name: dict[str, str]) -> dict[str, str]:
     """`by_name` when every key names one of the platform's own images."""
-    from components.services import own_image_names  # services imports this module: import late
+    from components.catalog.services import own_image_names  # services imports this module: import late
 
     known = own_image_names()
     for name in by_name:
@@ -554,17 +536,6 @@ class StackConfig(Frozen):
         return self
 
     @model_validator(mode="after")
-    def _llama_fits(self) -> StackConfig:
-        # The llama servers' models must fit the GPUs this stack has, whatever the phase: a stack
-        # that could never reach p3-local-brain is refused now, not an hour into that phase.
-        # SizingError is a ConfigError whose message names the keys; it passes through pydantic.
-        from components.sizing import plan_cluster, plan_workstation
-
-        plan_cluster(self)
-        plan_workstation(self)
-        return self
-
-    @model_validator(mode="after")
     def _gpu_host_networks(self) -> StackConfig:
         # Lambda firewall rules take IPv4 source networks only; an IPv6 admin network could not be
         # let in, and silently dropping it would lock its admins out.
@@ -585,150 +556,3 @@ class StackConfig(Frozen):
     @property
     def workstation(self) -> HostConfig | None:
         return next((h for h in self.hosts if h.role == "workstation"), None)
-
-
-# --- secrets -----------------------------------------------------------------------------------
-
-# Secret keys: (key, required). Declared `secret: true` in Pulumi.yaml; read only through
-# `require_secret` / `get_secret` so the value is an Output marked secret from the first moment.
-SECRET_KEYS: tuple[tuple[str, bool], ...] = (
-    ("lambdaApiKey", True),
-    ("flyApiToken", True),
-    ("cloudLlmApiKey", False),
-    ("backupAccessKeyId", False),
-    ("backupSecretAccessKey", False),
-    # Login key of the legacy Compose host (its host key is pinned in composeHost.hostKey); needed
-    # from the phase that dumps its data (backups.composeData) on.
-    ("composeSshPrivateKey", False),
-    # Tokens of the GitHub and HubSpot MCP services; needed once platform.servicesStateless is on
-    # (components/platform.py names the missing one).
-    ("githubToken", False),
-    ("hubspotAccessToken", False),
-)
-
-
-# The API credentials the providers also take from the environment at call time (what CI sets):
-# without the config key, the program reads the variable into a secret Output instead.
-SECRET_ENV: dict[str, str] = {"lambdaApiKey": "LAMBDA_API_KEY", "flyApiToken": "FLY_API_TOKEN"}
-
-
-def missing_secrets(present: set[str], environ: Mapping[str, str]) -> list[str]:
-    """Required secret keys that neither config (`present`) nor the environment provides."""
-    return [
-        name
-        for name, required in SECRET_KEYS
-        if required and name not in present and not environ.get(SECRET_ENV.get(name, ""))
-    ]
-
-
-@dataclass(frozen=True)
-class Secrets:
-    lambda_api_key: pulumi.Output[str]
-    fly_api_token: pulumi.Output[str]
-    cloud_llm_api_key: pulumi.Output[str] | None
-    backup_access_key_id: pulumi.Output[str] | None
-    backup_secret_access_key: pulumi.Output[str] | None
-    compose_ssh_private_key: pulumi.Output[str] | None = None
-    github_token: pulumi.Output[str] | None = None
-    hubspot_access_token: pulumi.Output[str] | None = None
-
-
-@dataclass(frozen=True)
-class Loaded:
-    config: StackConfig
-    secrets: Secrets
-
-
-def _json_or_text(value: Any) -> Any:
-    """Pulumi hands structured config to the program as JSON text; scalars stay text."""
-    if isinstance(value, str) and value[:1] in ("{", "["):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
-
-
-def _coerce_scalars(raw: dict[str, Any]) -> dict[str, Any]:
-    # The Pulumi engine passes every scalar as a string; integers declared in Pulumi.yaml arrive
-    # as "4". Only the declared integer keys are converted, so a wrong type still fails clearly.
-    out = dict(raw)
-    for key in ("gpuTimeSlicingReplicas",):
-        value = out.get(key)
-        if isinstance(value, str) and re.fullmatch(r"-?\d+", value):
-            out[key] = int(value)
-    return out
-
-
-def parse(raw: Mapping[str, Any]) -> StackConfig:
-    """Validate plain (non-secret) config, keyed without the namespace. Raises ConfigError."""
-    secret_names = {name for name, _ in SECRET_KEYS}
-    plain = {k: _json_or_text(v) for k, v in raw.items() if k not in secret_names}
-    try:
-        cfg = StackConfig.model_validate(_coerce_scalars(plain))
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, prefix=f"{NAMESPACE}:")) from None
-    check_service_images(cfg)
-    return cfg
-
-
-def check_service_images(cfg: StackConfig) -> None:
-    """A prod stack must name the registry its images come from; the default is a placeholder."""
-    if cfg.is_prod and cfg.service_images.is_placeholder:
-        raise ConfigError(
-            f"{NAMESPACE}:serviceImages.registry: {cfg.service_images.registry!r} is the placeholder registry, and "
-            "a prod stack would deploy services whose images cannot be pulled; set it to your organisation's "
-            "registry (`pulumi config set --path serviceImages.registry registry.example.com/platform`)"
-        )
-
-
-def _stack_config_keys() -> dict[str, Any]:
-    # pulumi.Config can only fetch a key it is asked for; to reject typos we need the whole bag.
-    # The language host fills `CONFIG` from the engine; PULUMI_CONFIG is the fallback it reads too.
-    from pulumi.runtime import config as runtime_config
-
-    bag: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    prefix = f"{NAMESPACE}:"
-    return {key[len(prefix) :]: value for key, value in bag.items() if key.startswith(prefix)}
-
-
-def check_conditional_secrets(cfg: StackConfig, present: set[str]) -> None:
-    """Secrets that only some configurations need; `present` holds the secret keys that are set."""
-    if cfg.router.cloud_fallback and "cloudLlmApiKey" not in present:
-        raise ConfigError(
-            f"{NAMESPACE}:cloudLlmApiKey: required secret is missing while {NAMESPACE}:router.cloudFallback is "
-            f"true (the router falls back to {cfg.router.cloud_model}); set it with `pulumi config set --secret "
-            f"cloudLlmApiKey`, or set router.cloudFallback to false to keep every request on the premises"
-        )
-
-
-def load() -> Loaded:
-    """Read and validate this stack's config inside a Pulumi program, before any resource."""
-    cfg = parse(_stack_config_keys())
-    pc = pulumi.Config(NAMESPACE)
-    present = {name for name, _ in SECRET_KEYS if pc.get(name) is not None}
-    missing = missing_secrets(present, os.environ)
-    if missing:
-        keys = ", ".join(f"{NAMESPACE}:{m}" for m in missing)
-        env = " or ".join(SECRET_ENV[m] for m in missing if m in SECRET_ENV)
-        raise ConfigError(
-            f"{keys}: required secret is missing; set it with `pulumi config set --secret <key>`"
-            + (f" (or {env} in the environment)" if env else "")
-        )
-    check_conditional_secrets(cfg, present)
-
-    def from_config_or_env(name: str) -> pulumi.Output[str]:
-        value = pc.get_secret(name)
-        return value if value is not None else pulumi.Output.secret(os.environ[SECRET_ENV[name]])
-
-    secrets = Secrets(
-        lambda_api_key=from_config_or_env("lambdaApiKey"),
-        fly_api_token=from_config_or_env("flyApiToken"),
-        cloud_llm_api_key=pc.get_secret("cloudLlmApiKey"),
-        backup_access_key_id=pc.get_secret("backupAccessKeyId"),
-        backup_secret_access_key=pc.get_secret("backupSecretAccessKey"),
-        compose_ssh_private_key=pc.get_secret("composeSshPrivateKey"),
-        github_token=pc.get_secret("githubToken"),
-        hubspot_access_token=pc.get_secret("hubspotAccessToken"),
-    )
-    return Loaded(config=cfg, secrets=secrets)

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import pulumi
 from pydantic import Field, InstanceOf, field_validator
 
-from components import gcp_compute
+from components.clouds import gcp_compute
+from components.clouds.lambda_cloud import LambdaFirewallRulesetRules
+from components.core.model import Frozen
 from components.handles import HostHandle
-from components.host_access import PEER_PORTS, AccessHandle, peer_rules
-from components.lambda_cloud import LambdaFirewallRulesetRules
-from components.model import Frozen
+from components.hosts.access import PEER_PORTS, AccessHandle, peer_rules
 
 
 @dataclass(frozen=True)

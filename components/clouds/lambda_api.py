@@ -28,7 +28,7 @@ from typing import Any, Protocol, TypeVar
 
 import requests
 
-from components.engine import credential
+from components.core.engine import credential
 
 DEFAULT_BASE_URL = "https://cloud.lambda.ai/api/v1"
 API_URL_ENV = "LAMBDA_API_URL"

@@ -1,6 +1,6 @@
 """How to run a GGUF model on a given GPU: the llama-server arguments, chosen before any resource.
 
-`size_server` is pure: a model from components/models.py, a GPU from components/catalog.py, the
+`size_server` is pure: a model from components/catalog/gguf.py, a GPU from components/catalog/gpus.py, the
 context wanted per request and the number of parallel slots in; `-ngl`, `-c`, `--parallel`, `-b`,
 `-ub`, `-fa` and the memory arithmetic behind them out. A combination that cannot run raises
 `SizingError` (a `ConfigError`) naming the config keys at fault, so `pulumi preview` stops with a
@@ -36,16 +36,15 @@ On CPU it stays off: it saves little there and the CPU path is the dev fallback.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Literal
+from typing import Final, Literal
 
-from components.catalog import GPUS
-from components.errors import ConfigError
-from components.model import Frozen
-from components.models import GgufModel, resolve
-
-if TYPE_CHECKING:
-    from components.config import StackConfig
+from components.catalog.gguf import GgufModel, resolve
+from components.catalog.gpus import GPUS
+from components.config.schema import HostConfig, LlamaConfig
+from components.core.errors import ConfigError
+from components.core.model import Frozen
 
 GIB: Final = 1024**3
 MIB: Final = 1024**2
@@ -408,17 +407,16 @@ def place_on_cluster(
 _NS = "gpu-platform:"
 
 
-def plan_cluster(cfg: StackConfig) -> Placement:
-    """Where the cluster llama server runs and with which arguments, from the stack config alone.
+def plan_cluster(llama: LlamaConfig, k3s_nodes: Sequence[HostConfig], memory_share: int) -> Placement:
+    """Where the cluster llama server runs and with which arguments, among `k3s_nodes`.
 
-    A time-sliced GPU (`gpuTimeSlicingReplicas` > 1) has no memory isolation, so the server may
-    count on only its share of the memory.
+    A time-sliced GPU (`gpuTimeSlicingReplicas` > 1, passed as `memory_share`) has no memory
+    isolation, so the server may count on only its share of the memory.
     """
-    llama = cfg.llama
     model = resolve(llama.cluster_model, llama.model_sha256, key=f"{_NS}llama.clusterModel")
     nodes = tuple(
         GpuNode(name=h.name, gpu_model=spec.model, gpu_count=spec.count)
-        for h in cfg.k3s_nodes
+        for h in k3s_nodes
         if (spec := h.gpu_spec) is not None
     )
     context_key = "llama.clusterContextSize" if llama.cluster_context_size else "llama.contextSize"
@@ -433,17 +431,15 @@ def plan_cluster(cfg: StackConfig) -> Placement:
             parallel=f"{_NS}llama.parallel",
             gpu=f"{_NS}hosts",
         ),
-        memory_share=cfg.gpu_time_slicing_replicas,
+        memory_share=memory_share,
         require_full_offload=llama.require_full_offload,
     )
 
 
-def plan_workstation(cfg: StackConfig) -> ServerSizing | None:
+def plan_workstation(llama: LlamaConfig, host: HostConfig | None) -> ServerSizing | None:
     """The workstation server's arguments; None when the stack has no workstation."""
-    host = cfg.workstation
     if host is None:
         return None
-    llama = cfg.llama
     model = resolve(llama.workstation_model, llama.model_sha256, key=f"{_NS}llama.workstationModel")
     spec = host.gpu_spec
     context_key = "llama.workstationContextSize" if llama.workstation_context_size else "llama.contextSize"

@@ -18,7 +18,7 @@ K3S_VERSION: Final = "v1.35.5+k3s1"
 # The Kubernetes minor that K3S_VERSION ships; rendered manifests are validated against it.
 KUBERNETES_VERSION: Final = "1.35.0"
 
-# --- backups and the legacy estate (components/backups.py, components/fly.py) ------------------
+# --- backups and the legacy estate (components/migration/backups.py, components/migration/fly.py) ------------------
 # The one-off Fly machine that mounts a volume restored from a snapshot and streams it out as a
 # tarball through the exec endpoint: busybox tar, gzip, base64 and `set -o pipefail`. Alpine 3.24,
 # the newest stable line (3.21's support ended on 2026-11-01, alpinelinux.org release branches).
@@ -26,7 +26,7 @@ FLY_EXPORT_IMAGE: Final = "docker.io/library/alpine:3.24.0"
 # Uploads the Compose host's dumps to the backup bucket (`aws s3 cp`); AWS CLI v2, pinned release.
 AWS_CLI_IMAGE: Final = "docker.io/amazon/aws-cli:2.32.2"
 
-# --- platform on K3s (components/platform.py, charts.py, services.py, datastores.py, traffic.py) --
+# --- platform on K3s (components/platform/platform.py, charts.py, services.py, datastores.py, traffic.py) --
 # Helm charts: (repository, chart, version). A bump here is the only edit an upgrade needs;
 # tests/test_chart_values.py checks every value the program gives a chart against that chart's
 # own values.yaml, values.schema.json and templates at the pinned version.
@@ -72,14 +72,14 @@ RESTORE_FETCH_IMAGE: Final = "docker.io/curlimages/curl:8.22.0"
 # nginx 1.30.4 (stable) unprivileged build: listens on 8080 as uid 101.
 NGINX_IMAGE: Final = "docker.io/nginxinc/nginx-unprivileged:1.30.4-alpine"
 # The organisation's own service images are `<registry>/<name>:<tag>` from stack config
-# `serviceImages` (components/config.py). These are its defaults: the registry is a placeholder
+# `serviceImages` (components/config/schema.py). These are its defaults: the registry is a placeholder
 # (dev plans with a warning, prod refuses it), the tag the platform repository's current release.
 PLATFORM_IMAGE_REGISTRY: Final = "ghcr.io/example-org"
 # The registry the committed prod stack file names: a documentation value (RFC 2606), never pulled.
 DOCUMENTATION_IMAGE_REGISTRY: Final = "registry.example.com/platform"
 PLATFORM_RELEASE: Final = "2026.09.1"
 
-# --- local llama servers and router (components/llama.py, components/router.py) ----------------
+# --- local llama servers and router (components/llm/llama.py, components/llm/router.py) ----------------
 # llama.cpp's server image, CUDA 12 build b11312. The tests build llama-server from the llama.cpp
 # tree vendored in the llama-cpp-python 0.3.36 sdist on PyPI (the only llama.cpp source a package
 # index serves; LLAMA_CPP_TEST_SOURCE, scripts/build-llama-server.sh), whose CHANGELOG names upstream
@@ -105,7 +105,7 @@ LLAMA_CPP_TEST_SOURCE: Final = {"sdist": "llama-cpp-python==0.3.36", "commit": "
 # with `crane digest ghcr.io/berriai/litellm-non_root:v1.104.8` and append `@sha256:...` here.
 LITELLM_IMAGE: Final = "ghcr.io/berriai/litellm-non_root:v1.104.8"
 
-# --- NVIDIA (components/nvidia.py, components/scripts/nvidia-toolkit.sh) ---------------------
+# --- NVIDIA (components/cluster/nvidia.py, components/scripts/nvidia-toolkit.sh) ---------------------
 # NVIDIA k8s-device-plugin chart from NVIDIA's own Helm repository, 0.19.3 of the 0.19 line.
 # 0.20.1 is out (the first patch of 0.20, NVIDIA/k8s-device-plugin#2057) and is the next pin, but it
 # is held back: the chart files at 0.20.1 were not available to check our values against here.

@@ -1,7 +1,7 @@
 """Third-party charts on K3s: cert-manager, monitoring, SLO alerts, and K3s's Traefik settings.
 
 Each chart is a `helm.v3.Release` whose (repository, chart, version) comes from
-components/versions.py; tests/test_chart_values.py checks every value path given here against the
+components/catalog/versions.py; tests/test_chart_values.py checks every value path given here against the
 pinned chart's own values.yaml, values.schema.json and templates (noted next to each).
 
 - cert-manager (platform.certManager, p2a) with its CRDs (`crds.enabled`, kept on uninstall so
@@ -25,10 +25,10 @@ from typing import Any, Literal
 import pulumi
 import yaml
 
-from components import versions
-from components.errors import ConfigError
+from components.catalog import versions
+from components.core.errors import ConfigError
 from components.handles import ClusterHandle
-from components.services import k8s_opts, labels
+from components.platform.kube import k8s_opts, labels
 
 CERT_MANAGER_NAMESPACE = "cert-manager"
 MONITORING_NAMESPACE = "monitoring"
@@ -206,7 +206,7 @@ def slo_rules(platform_namespace: str, data_namespace: str) -> list[dict[str, An
     # Every backend of the public routes in the platform namespace, K3s and legacy alike: what users
     # see, whichever backend answered. Traefik v3 records `traefik_service_*` per load-balanced
     # backend only, never for the weighted TraefikService (`<ns>-<host>-split`) above them, so each
-    # request is counted once (components/traffic.py, traefik_service()).
+    # request is counted once (components/platform/traffic.py, traefik_service()).
     svc = f'service=~"{platform_namespace}-.+@kubernetescrd"'
 
     def error_ratio(window: str) -> str:

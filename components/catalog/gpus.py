@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
-from components.model import Frozen
+from pydantic import Field
+
+from components.core.model import Frozen
 
 GpuModel = Literal["H100-80GB", "A100-80GB", "A100-40GB", "A10-24GB", "RTX4090-24GB", "GH200-96GB", "A6000-48GB"]
 
@@ -31,6 +33,17 @@ GPUS: Final[dict[str, GpuInfo]] = {
         GpuInfo(model="A6000-48GB", memory_gib=48, bandwidth_gbps=768),
     )
 }
+
+
+class GpuSpec(Frozen):
+    """Which GPU a machine has, and how many: what config names and the sizing counts on."""
+
+    model: GpuModel
+    count: int = Field(default=1, ge=1, le=8)
+
+    @property
+    def memory_gib(self) -> int:
+        return GPUS[self.model].memory_gib
 
 
 class InstanceType(Frozen):

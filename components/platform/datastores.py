@@ -34,19 +34,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import pulumi
 
-from components import versions
-from components.errors import ConfigError
+from components import HOST_SCRIPT_DIR
+from components.catalog import versions
+from components.catalog.services import STORES, SecretEnv, Store
+from components.core.errors import ConfigError
 from components.handles import ClusterHandle, VerifiedBackup
-from components.services import (
-    STORES,
+from components.platform.kube import (
     USES_LABEL,
-    SecretEnv,
-    Store,
     container_security,
     k8s_opts,
     labels,
@@ -55,7 +53,7 @@ from components.services import (
     selector,
 )
 
-SCRIPTS = Path(__file__).resolve().parent / "scripts"
+SCRIPTS = HOST_SCRIPT_DIR
 STORAGE_CLASS = "platform-retain"
 # What the checks helper lists to find the restore Jobs (namespace: the data namespace).
 RESTORE_LABEL = "gpu-platform/restore"

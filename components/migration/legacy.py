@@ -4,7 +4,7 @@
   boot disk is snapshotted and the VM is then stopped (`desired_status: TERMINATED`). It is never
   deleted: protect plus retain_on_delete, so even `pulumi destroy` leaves it.
 - The Compose host is an existing machine that Pulumi never creates or terminates; it is reached
-  over SSH with its pinned host key. Its data is dumped by `components/backups.py` (p2b). In p4 its
+  over SSH with its pinned host key. Its data is dumped by `components/migration/backups.py` (p2b). In p4 its
   services are stopped with `docker compose stop` (never `down -v`) once traffic is 100% on K3s and
   the restores are verified; rolling that step back runs `docker compose start`.
 """
@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import pulumi
 
-from components import gcp_compute
-from components.config import GcpVm
-from components.errors import ConfigError
+from components import HOST_SCRIPT_DIR
+from components.clouds import gcp_compute
+from components.config.schema import GcpVm
+from components.core.errors import ConfigError
 from components.handles import SshTarget
 
-SCRIPTS = Path(__file__).resolve().parent / "scripts"
+SCRIPTS = HOST_SCRIPT_DIR
 
 # Everything about the VM except its machine type and run state belongs to how it was built
 # (console, gcloud, a former Terraform): adopting it must not rewrite any of that, and the import

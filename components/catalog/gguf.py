@@ -1,7 +1,7 @@
 """GGUF models the llama servers may run: shape, quantisation, where to download them, their SHA-256.
 
 Config names a model by its catalog key (`llama.clusterModel`, `llama.workstationModel`). The
-sizing (components/sizing.py) reads the shape fields; the server's init step downloads `url` and
+sizing (components/config/sizing.py) reads the shape fields; the server's init step downloads `url` and
 refuses to serve a file whose SHA-256 is not `sha256`.
 
 Provenance of the checksums. Each `sha256` below was read from the "Git LFS Details" of the
@@ -24,10 +24,10 @@ from typing import Final, Literal
 
 from pydantic import Field, field_validator
 
-from components.errors import ConfigError
-from components.model import Frozen
+from components.core.errors import ConfigError
+from components.core.model import Frozen
 
-# The quantisations the sizing has a bits-per-weight figure for (components/sizing.py).
+# The quantisations the sizing has a bits-per-weight figure for (components/config/sizing.py).
 Quant = Literal["Q4_0", "Q4_K_S", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0", "F16"]
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")

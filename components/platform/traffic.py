@@ -38,9 +38,10 @@ from typing import Any
 
 import pulumi
 
-from components.errors import ConfigError
+from components.catalog.services import SERVICES
+from components.core.errors import ConfigError
 from components.handles import ClusterHandle
-from components.services import SERVICES, k8s_opts, labels
+from components.platform.kube import k8s_opts, labels
 
 LEGACY_PREFIX = "legacy-"  # legacy-<host>: the Service, EndpointSlice and ServersTransport of one hostname
 LEGACY_PORT = 443  # the Compose host's nginx terminates TLS for the public hostnames

@@ -24,9 +24,9 @@ from typing import Any
 import pulumi
 import yaml
 
-from components import versions
-from components.config import GpuSpec
-from components.errors import ConfigError
+from components.catalog import versions
+from components.catalog.gpus import GpuSpec
+from components.core.errors import ConfigError
 from components.handles import ClusterHandle
 
 RUNTIME_CLASS = "nvidia"  # created by K3s from its packaged runtimes manifest

@@ -1,7 +1,7 @@
 """The local llama.cpp server: on the K3s GPU nodes (a Deployment) or on the workstation (Docker).
 
 Both targets run the same pinned image (versions.LLAMA_CPP_SERVER_IMAGE) with the arguments the
-sizing chose (components/sizing.py), and both put the model through components/scripts/
+sizing chose (components/config/sizing.py), and both put the model through components/scripts/
 fetch-model.sh first: download once onto a kept volume, then check its SHA-256 on every start. A
 mismatch stops the server from starting; a wrong model is never served.
 
@@ -40,24 +40,26 @@ from __future__ import annotations
 
 import hashlib
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import pulumi
 from pydantic import Field, InstanceOf, model_validator
 
-from components import nvidia, versions
+from components import HOST_SCRIPT_DIR
+from components.catalog import versions
+from components.catalog.gguf import GgufModel
+from components.cluster import nvidia
+from components.config.sizing import GIB, ServerSizing
+from components.core.model import Frozen
 from components.handles import ClusterHandle, HostHandle
-from components.model import Frozen
-from components.models import GgufModel
-from components.services import namespace_ingress_policy
-from components.sizing import GIB, ServerSizing
+from components.platform.kube import namespace_ingress_policy
 
 if TYPE_CHECKING:
-    from components.config import Secrets, StackConfig
-    from components.phases import LlamaState
+    from components.config.load import Secrets
+    from components.config.phases import LlamaState
+    from components.config.schema import StackConfig
 
-SCRIPT = Path(__file__).resolve().parent / "scripts" / "fetch-model.sh"
+SCRIPT = HOST_SCRIPT_DIR / "fetch-model.sh"
 PORT = 8080
 MODELS_DIR = "/models"
 API_KEY_SECRET_KEY = "api-key"
@@ -559,17 +561,17 @@ def build_local_brain(
     The sizing is recomputed from config (pure, the same as config validation did), so what runs
     is exactly what was checked.
     """
-    from components.errors import ConfigError
-    from components.models import resolve
-    from components.router import Router, RouterArgs, RouterSettings
-    from components.sizing import plan_cluster, plan_workstation
+    from components.catalog.gguf import resolve
+    from components.config.sizing import plan_cluster, plan_workstation
+    from components.core.errors import ConfigError
+    from components.llm.router import Router, RouterArgs, RouterSettings
 
     outputs: dict[str, Any] = {}
     llama = cfg.llama
     cluster_server: LlamaServer | None = None
     if state.router and not state.cluster:
         raise ConfigError("phase: llama.router needs llama.cluster, the local model it routes to first")
-    sizing = plan_workstation(cfg)
+    sizing = plan_workstation(cfg.llama, cfg.workstation)
     host_cfg = cfg.workstation
     if state.workstation and (sizing is None or host_cfg is None or workstation is None):
         raise ConfigError("gpu-platform:hosts: llama.workstation needs a host with role: workstation")
@@ -607,7 +609,7 @@ def build_local_brain(
     if cluster is not None and storage_class is not None:
         # From the phase with the cluster and the Retain class on: the model volume; from
         # llama.cluster on: the server too.
-        placement = plan_cluster(cfg)
+        placement = plan_cluster(cfg.llama, cfg.k3s_nodes, cfg.gpu_time_slicing_replicas)
         missing = sorted(set(placement.nodes) - set(cluster.gpu_nodes))
         if missing:
             raise ConfigError(f"gpu-platform:hosts: {missing} are not GPU nodes of the K3s cluster {cluster.gpu_nodes}")

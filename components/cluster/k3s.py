@@ -34,7 +34,6 @@ import re
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import pulumi
@@ -43,14 +42,16 @@ import pulumi_random as random
 import yaml
 from pydantic import field_validator
 
-from components import nvidia, versions
-from components.config import GpuSpec
-from components.errors import ConfigError
+from components import HOST_SCRIPT_DIR
+from components.catalog import versions
+from components.catalog.gpus import GpuSpec
+from components.cluster import nvidia
+from components.core.errors import ConfigError
+from components.core.model import Frozen
 from components.handles import ClusterHandle, HostHandle
-from components.model import Frozen
 
 API_PORT = 6443
-SCRIPTS_DIR = Path(__file__).resolve().parent / "scripts"
+SCRIPTS_DIR = HOST_SCRIPT_DIR
 REMOTE_DIR = ".gpu-platform"  # under the SSH user's home directory
 INSTALL_SCRIPT = "k3s-install.sh"
 REMOVE_SCRIPT = "k3s-remove.sh"

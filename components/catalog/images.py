@@ -1,6 +1,6 @@
 """Image references as typed pins: repository, tag and digest, and whether the digest is pending.
 
-components/versions.py writes every image as one string (`repository:tag@sha256:...`), the form
+components/catalog/versions.py writes every image as one string (`repository:tag@sha256:...`), the form
 Renovate and Dependabot keep current; `ImagePin.parse` reads it back for the plan, the tests and
 `make digests`.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from components import versions
+from components.catalog import versions
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -51,7 +51,7 @@ def digest_pending_reason(repository: str) -> str | None:
 
 
 def pinned_images() -> dict[str, ImagePin]:
-    """Every `*_IMAGE` constant of components/versions.py, parsed."""
+    """Every `*_IMAGE` constant of components/catalog/versions.py, parsed."""
     return {
         name: ImagePin.parse(value)
         for name, value in vars(versions).items()

@@ -15,7 +15,7 @@ Each part lives in its own module (charts, services, datastores, traffic); this 
 namespaces and the generated credentials they share.
 
 Every object uses the cluster's provider and `deleted_with` the cluster resource. Nothing with
-data is deleted or replaced by a phase change in prod: see components/datastores.py.
+data is deleted or replaced by a phase change in prod: see components/platform/datastores.py.
 """
 
 from __future__ import annotations
@@ -25,9 +25,13 @@ from typing import Any
 
 import pulumi
 
-from components.charts import PROMETHEUS_URL, PlatformCharts, PlatformChartsArgs
-from components.config import StackConfig
-from components.datastores import (
+from components.catalog.services import APP_SECRET, STORE_SECRET, STORES, Store, app_secret_keys, validate_table
+from components.config.phases import PlatformState
+from components.config.schema import StackConfig
+from components.core.errors import ConfigError
+from components.handles import BackupHandle, ClusterHandle
+from components.platform.charts import PROMETHEUS_URL, PlatformCharts, PlatformChartsArgs
+from components.platform.datastores import (
     POSTGRES_DATABASE,
     RESTORE_SELECTOR,
     DataStores,
@@ -36,22 +40,9 @@ from components.datastores import (
     storage_class,
     store_host,
 )
-from components.errors import ConfigError
-from components.handles import BackupHandle, ClusterHandle
-from components.phases import PlatformState
-from components.services import (
-    APP_SECRET,
-    STORE_SECRET,
-    STORES,
-    PlatformServices,
-    PlatformServicesArgs,
-    Store,
-    app_secret_keys,
-    k8s_opts,
-    labels,
-    validate_table,
-)
-from components.traffic import TrafficSplit, TrafficSplitArgs
+from components.platform.kube import k8s_opts, labels
+from components.platform.services import PlatformServices, PlatformServicesArgs
+from components.platform.traffic import TrafficSplit, TrafficSplitArgs
 
 NAMESPACE = "platform"
 DATA_NAMESPACE = "platform-data"

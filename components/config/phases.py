@@ -19,10 +19,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from components.errors import ConfigError, format_validation_error
-from components.model import Frozen
+from components.core.errors import ConfigError, format_validation_error
+from components.core.model import Frozen
 
-STACKS_DIR = Path(__file__).resolve().parent.parent / "stacks"
+STACKS_DIR = Path(__file__).resolve().parents[2] / "stacks"
 
 # Machine checks a phase may name as exit criteria. `migrate/checks.py` implements each one;
 # a test keeps the two lists equal.

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import string
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -28,15 +27,16 @@ import pulumi_command as command
 import pulumi_tls as tls
 from pydantic import Field, InstanceOf, model_validator
 
-from components import gcp_compute
-from components.config import HostConfig
-from components.errors import ConfigError
+from components import HOST_SCRIPT_DIR
+from components.clouds import gcp_compute
+from components.clouds.lambda_cloud import TAG_RESOURCE, TAG_STACK, LambdaInstance, lambda_name
+from components.config.schema import HostConfig
+from components.core.errors import ConfigError
+from components.core.model import Frozen
 from components.handles import HostHandle, SshTarget
-from components.host_access import ADMIN_TCP_PORTS, PRIVATE_KEY_OUTPUTS, PUBLIC_TCP_PORTS, AccessHandle
-from components.lambda_cloud import TAG_RESOURCE, TAG_STACK, LambdaInstance, lambda_name
-from components.model import Frozen
+from components.hosts.access import ADMIN_TCP_PORTS, PRIVATE_KEY_OUTPUTS, PUBLIC_TCP_PORTS, AccessHandle
 
-SCRIPTS = Path(__file__).resolve().parent / "scripts"
+SCRIPTS = HOST_SCRIPT_DIR
 CLOUD_INIT_TEMPLATE = SCRIPTS / "cloud-init-host-key.yaml"
 GCP_PIN_SCRIPT = SCRIPTS / "gcp-pin-host-key.sh"
 HOST_READY_SCRIPT = SCRIPTS / "host-ready.sh"

@@ -28,10 +28,10 @@ import pulumi
 import yaml
 from pydantic import Field, InstanceOf, model_validator
 
-from components import versions
+from components.catalog import versions
+from components.core.model import Frozen
 from components.handles import ClusterHandle
-from components.model import Frozen
-from components.services import namespace_ingress_policy
+from components.platform.kube import namespace_ingress_policy
 
 PORT = 4000
 CLOUD_GROUP = "cloud-fallback"

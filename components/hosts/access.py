@@ -22,10 +22,10 @@ import pulumi
 import pulumi_tls as tls
 from pydantic import Field, field_validator
 
-from components.errors import ConfigError
-from components.lambda_api import FirewallRule
-from components.lambda_cloud import LambdaFirewallRuleset, LambdaSshKey, lambda_name
-from components.model import Frozen
+from components.clouds.lambda_api import FirewallRule
+from components.clouds.lambda_cloud import LambdaFirewallRuleset, LambdaSshKey, lambda_name
+from components.core.errors import ConfigError
+from components.core.model import Frozen
 
 # Ports the edge rulesets and GCP firewalls open. Why each: SSH for pulumi_command and operators,
 # 6443 for kubectl from admin machines, 80/443 for the platform's ingress (ACME HTTP-01 needs 80).
