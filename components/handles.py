@@ -49,8 +49,9 @@ class HostHandle:
     gpu: GpuSpec | None
     dedicated_gpu: bool
     labels: dict[str, str]
-    # What a step on this host must wait for (the instance, its firewall); never the component.
-    ready: list[pulumi.Resource] = field(default_factory=list)
+    # What a step on this host must wait for (the instance, its firewalls, the first-boot check and,
+    # for a K3s node, the peer rules); never the component. Complete when the handle is made.
+    ready: tuple[pulumi.Resource, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class ClusterHandle:
     kubeconfig: pulumi.Output[str]  # secret
     api_address: pulumi.Output[str]
     gpu_nodes: tuple[str, ...]
-    ready: list[pulumi.Resource] = field(default_factory=list)
+    ready: tuple[pulumi.Resource, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,4 +85,4 @@ class BackupHandle:
     endpoint: str | None
     region: str
     verified: dict[str, VerifiedBackup] = field(default_factory=dict)
-    ready: list[pulumi.Resource] = field(default_factory=list)
+    ready: tuple[pulumi.Resource, ...] = ()

@@ -136,7 +136,8 @@ def build(loaded: Loaded, phase: Phase) -> dict[str, Any]:
         hosts = {name: gh.handle for name, gh in gpu_hosts.items()}
         nodes = [PeerNode(gh.handle, gh.gcp_target) for gh in gpu_hosts.values() if gh.handle.role != "workstation"]
         if nodes:
-            ClusterPeers("k3s-peers", ClusterPeersArgs(nodes=tuple(nodes), access=access.handle))
+            peers = ClusterPeers("k3s-peers", ClusterPeersArgs(nodes=tuple(nodes), access=access.handle))
+            hosts.update(peers.nodes)
         outputs["adminPublicKey"] = access.admin_public_key
         # Secret: `pulumi stack output adminPrivateKey --show-secrets` for an operator's own SSH.
         outputs["adminPrivateKey"] = access.admin_private_key

@@ -468,7 +468,7 @@ class K3sCluster(pulumi.ComponentResource):
             gpu_nodes=tuple(self.gpu_nodes),
             # Each node's patch waits for its node Ready, which waits for its install: depending on
             # the patches and checks orders after every step of every node, with 7 edges, not 19.
-            ready=[*patches, *checks],
+            ready=(*patches, *checks),
         )
         self.register_outputs(
             {

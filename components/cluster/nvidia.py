@@ -230,7 +230,7 @@ class NvidiaDevicePlugin(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 provider=args.cluster.provider,
-                depends_on=args.cluster.ready,
+                depends_on=list(args.cluster.ready),
                 # Uninstalling K3s removes the release with the cluster; no API call to a dying one.
                 deleted_with=args.cluster.cluster,
                 custom_timeouts=pulumi.CustomTimeouts(create="15m", update="15m", delete="10m"),

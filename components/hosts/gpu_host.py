@@ -164,7 +164,7 @@ class GpuHost(pulumi.ComponentResource):
             gpu=gpu,
             dedicated_gpu=host.dedicated_gpu,
             labels=dict(host.labels),
-            ready=ready,
+            ready=tuple(ready),
         )
         self.register_outputs(
             {

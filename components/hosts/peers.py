@@ -11,6 +11,7 @@ stack's node list.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import pulumi
@@ -45,6 +46,9 @@ class ClusterPeersArgs(Frozen):
 
 class ClusterPeers(pulumi.ComponentResource):
     resources: list[pulumi.Resource]
+    # Each node's handle again, now also waiting on the rules that let it reach its peers: the
+    # handles K3s must be given (a node's install must not start before it can reach the others).
+    nodes: dict[str, HostHandle]
 
     def __init__(self, name: str, args: ClusterPeersArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gpu-platform:cluster_peers:ClusterPeers", name, None, opts)
@@ -88,7 +92,7 @@ class ClusterPeers(pulumi.ComponentResource):
                     )
                 )
 
-        # Steps on a node (K3s install) must wait for the rules that let it reach its peers.
-        for node in args.nodes:
-            node.handle.ready.extend(self.resources)
+        self.nodes = {
+            n.handle.name: dataclasses.replace(n.handle, ready=(*n.handle.ready, *self.resources)) for n in args.nodes
+        }
         self.register_outputs({})

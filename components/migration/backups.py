@@ -23,7 +23,7 @@ import hashlib
 import json
 import shlex
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, BinaryIO, Literal
 
 import pulumi
@@ -258,7 +258,7 @@ class BackupTarget:
     endpoint: str | None
     access_key_id: pulumi.Output[str] | None = None
     secret_access_key: pulumi.Output[str] | None = None
-    ready: list[pulumi.Resource] = field(default_factory=list)
+    ready: tuple[pulumi.Resource, ...] = ()
 
     def location(self) -> pulumi.Output[dict[str, Any]]:
         return self.bucket.apply(lambda b: BucketLocation(b, self.region, self.endpoint).to_dict())
@@ -300,7 +300,7 @@ class BackupVerification(dyn.Resource, module="backups", name="BackupVerificatio
             },
             pulumi.ResourceOptions.merge(
                 pulumi.ResourceOptions(
-                    depends_on=target.ready, additional_secret_outputs=["access_key_id", "secret_access_key"]
+                    depends_on=list(target.ready), additional_secret_outputs=["access_key_id", "secret_access_key"]
                 ),
                 opts,
             ),
@@ -493,7 +493,7 @@ class Backups(pulumi.ComponentResource):
             endpoint=cfg.endpoint,
             access_key_id=args.access_key_id,
             secret_access_key=args.secret_access_key,
-            ready=ready,
+            ready=tuple(ready),
         )
         self.verified = {}
         if args.compose is not None:
@@ -542,7 +542,7 @@ class Backups(pulumi.ComponentResource):
             stdin=stdin,
             # The source is left untouched: no delete command, and a dump is never repeated by an
             # update; a new dump is a replacement (new key), so restores always read a whole one.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=self.target.ready),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(self.target.ready)),
         )
         record = dump.stdout.apply(functools.partial(_dump_records, service))
         verification = BackupVerification(
@@ -560,5 +560,5 @@ class Backups(pulumi.ComponentResource):
             endpoint=self.target.endpoint,
             region=self.target.region,
             verified={**self.verified, **(extra or {})},
-            ready=list(self.target.ready),
+            ready=self.target.ready,
         )

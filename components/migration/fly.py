@@ -562,7 +562,7 @@ class FlyAppExport(dyn.Resource, module="fly", name="FlyAppExport"):
             },
             pulumi.ResourceOptions.merge(
                 pulumi.ResourceOptions(
-                    depends_on=target.ready,
+                    depends_on=list(target.ready),
                     additional_secret_outputs=["token", "access_key_id", "secret_access_key"],
                 ),
                 opts,
