@@ -1,4 +1,4 @@
-"""The base every config and args model shares: frozen, strict about unknown keys, camelCase in YAML."""
+"""The two bases every model shares: `Frozen` for config (camelCase in YAML) and `Args` for components."""
 
 from __future__ import annotations
 
@@ -25,3 +25,15 @@ class Frozen(BaseModel):
         populate_by_name=True,
         arbitrary_types_allowed=True,
     )
+
+
+class Args(BaseModel):
+    """The base of every component's Args (and the settings groups inside them).
+
+    Frozen and strict like `Frozen`, but without camelCase aliases: Args are built in Python by
+    components/stack.py, never read from YAML. Handles, Outputs and resources are fields typed
+    `InstanceOf[...]` (or an `Output` type), which pydantic checks by type and leaves untouched;
+    everything else is validated before the component creates its first child.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
