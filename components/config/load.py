@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
+from pulumi.runtime import config as runtime_config
 from pydantic import ValidationError
 
 from components.config import sizing
@@ -134,8 +135,6 @@ def check_service_images(cfg: StackConfig) -> None:
 def _stack_config_keys() -> dict[str, Any]:
     # pulumi.Config can only fetch a key it is asked for; to reject typos we need the whole bag.
     # The language host fills `CONFIG` from the engine; PULUMI_CONFIG is the fallback it reads too.
-    from pulumi.runtime import config as runtime_config
-
     bag: dict[str, Any] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     prefix = f"{NAMESPACE}:"
     return {key[len(prefix) :]: value for key, value in bag.items() if key.startswith(prefix)}

@@ -16,7 +16,9 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from components.catalog import versions
+from components.catalog.gguf import MODELS
 from components.catalog.gpus import GCP_ACCELERATORS, LAMBDA_INSTANCE_TYPES, LAMBDA_REGIONS, GpuSpec
+from components.catalog.services import own_image_names
 from components.config.phases import phase_ids
 from components.core.model import Frozen
 
@@ -297,8 +299,6 @@ class LlamaConfig(Frozen):
     @field_validator("workstation_model", "cluster_model")
     @classmethod
     def _known_model(cls, v: str) -> str:
-        from components.catalog.gguf import MODELS
-
         if v not in MODELS:
             raise ValueError(f"unknown model; the catalog (components/catalog/gguf.py) has {', '.join(sorted(MODELS))}")
         return v
@@ -306,8 +306,6 @@ class LlamaConfig(Frozen):
     @field_validator("model_sha256")
     @classmethod
     def _sha(cls, v: dict[str, str]) -> dict[str, str]:
-        from components.catalog.gguf import MODELS
-
         for name, digest in v.items():
             if name not in MODELS:
                 raise ValueError(f"{name!r} is not a catalog model; expected one of {', '.join(sorted(MODELS))}")
@@ -413,8 +411,6 @@ class ServiceImages(Frozen):
 
 def _own_images(by_name: dict[str, str]) -> dict[str, str]:
     """`by_name` when every key names one of the platform's own images."""
-    from components.catalog.services import own_image_names  # services imports this module: import late
-
     known = own_image_names()
     for name in by_name:
         if name not in known:

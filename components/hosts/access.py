@@ -25,7 +25,7 @@ from pydantic import Field, field_validator
 from components.clouds.lambda_api import FirewallRule
 from components.clouds.lambda_cloud import LambdaFirewallRuleset, LambdaSshKey, lambda_name
 from components.core.errors import ConfigError
-from components.core.model import Frozen
+from components.core.model import Args
 
 # Ports the edge rulesets and GCP firewalls open. Why each: SSH for pulumi_command and operators,
 # 6443 for kubectl from admin machines, 80/443 for the platform's ingress (ACME HTTP-01 needs 80).
@@ -66,7 +66,7 @@ def peer_rules(addresses: list[str]) -> list[dict[str, object]]:
     return [r.to_api() for r in sorted(rules)]
 
 
-class HostAccessArgs(Frozen):
+class HostAccessArgs(Args):
     # "<project>-<stack>": the prefix of every name this stack creates on the provider side.
     resource_prefix: str = Field(pattern=r"^[a-z][a-z0-9-]{0,40}$")
     admin_cidrs: tuple[str, ...] = Field(min_length=1)

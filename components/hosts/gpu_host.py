@@ -32,7 +32,7 @@ from components.clouds import gcp_compute
 from components.clouds.lambda_cloud import TAG_RESOURCE, TAG_STACK, LambdaInstance, lambda_name
 from components.config.schema import HostConfig
 from components.core.errors import ConfigError
-from components.core.model import Frozen
+from components.core.model import Args
 from components.handles import HostHandle, SshTarget
 from components.hosts.access import ADMIN_TCP_PORTS, PRIVATE_KEY_OUTPUTS, PUBLIC_TCP_PORTS, AccessHandle
 
@@ -63,7 +63,7 @@ def ssh_keys_metadata(user: str, public_key: str) -> str:
     return f"{user}:{' '.join(public_key.split()[:2])} {user}"
 
 
-class GpuHostArgs(Frozen):
+class GpuHostArgs(Args):
     host: HostConfig
     # "<project>-<stack>": prefix of provider-side names (Lambda instance name, GCP VM name).
     resource_prefix: str = Field(pattern=r"^[a-z][a-z0-9-]{0,40}$")

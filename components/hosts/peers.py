@@ -19,7 +19,7 @@ from pydantic import Field, InstanceOf, field_validator
 
 from components.clouds import gcp_compute
 from components.clouds.lambda_cloud import LambdaFirewallRulesetRules
-from components.core.model import Frozen
+from components.core.model import Args
 from components.handles import HostHandle
 from components.hosts.access import PEER_PORTS, AccessHandle, peer_rules
 
@@ -30,7 +30,7 @@ class PeerNode:
     gcp_target: tuple[str, str] | None  # (project, network tag) for GCP VMs
 
 
-class ClusterPeersArgs(Frozen):
+class ClusterPeersArgs(Args):
     # InstanceOf: handles hold Outputs; pydantic checks the type and leaves the fields alone.
     nodes: tuple[InstanceOf[PeerNode], ...] = Field(min_length=1)
     access: InstanceOf[AccessHandle]
