@@ -85,7 +85,7 @@ LEGACY_STATE_PATHS = {
 }
 
 
-def _globals_in(blob: bytes) -> set[tuple[str, str]]:
+def pickled_globals(blob: bytes) -> set[tuple[str, str]]:
     """Every (module, name) the pickle makes the provider host import to load it."""
     found: set[tuple[str, str]] = set()
 
@@ -112,7 +112,7 @@ def test_provider_module_paths_in_state_are_pinned() -> None:
     found = set()
     for cls in PROVIDERS:
         blob = base64.b64decode(serialize_provider(cls()))  # as the program constructs them
-        found |= _globals_in(blob)
+        found |= pickled_globals(blob)
     assert found == STATE_PATHS
 
 
@@ -130,7 +130,7 @@ def legacy_pickle(cls: type[ResourceProvider]) -> bytes:
 @pytest.mark.parametrize("cls", PROVIDERS, ids=lambda c: c.__name__)
 def test_a_pickle_from_before_the_move_still_loads(cls: type[ResourceProvider]) -> None:
     blob = legacy_pickle(cls)
-    assert _globals_in(blob) <= LEGACY_STATE_PATHS  # it names the old path, and only that
+    assert pickled_globals(blob) <= LEGACY_STATE_PATHS  # it names the old path, and only that
     restored = dill.loads(blob)
     assert type(restored) is cls  # the shim hands back the class the program uses now
 

@@ -17,6 +17,7 @@ What is proven here, for every dynamic resource type:
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from typing import Any
 
 import pytest
 from pulumi.dynamic import ResourceProvider
+from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime.proto import provider_pb2
 from pulumi.runtime.rpc import UNKNOWN as WIRE_UNKNOWN
 
@@ -47,6 +49,7 @@ from tests.fakes.fly_server import FakeFly, fake_fly
 from tests.fakes.lambda_server import FakeClock, FakeLambda, fake_lambda
 from tests.fakes.s3 import FakeS3, moto_s3
 from tests.provider_host import PROVIDER_KEY, ProviderError, ProviderHost, provider_host, with_provider
+from tests.test_dynamic_providers import LEGACY_STATE_PATHS, pickled_globals
 
 pytestmark = pytest.mark.network
 
@@ -581,3 +584,56 @@ def test_a_rotated_key_in_the_environment_refreshes_and_destroys_what_state_hold
     was_running = freeze.outputs["was_running"]
     assert {fakes.fly.state_of(freeze.inputs["app"], m) for m in was_running} == {"started"}
     assert key.id_ not in fakes.lam.ssh_keys
+
+
+# --- state written before the layout move (issue 18) -----------------------------------------------
+
+
+def _pickled_at_old_path(provider: ResourceProvider) -> str:
+    """`__provider` as the program wrote it before the providers moved (tests/test_dynamic_providers.py
+    pins the old paths): the same class, named by its old module."""
+    cls = type(provider)
+    (old_module,) = {module for module, name in LEGACY_STATE_PATHS if name == cls.__name__}
+    new_module = cls.__module__
+    cls.__module__ = old_module
+    try:
+        blob = serialize_provider(provider)
+    finally:
+        cls.__module__ = new_module
+    # By reference, as the old program wrote it; without the shim dill would pickle the class by
+    # value instead, and this test would prove nothing about loading old state.
+    assert (old_module, cls.__name__) in pickled_globals(base64.b64decode(blob)), f"{old_module} is not importable"
+    return blob
+
+
+def test_state_from_before_the_move_refreshes_diffs_clean_and_destroys(host: ProviderHost, fakes: Fakes) -> None:
+    """A stack whose state names the old module paths: refresh and destroy load the old pickle
+    through the shims, and the first `up` after the move (new pickle in the inputs) is a no-op."""
+    made = build_estate(host, fakes, "d")
+    for m in made.values():
+        old = _pickled_at_old_path(fakes.provider(m.type_))
+        assert old != m.inputs[PROVIDER_KEY]  # the two really name different modules
+        state_in = {**m.inputs, PROVIDER_KEY: old}
+        state_out = {**m.outputs, PROVIDER_KEY: old} if PROVIDER_KEY in m.outputs else m.outputs
+        read_id, read_outs = host.read(
+            m.type_, m.name, m.id_, outputs=state_out, inputs=state_in, secrets=SECRETS[m.type_]
+        )
+        assert read_id == m.id_, m.type_
+        diff = host.diff(
+            m.type_, m.name, m.id_, old_outputs=read_outs, news=m.inputs, old_inputs=state_in, secrets=SECRETS[m.type_]
+        )
+        assert diff.changes == NONE, f"{m.type_}: only __provider changed, yet the diff shows a change"
+    for type_ in (FREEZE, VERIFY, EXPORT, APP, INSTANCE, RULES, RULESET, KEY):
+        m = made[type_]
+        old = _pickled_at_old_path(fakes.provider(m.type_))
+        state_out = {**m.outputs, PROVIDER_KEY: old} if PROVIDER_KEY in m.outputs else m.outputs
+        host.delete(
+            m.type_,
+            m.name,
+            m.id_,
+            outputs=state_out,
+            old_inputs={**m.inputs, PROVIDER_KEY: old},
+            secrets=SECRETS[type_],
+        )
+    assert made[KEY].id_ not in fakes.lam.ssh_keys
+    assert fakes.lam.instances[made[INSTANCE].id_]["status"] == "terminated"
