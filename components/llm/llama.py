@@ -40,24 +40,27 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import pulumi
+import pulumi_docker as docker
+import pulumi_kubernetes as k8s
+import pulumi_random as random
 from pydantic import Field, InstanceOf, model_validator
 
 from components import HOST_SCRIPT_DIR
 from components.catalog import versions
-from components.catalog.gguf import GgufModel
+from components.catalog.gguf import GgufModel, resolve
 from components.cluster import nvidia
-from components.config.sizing import GIB, ServerSizing
-from components.core.model import Frozen
+from components.config.load import Secrets
+from components.config.phases import LlamaState
+from components.config.schema import StackConfig
+from components.config.sizing import GIB, ServerSizing, plan_cluster, plan_workstation
+from components.core.errors import ConfigError
+from components.core.model import Args
 from components.handles import ClusterHandle, HostHandle
+from components.llm.router import Router, RouterArgs, RouterSettings
 from components.platform.kube import namespace_ingress_policy
-
-if TYPE_CHECKING:
-    from components.config.load import Secrets
-    from components.config.phases import LlamaState
-    from components.config.schema import StackConfig
 
 SCRIPT = HOST_SCRIPT_DIR / "fetch-model.sh"
 PORT = 8080
@@ -121,7 +124,7 @@ def model_env(model: GgufModel) -> dict[str, str]:
 # --- args --------------------------------------------------------------------------------------
 
 
-class K3sTarget(Frozen):
+class K3sTarget(Args):
     kind: Literal["k3s"] = "k3s"
     cluster: InstanceOf[ClusterHandle]
     namespace: str = Field(default="llm", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -137,10 +140,10 @@ class K3sTarget(Frozen):
     # Where Prometheus runs; its scrapes are the only traffic from outside the namespace.
     monitoring_namespace: str | None = None
     # What must exist first (the monitoring CRDs, the storage class); never the component itself.
-    depends_on: list[Any] = []
+    depends_on: list[InstanceOf[pulumi.Resource]] = []
 
 
-class DockerTarget(Frozen):
+class DockerTarget(Args):
     kind: Literal["docker"] = "docker"
     host: InstanceOf[HostHandle]
     listen: str = "127.0.0.1"
@@ -150,7 +153,7 @@ class DockerTarget(Frozen):
     protect_models: bool = False
 
 
-class LlamaServerArgs(Frozen):
+class LlamaServerArgs(Args):
     model: GgufModel
     sizing: ServerSizing
     target: K3sTarget | DockerTarget = Field(discriminator="kind")
@@ -165,6 +168,106 @@ class LlamaServerArgs(Frozen):
         if self.target.kind == "docker" and self.sizing.gpu_count == 0:
             raise ValueError("the workstation container is a GPU target; its sizing has no GPU")
         return self
+
+
+# --- the k3s pod: pure functions of the model and its sizing -----------------------------------
+
+LABELS = {"app.kubernetes.io/name": "llama-server", "app.kubernetes.io/part-of": "gpu-platform"}
+RESTRICTED_CONTAINER = {
+    "allow_privilege_escalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "read_only_root_filesystem": True,
+}
+
+
+def _fetch_container(model: GgufModel) -> dict[str, Any]:
+    """The init container that downloads the model once and verifies it on every start."""
+    return {
+        "name": "fetch-model",
+        "image": versions.LLAMA_CPP_SERVER_IMAGE,
+        "command": ["/bin/sh", "/scripts/fetch-model.sh"],
+        "env": [{"name": k, "value": v} for k, v in model_env(model).items()],
+        "volume_mounts": [
+            {"name": "models", "mount_path": MODELS_DIR},
+            {"name": "script", "mount_path": "/scripts", "read_only": True},
+            {"name": "tmp", "mount_path": "/tmp"},
+        ],
+        "resources": {"requests": {"cpu": "1", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "security_context": RESTRICTED_CONTAINER,
+    }
+
+
+def _server_container(model: GgufModel, sizing: ServerSizing) -> dict[str, Any]:
+    probe = {"http_get": {"path": "/health", "port": "http"}, "period_seconds": PROBE_PERIOD_S}
+    startup_failures = math.ceil(startup_budget_seconds(model) / PROBE_PERIOD_S)
+    # Host memory: the layers left on the CPU with their KV cache (none with full offload),
+    # plus the process's buffers; the sizing worked it out.
+    memory_gib = math.ceil(sizing.host_needed_bytes / GIB)
+    gpu_limits = {"nvidia.com/gpu": str(sizing.gpu_count)} if sizing.gpu_count else {}
+    return {
+        "name": "llama-server",
+        "image": versions.LLAMA_CPP_SERVER_IMAGE,
+        "args": server_args(model, sizing),
+        "ports": [{"name": "http", "container_port": PORT, "protocol": "TCP"}],
+        "env": [
+            {
+                "name": "LLAMA_API_KEY",
+                "value_from": {"secret_key_ref": {"name": "llama-api-key", "key": API_KEY_SECRET_KEY}},
+            }
+        ],
+        "volume_mounts": [
+            {"name": "models", "mount_path": MODELS_DIR, "read_only": True},
+            {"name": "tmp", "mount_path": "/tmp"},
+        ],
+        "resources": {
+            "requests": {"cpu": "4", "memory": f"{memory_gib}Gi", **gpu_limits},
+            "limits": {"memory": f"{2 * memory_gib}Gi", **gpu_limits},
+        },
+        # Loading 43 GB into the GPU takes minutes; liveness and readiness only start
+        # once this has passed, so a slow load is never killed half-way.
+        "startup_probe": {**probe, "failure_threshold": startup_failures, "timeout_seconds": 5},
+        "readiness_probe": {**probe, "failure_threshold": 3, "timeout_seconds": 5},
+        "liveness_probe": {**probe, "failure_threshold": 6, "timeout_seconds": 10},
+        "security_context": RESTRICTED_CONTAINER,
+    }
+
+
+def _pod_spec(model: GgufModel, sizing: ServerSizing, nodes: tuple[str, ...]) -> Any:
+    """The server's pod: restricted, on one of `nodes`, the model fetched and verified first."""
+    pod_spec: Any = {
+        "security_context": {
+            "run_as_non_root": True,
+            "run_as_user": RUN_AS,
+            "run_as_group": RUN_AS,
+            "fs_group": RUN_AS,
+            "seccomp_profile": {"type": "RuntimeDefault"},
+        },
+        "automount_service_account_token": False,
+        "affinity": {
+            "node_affinity": {
+                "required_during_scheduling_ignored_during_execution": {
+                    "node_selector_terms": [
+                        {
+                            "match_expressions": [
+                                {"key": "kubernetes.io/hostname", "operator": "In", "values": list(nodes)}
+                            ]
+                        }
+                    ]
+                }
+            }
+        },
+        "init_containers": [_fetch_container(model)],
+        "containers": [_server_container(model, sizing)],
+        "volumes": [
+            {"name": "models", "persistent_volume_claim": {"claim_name": "llama-models"}},
+            {"name": "script", "config_map": {"name": "llama-fetch-model", "default_mode": 0o555}},
+            {"name": "tmp", "empty_dir": {"size_limit": "1Gi"}},
+        ],
+    }
+    if sizing.gpu_count:
+        pod_spec["runtime_class_name"] = nvidia.RUNTIME_CLASS
+        pod_spec["tolerations"] = nvidia.gpu_tolerations()  # nvidia.com/gpu Exists NoSchedule
+    return pod_spec
 
 
 # --- the component -----------------------------------------------------------------------------
@@ -189,8 +292,6 @@ class LlamaServer(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: LlamaServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gpu-platform:llama:LlamaServer", name, None, opts)
-        import pulumi_random as random
-
         self.served_model = args.model.served_name
         self.sizing = args.sizing
         self.url = self.api_key = None
@@ -219,22 +320,38 @@ class LlamaServer(pulumi.ComponentResource):
     # --- k3s -----------------------------------------------------------------------------------
 
     def _k3s(self, name: str, args: LlamaServerArgs, t: K3sTarget) -> None:
-        import pulumi_kubernetes as k8s
+        namespace = self._k3s_namespace(name, t)
+        pvc = self._k3s_model_claim(name, args.model, t, namespace)
+        if not args.serving:
+            return
+        assert self.api_key is not None
+        secret = k8s.core.v1.Secret(
+            f"{name}-api-key-secret",
+            metadata={"name": "llama-api-key", "namespace": t.namespace, "labels": LABELS},
+            type="Opaque",
+            string_data={API_KEY_SECRET_KEY: self.api_key},
+            opts=self._k3s_opts(t, depends_on=[namespace], additional_secret_outputs=["data", "stringData"]),
+        )
+        script = k8s.core.v1.ConfigMap(
+            f"{name}-script",
+            metadata={"name": "llama-fetch-model", "namespace": t.namespace, "labels": LABELS},
+            data={"fetch-model.sh": SCRIPT.read_text()},
+            opts=self._k3s_opts(t, depends_on=[namespace]),
+        )
+        self.deployment = self._k3s_deployment(name, args, t, depends_on=[secret, script, pvc])
+        self.service = self._k3s_service(name, t, namespace)
+        if t.monitor_labels is not None:
+            self._k3s_monitor(name, t, t.monitor_labels, depends_on=[self.service, secret, *t.depends_on])
 
-        model, sizing = args.model, args.sizing
-        ns = t.namespace
+    def _k3s_opts(self, t: K3sTarget, **extra: Any) -> pulumi.ResourceOptions:
+        # deleted_with: tearing K3s down removes these with it; no API calls to a dead cluster.
+        return pulumi.ResourceOptions(parent=self, provider=t.cluster.provider, deleted_with=t.cluster.cluster, **extra)
 
-        def child(**extra: Any) -> pulumi.ResourceOptions:
-            # deleted_with: tearing K3s down removes these with it; no API calls to a dead cluster.
-            return pulumi.ResourceOptions(
-                parent=self, provider=t.cluster.provider, deleted_with=t.cluster.cluster, **extra
-            )
-
-        labels = {"app.kubernetes.io/name": "llama-server", "app.kubernetes.io/part-of": "gpu-platform"}
-        namespace = k8s.core.v1.Namespace(
+    def _k3s_namespace(self, name: str, t: K3sTarget) -> k8s.core.v1.Namespace:
+        return k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata={
-                "name": ns,
+                "name": t.namespace,
                 # Enforced, not just warned: every pod here must run non-root without privileges.
                 "labels": {
                     "pod-security.kubernetes.io/enforce": "restricted",
@@ -243,219 +360,152 @@ class LlamaServer(pulumi.ComponentResource):
             },
             # Deleting a namespace deletes every claim in it: in prod the model volume's
             # namespace is protected and retained like the volume itself.
-            opts=child(
+            opts=self._k3s_opts(
+                t,
                 depends_on=list(t.cluster.ready),
                 protect=t.protect_models,
                 retain_on_delete=t.protect_models,
             ),
         )
-        in_ns = [namespace]
+
+    def _k3s_model_claim(
+        self, name: str, model: GgufModel, t: K3sTarget, namespace: k8s.core.v1.Namespace
+    ) -> k8s.core.v1.PersistentVolumeClaim:
         # The weights are 5-43 GB that take many minutes to download. protect: a refactor or a
         # stray `pulumi destroy` cannot drop them in prod. The claim exists from p2a on, whatever
         # the llama phase, so a rollback from p3 never deletes it (and the Retain StorageClass
         # keeps the volume even if the claim goes); retain_on_delete keeps it in the cluster if it
         # ever leaves the program.
-        pvc = k8s.core.v1.PersistentVolumeClaim(
+        return k8s.core.v1.PersistentVolumeClaim(
             f"{name}-models",
-            metadata={"name": "llama-models", "namespace": ns, "labels": labels},
+            metadata={"name": "llama-models", "namespace": t.namespace, "labels": LABELS},
             spec={
                 "access_modes": ["ReadWriteOnce"],
                 "storage_class_name": t.storage_class,
                 "resources": {"requests": {"storage": f"{model_volume_gib(model)}Gi"}},
             },
-            opts=child(
-                depends_on=[*in_ns, *t.depends_on],
+            opts=self._k3s_opts(
+                t,
+                depends_on=[namespace, *t.depends_on],
                 protect=t.protect_models,
                 retain_on_delete=t.protect_models,
             ),
         )
-        if not args.serving:
-            return
-        assert self.api_key is not None
-        secret = k8s.core.v1.Secret(
-            f"{name}-api-key-secret",
-            metadata={"name": "llama-api-key", "namespace": ns, "labels": labels},
-            type="Opaque",
-            string_data={API_KEY_SECRET_KEY: self.api_key},
-            opts=child(depends_on=in_ns, additional_secret_outputs=["data", "stringData"]),
-        )
-        script = k8s.core.v1.ConfigMap(
-            f"{name}-script",
-            metadata={"name": "llama-fetch-model", "namespace": ns, "labels": labels},
-            data={"fetch-model.sh": SCRIPT.read_text()},
-            opts=child(depends_on=in_ns),
-        )
-        restricted = {
-            "allow_privilege_escalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "read_only_root_filesystem": True,
-        }
-        probe = {"http_get": {"path": "/health", "port": "http"}, "period_seconds": PROBE_PERIOD_S}
-        startup_failures = math.ceil(startup_budget_seconds(model) / PROBE_PERIOD_S)
-        # Host memory: the layers left on the CPU with their KV cache (none with full offload),
-        # plus the process's buffers; the sizing worked it out.
-        memory_gib = math.ceil(sizing.host_needed_bytes / GIB)
-        gpu_limits = {"nvidia.com/gpu": str(sizing.gpu_count)} if sizing.gpu_count else {}
-        pod_spec: Any = {
-            "security_context": {
-                "run_as_non_root": True,
-                "run_as_user": RUN_AS,
-                "run_as_group": RUN_AS,
-                "fs_group": RUN_AS,
-                "seccomp_profile": {"type": "RuntimeDefault"},
-            },
-            "automount_service_account_token": False,
-            "affinity": {
-                "node_affinity": {
-                    "required_during_scheduling_ignored_during_execution": {
-                        "node_selector_terms": [
-                            {
-                                "match_expressions": [
-                                    {"key": "kubernetes.io/hostname", "operator": "In", "values": list(t.nodes)}
-                                ]
-                            }
-                        ]
-                    }
-                }
-            },
-            "init_containers": [
-                {
-                    "name": "fetch-model",
-                    "image": versions.LLAMA_CPP_SERVER_IMAGE,
-                    "command": ["/bin/sh", "/scripts/fetch-model.sh"],
-                    "env": [{"name": k, "value": v} for k, v in model_env(model).items()],
-                    "volume_mounts": [
-                        {"name": "models", "mount_path": MODELS_DIR},
-                        {"name": "script", "mount_path": "/scripts", "read_only": True},
-                        {"name": "tmp", "mount_path": "/tmp"},
-                    ],
-                    "resources": {"requests": {"cpu": "1", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
-                    "security_context": restricted,
-                }
-            ],
-            "containers": [
-                {
-                    "name": "llama-server",
-                    "image": versions.LLAMA_CPP_SERVER_IMAGE,
-                    "args": server_args(model, sizing),
-                    "ports": [{"name": "http", "container_port": PORT, "protocol": "TCP"}],
-                    "env": [
-                        {
-                            "name": "LLAMA_API_KEY",
-                            "value_from": {"secret_key_ref": {"name": "llama-api-key", "key": API_KEY_SECRET_KEY}},
-                        }
-                    ],
-                    "volume_mounts": [
-                        {"name": "models", "mount_path": MODELS_DIR, "read_only": True},
-                        {"name": "tmp", "mount_path": "/tmp"},
-                    ],
-                    "resources": {
-                        "requests": {"cpu": "4", "memory": f"{memory_gib}Gi", **gpu_limits},
-                        "limits": {"memory": f"{2 * memory_gib}Gi", **gpu_limits},
-                    },
-                    # Loading 43 GB into the GPU takes minutes; liveness and readiness only start
-                    # once this has passed, so a slow load is never killed half-way.
-                    "startup_probe": {**probe, "failure_threshold": startup_failures, "timeout_seconds": 5},
-                    "readiness_probe": {**probe, "failure_threshold": 3, "timeout_seconds": 5},
-                    "liveness_probe": {**probe, "failure_threshold": 6, "timeout_seconds": 10},
-                    "security_context": restricted,
-                }
-            ],
-            "volumes": [
-                {"name": "models", "persistent_volume_claim": {"claim_name": "llama-models"}},
-                {"name": "script", "config_map": {"name": "llama-fetch-model", "default_mode": 0o555}},
-                {"name": "tmp", "empty_dir": {"size_limit": "1Gi"}},
-            ],
-        }
-        if sizing.gpu_count:
-            pod_spec["runtime_class_name"] = nvidia.RUNTIME_CLASS
-            pod_spec["tolerations"] = nvidia.gpu_tolerations()  # nvidia.com/gpu Exists NoSchedule
+
+    def _k3s_deployment(
+        self, name: str, args: LlamaServerArgs, t: K3sTarget, depends_on: list[pulumi.Resource]
+    ) -> k8s.apps.v1.Deployment:
+        model, sizing = args.model, args.sizing
         budget = f"{rollout_budget_minutes(model)}m"
-        deployment = k8s.apps.v1.Deployment(
+        return k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata={
                 "name": "llama",
-                "namespace": ns,
-                "labels": labels,
+                "namespace": t.namespace,
+                "labels": LABELS,
                 "annotations": {"gpu-platform/sizing": sizing.summary()},
             },
             spec={
                 "replicas": 1,
                 # One GPU cannot hold the old and the new server: stop the old one first.
                 "strategy": {"type": "Recreate"},
-                "selector": {"match_labels": labels},
+                "selector": {"match_labels": LABELS},
                 # The first start downloads the model; do not call the rollout stuck before then.
                 "progress_deadline_seconds": rollout_budget_minutes(model) * 60,
                 "template": {
                     "metadata": {
-                        "labels": labels,
+                        "labels": LABELS,
                         # A new checksum or script restarts the pod, which verifies again.
                         "annotations": {
                             "gpu-platform/model-sha256": model.sha256,
                             "gpu-platform/script-sha256": hashlib.sha256(SCRIPT.read_bytes()).hexdigest(),
                         },
                     },
-                    "spec": pod_spec,
+                    "spec": _pod_spec(model, sizing, t.nodes),
                 },
             },
-            opts=child(
-                depends_on=[secret, script, pvc],
+            opts=self._k3s_opts(
+                t,
+                depends_on=depends_on,
                 custom_timeouts=pulumi.CustomTimeouts(create=budget, update=budget),
             ),
         )
+
+    def _k3s_service(self, name: str, t: K3sTarget, namespace: k8s.core.v1.Namespace) -> k8s.core.v1.Service:
         service = k8s.core.v1.Service(
             f"{name}-service",
-            metadata={"name": "llama", "namespace": ns, "labels": labels},
+            metadata={"name": "llama", "namespace": t.namespace, "labels": LABELS},
             spec={
                 "type": "ClusterIP",
-                "selector": labels,
+                "selector": LABELS,
                 "ports": [{"name": "http", "port": PORT, "target_port": "http", "protocol": "TCP"}],
             },
-            opts=child(depends_on=in_ns),
+            opts=self._k3s_opts(t, depends_on=[namespace]),
         )
         # Only this namespace (the router) and Prometheus reach the server; the API key is the
         # second lock. K3s enforces NetworkPolicy with its embedded kube-router controller.
         k8s.networking.v1.NetworkPolicy(
             f"{name}-ingress",
-            metadata={"name": "llama-ingress", "namespace": ns, "labels": labels},
-            spec=namespace_ingress_policy(labels, [t.monitoring_namespace] if t.monitoring_namespace else []),
-            opts=child(depends_on=in_ns),
+            metadata={"name": "llama-ingress", "namespace": t.namespace, "labels": LABELS},
+            spec=namespace_ingress_policy(LABELS, [t.monitoring_namespace] if t.monitoring_namespace else []),
+            opts=self._k3s_opts(t, depends_on=[namespace]),
         )
-        if t.monitor_labels is not None:
-            k8s.apiextensions.CustomResource(
-                f"{name}-monitor",
-                api_version="monitoring.coreos.com/v1",
-                kind="ServiceMonitor",
-                metadata={"name": "llama", "namespace": ns, "labels": {**labels, **t.monitor_labels}},
-                spec={
-                    "selector": {"matchLabels": labels},
-                    "endpoints": [
-                        {
-                            "port": "http",
-                            "path": "/metrics",
-                            "interval": "30s",
-                            "authorization": {
-                                "type": "Bearer",
-                                "credentials": {"name": "llama-api-key", "key": API_KEY_SECRET_KEY},
-                            },
-                        }
-                    ],
-                },
-                opts=child(depends_on=[service, secret, *t.depends_on]),
-            )
-        self.deployment = deployment
-        self.service = service
+        return service
+
+    def _k3s_monitor(
+        self, name: str, t: K3sTarget, monitor_labels: dict[str, str], depends_on: list[pulumi.Resource]
+    ) -> None:
+        k8s.apiextensions.CustomResource(
+            f"{name}-monitor",
+            api_version="monitoring.coreos.com/v1",
+            kind="ServiceMonitor",
+            metadata={"name": "llama", "namespace": t.namespace, "labels": {**LABELS, **monitor_labels}},
+            spec={
+                "selector": {"matchLabels": LABELS},
+                "endpoints": [
+                    {
+                        "port": "http",
+                        "path": "/metrics",
+                        "interval": "30s",
+                        "authorization": {
+                            "type": "Bearer",
+                            "credentials": {"name": "llama-api-key", "key": API_KEY_SECRET_KEY},
+                        },
+                    }
+                ],
+            },
+            opts=self._k3s_opts(t, depends_on=depends_on),
+        )
 
     # --- docker --------------------------------------------------------------------------------
 
     def _docker(self, name: str, args: LlamaServerArgs, t: DockerTarget) -> None:
-        import pulumi_docker as docker
+        provider = self._docker_provider(name, t.host)
+        # retain_on_delete: the weights outlive a rollback, and `docker volume create` on an
+        # existing name returns that volume, so coming forward again reuses the download. No
+        # model label: Docker volumes are immutable, so a label would replace the volume (and
+        # lose the weights) on a model change; the fetch script keeps one file per model.
+        volume = docker.Volume(
+            f"{name}-models",
+            name="llama-models",
+            labels=[docker.VolumeLabelArgs(label="gpu-platform/volume", value="llama-models")],
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=provider, protect=t.protect_models, retain_on_delete=True
+            ),
+        )
+        api_key = self.api_key
+        if not args.serving:
+            return
+        assert api_key is not None  # made in __init__ whenever the server runs
+        self._docker_container(name, args, t, provider=provider, volume=volume, api_key=api_key)
 
-        model, sizing, ssh = args.model, args.sizing, t.host.ssh
+    def _docker_provider(self, name: str, host: HostHandle) -> docker.Provider:
+        """Docker over SSH, the host key pinned (see the module docstring)."""
+        ssh = host.ssh
         known_as = pulumi.Output.from_input(ssh.host).apply(
             lambda host: host if ssh.port == 22 else f"[{host}]:{ssh.port}"
         )
-        provider = docker.Provider(
+        return docker.Provider(
             f"{name}-docker",
             host=pulumi.Output.concat("ssh://", ssh.user, "@", ssh.host, ":", str(ssh.port)),
             ssh_opts=[
@@ -470,31 +520,25 @@ class LlamaServer(pulumi.ComponentResource):
                 "-o",
                 "BatchMode=yes",
             ],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(t.host.ready)),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(host.ready)),
         )
 
-        def child(**extra: Any) -> pulumi.ResourceOptions:
-            return pulumi.ResourceOptions(parent=self, provider=provider, **extra)
-
-        # retain_on_delete: the weights outlive a rollback, and `docker volume create` on an
-        # existing name returns that volume, so coming forward again reuses the download. No
-        # model label: Docker volumes are immutable, so a label would replace the volume (and
-        # lose the weights) on a model change; the fetch script keeps one file per model.
-        volume = docker.Volume(
-            f"{name}-models",
-            name="llama-models",
-            labels=[docker.VolumeLabelArgs(label="gpu-platform/volume", value="llama-models")],
-            opts=child(protect=t.protect_models, retain_on_delete=True),
-        )
-        api_key = self.api_key
-        if not args.serving:
-            return
-        assert api_key is not None  # made in __init__ whenever the server runs
+    def _docker_container(
+        self,
+        name: str,
+        args: LlamaServerArgs,
+        t: DockerTarget,
+        *,
+        provider: docker.Provider,
+        volume: docker.Volume,
+        api_key: pulumi.Output[str],
+    ) -> None:
+        model, sizing = args.model, args.sizing
         image = docker.RemoteImage(
             f"{name}-image",
             name=versions.LLAMA_CPP_SERVER_IMAGE,
             keep_locally=True,
-            opts=child(),
+            opts=pulumi.ResourceOptions(parent=self, provider=provider),
         )
         budget_s = rollout_budget_minutes(model) * 60
         env = [f"{k}={v}" for k, v in model_env(model).items()]
@@ -533,7 +577,7 @@ class LlamaServer(pulumi.ComponentResource):
             # Wait for healthy: `pulumi up` fails when the model does not verify or load.
             wait=True,
             wait_timeout=budget_s,
-            opts=child(additional_secret_outputs=["envs"]),
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, additional_secret_outputs=["envs"]),
         )
 
 
@@ -561,115 +605,156 @@ def build_local_brain(
     The sizing is recomputed from config (pure, the same as config validation did), so what runs
     is exactly what was checked.
     """
-    from components.catalog.gguf import resolve
-    from components.config.sizing import plan_cluster, plan_workstation
-    from components.core.errors import ConfigError
-    from components.llm.router import Router, RouterArgs, RouterSettings
-
-    outputs: dict[str, Any] = {}
-    llama = cfg.llama
-    cluster_server: LlamaServer | None = None
     if state.router and not state.cluster:
         raise ConfigError("phase: llama.router needs llama.cluster, the local model it routes to first")
+    outputs = _workstation_server(cfg, state, workstation)
+    cluster_server, cluster_outputs = _cluster_server(
+        cfg,
+        state,
+        cluster,
+        storage_class,
+        monitor_labels=monitor_labels,
+        monitoring_namespace=monitoring_namespace,
+        depends_on=list(depends_on or []),
+    )
+    outputs.update(cluster_outputs)
+    if state.router and cluster is not None and cluster_server is not None and state.cluster:
+        outputs.update(_router(cfg, secrets, cluster, cluster_server, client_namespaces))
+    return outputs
+
+
+def _workstation_server(cfg: StackConfig, state: LlamaState, workstation: HostHandle | None) -> dict[str, Any]:
+    """The workstation's llama server (Docker) and its outputs; nothing without the host."""
+    llama = cfg.llama
     sizing = plan_workstation(cfg.llama, cfg.workstation)
     host_cfg = cfg.workstation
     if state.workstation and (sizing is None or host_cfg is None or workstation is None):
         raise ConfigError("gpu-platform:hosts: llama.workstation needs a host with role: workstation")
-    if sizing is not None and host_cfg is not None and workstation is not None:
-        # From the phase that has the workstation host on: its model volume; from
-        # llama.workstation on: the container too.
-        model = resolve(llama.workstation_model, llama.model_sha256)
-        server = LlamaServer(
-            "llama-workstation",
-            LlamaServerArgs(
-                model=model,
-                sizing=sizing,
-                serving=state.workstation,
-                target=DockerTarget(
-                    host=workstation,
-                    listen=llama.workstation_listen,
-                    port=llama.workstation_port,
-                    protect_models=cfg.is_prod,
-                ),
+    if sizing is None or host_cfg is None or workstation is None:
+        return {}
+    # From the phase that has the workstation host on: its model volume; from
+    # llama.workstation on: the container too.
+    model = resolve(llama.workstation_model, llama.model_sha256)
+    server = LlamaServer(
+        "llama-workstation",
+        LlamaServerArgs(
+            model=model,
+            sizing=sizing,
+            serving=state.workstation,
+            target=DockerTarget(
+                host=workstation,
+                listen=llama.workstation_listen,
+                port=llama.workstation_port,
+                protect_models=cfg.is_prod,
             ),
-        )
-        if state.workstation:
-            outputs["llamaWorkstation"] = {
-                "url": server.url,
-                "host": host_cfg.name,
-                "model": model.name,
-                "sizing": sizing.summary(),
-                "fullOffload": sizing.full_offload,
-            }
-            outputs["llamaWorkstationApiKey"] = server.api_key
+        ),
+    )
+    if not state.workstation:
+        return {}
+    return {
+        "llamaWorkstation": {
+            "url": server.url,
+            "host": host_cfg.name,
+            "model": model.name,
+            "sizing": sizing.summary(),
+            "fullOffload": sizing.full_offload,
+        },
+        "llamaWorkstationApiKey": server.api_key,
+    }
+
+
+def _cluster_server(
+    cfg: StackConfig,
+    state: LlamaState,
+    cluster: ClusterHandle | None,
+    storage_class: str | None,
+    *,
+    monitor_labels: dict[str, str] | None,
+    monitoring_namespace: str | None,
+    depends_on: list[pulumi.Resource],
+) -> tuple[LlamaServer | None, dict[str, Any]]:
+    """The cluster's llama server and its outputs; nothing without the cluster and the Retain class."""
+    llama = cfg.llama
     if state.cluster and cluster is None:
         raise ConfigError("phase: llama.cluster needs the K3s cluster (k3s.cluster)")
     if state.cluster and storage_class is None:
         raise ConfigError("phase: llama.cluster needs platform.retainStorage (the model volume's class)")
-    if cluster is not None and storage_class is not None:
-        # From the phase with the cluster and the Retain class on: the model volume; from
-        # llama.cluster on: the server too.
-        placement = plan_cluster(cfg.llama, cfg.k3s_nodes, cfg.gpu_time_slicing_replicas)
-        missing = sorted(set(placement.nodes) - set(cluster.gpu_nodes))
-        if missing:
-            raise ConfigError(f"gpu-platform:hosts: {missing} are not GPU nodes of the K3s cluster {cluster.gpu_nodes}")
-        model = resolve(llama.cluster_model, llama.model_sha256)
-        cluster_server = LlamaServer(
-            "llama-cluster",
-            LlamaServerArgs(
-                model=model,
-                sizing=placement.sizing,
-                serving=state.cluster,
-                target=K3sTarget(
-                    cluster=cluster,
-                    nodes=placement.nodes,
-                    storage_class=storage_class,
-                    protect_models=cfg.is_prod,
-                    monitor_labels=monitor_labels,
-                    monitoring_namespace=monitoring_namespace,
-                    depends_on=list(depends_on or []),
-                ),
-            ),
-        )
-        outputs["llamaModelVolume"] = f"{cluster_server.namespace}/llama-models"
-        if state.cluster:
-            outputs["llamaCluster"] = {
-                "url": cluster_server.url,
-                "model": model.name,
-                "nodes": list(placement.nodes),
-                "gpu": placement.sizing.gpu,
-                "nGpuLayers": placement.sizing.n_gpu_layers,
-                "fullOffload": placement.sizing.full_offload,
-                "sizing": placement.sizing.summary(),
-            }
-            outputs["llamaClusterApiKey"] = cluster_server.api_key
-    if state.router and cluster is not None and cluster_server is not None and state.cluster:
-        router_cfg = cfg.router
-        fallback = router_cfg.cloud_fallback
-        router = Router(
-            "llm-router",
-            RouterArgs(
+    if cluster is None or storage_class is None:
+        return None, {}
+    # From the phase with the cluster and the Retain class on: the model volume; from
+    # llama.cluster on: the server too.
+    placement = plan_cluster(cfg.llama, cfg.k3s_nodes, cfg.gpu_time_slicing_replicas)
+    missing = sorted(set(placement.nodes) - set(cluster.gpu_nodes))
+    if missing:
+        raise ConfigError(f"gpu-platform:hosts: {missing} are not GPU nodes of the K3s cluster {cluster.gpu_nodes}")
+    model = resolve(llama.cluster_model, llama.model_sha256)
+    server = LlamaServer(
+        "llama-cluster",
+        LlamaServerArgs(
+            model=model,
+            sizing=placement.sizing,
+            serving=state.cluster,
+            target=K3sTarget(
                 cluster=cluster,
-                namespace=cluster_server.namespace or "llm",
-                settings=RouterSettings(
-                    local_url=f"http://llama.{cluster_server.namespace}.svc.cluster.local:{PORT}",
-                    local_model=cluster_server.served_model,
-                    local_aliases=router_cfg.local_aliases,
-                    fallback_aliases=router_cfg.fallback_aliases if fallback else (),
-                    cloud_model=router_cfg.cloud_model if fallback else None,
-                    local_timeout_seconds=router_cfg.local_timeout_seconds,
-                ),
-                local_key_secret=cluster_server.api_key_secret_name or "llama-api-key",
-                cloud_api_key=secrets.cloud_llm_api_key if fallback else None,
-                replicas=router_cfg.replicas,
-                client_namespaces=client_namespaces,
-                depends_on=[cluster_server],
+                nodes=placement.nodes,
+                storage_class=storage_class,
+                protect_models=cfg.is_prod,
+                monitor_labels=monitor_labels,
+                monitoring_namespace=monitoring_namespace,
+                depends_on=depends_on,
             ),
-        )
-        outputs["router"] = {
+        ),
+    )
+    outputs: dict[str, Any] = {"llamaModelVolume": f"{server.namespace}/llama-models"}
+    if state.cluster:
+        outputs["llamaCluster"] = {
+            "url": server.url,
+            "model": model.name,
+            "nodes": list(placement.nodes),
+            "gpu": placement.sizing.gpu,
+            "nGpuLayers": placement.sizing.n_gpu_layers,
+            "fullOffload": placement.sizing.full_offload,
+            "sizing": placement.sizing.summary(),
+        }
+        outputs["llamaClusterApiKey"] = server.api_key
+    return server, outputs
+
+
+def _router(
+    cfg: StackConfig,
+    secrets: Secrets,
+    cluster: ClusterHandle,
+    cluster_server: LlamaServer,
+    client_namespaces: tuple[str, ...],
+) -> dict[str, Any]:
+    """The router in front of the cluster server, and its outputs."""
+    router_cfg = cfg.router
+    fallback = router_cfg.cloud_fallback
+    router = Router(
+        "llm-router",
+        RouterArgs(
+            cluster=cluster,
+            namespace=cluster_server.namespace or "llm",
+            settings=RouterSettings(
+                local_url=f"http://llama.{cluster_server.namespace}.svc.cluster.local:{PORT}",
+                local_model=cluster_server.served_model,
+                local_aliases=router_cfg.local_aliases,
+                fallback_aliases=router_cfg.fallback_aliases if fallback else (),
+                cloud_model=router_cfg.cloud_model if fallback else None,
+                local_timeout_seconds=router_cfg.local_timeout_seconds,
+            ),
+            local_key_secret=cluster_server.api_key_secret_name or "llama-api-key",
+            cloud_api_key=secrets.cloud_llm_api_key if fallback else None,
+            replicas=router_cfg.replicas,
+            client_namespaces=client_namespaces,
+            depends_on=[cluster_server],
+        ),
+    )
+    return {
+        "router": {
             "url": router.url,
             "aliases": list(router_cfg.local_aliases),
             "cloudFallbackAliases": list(router_cfg.fallback_aliases if fallback else ()),
-        }
-        outputs["routerMasterKey"] = router.master_key
-    return outputs
+        },
+        "routerMasterKey": router.master_key,
+    }

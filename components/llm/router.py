@@ -25,11 +25,13 @@ import hashlib
 from typing import Any
 
 import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
 import yaml
 from pydantic import Field, InstanceOf, model_validator
 
 from components.catalog import versions
-from components.core.model import Frozen
+from components.core.model import Args
 from components.handles import ClusterHandle
 from components.platform.kube import namespace_ingress_policy
 
@@ -43,9 +45,10 @@ ENV_MASTER_KEY = "LITELLM_MASTER_KEY"
 ENV_LOCAL_KEY = "LOCAL_LLM_API_KEY"
 ENV_CLOUD_KEY = "CLOUD_LLM_API_KEY"
 RUN_AS = 65534  # `nobody`, the user of the litellm-non_root image
+LABELS = {"app.kubernetes.io/name": "llm-router", "app.kubernetes.io/part-of": "gpu-platform"}
 
 
-class RouterSettings(Frozen):
+class RouterSettings(Args):
     """Everything the rendered LiteLLM config depends on; plain data, no Outputs."""
 
     local_url: str = Field(pattern=r"^https?://[^\s/]+(:\d+)?$")  # the llama server, no path
@@ -118,23 +121,126 @@ def render_config(s: RouterSettings) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
-class RouterArgs(Frozen):
+class RouterArgs(Args):
     cluster: InstanceOf[ClusterHandle]
     namespace: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
     settings: RouterSettings
     # Name of the Secret (in `namespace`) that holds the llama server's key under `api-key`.
     local_key_secret: str
-    cloud_api_key: Any = None  # pulumi.Output[str] (secret) when settings.cloud_model is set
+    cloud_api_key: pulumi.Output[str] | None = None  # secret; required when settings.cloud_model is set
     replicas: int = Field(default=2, ge=1, le=10)
     # Namespaces whose pods may call the router (the platform's services); its own always may.
     client_namespaces: tuple[str, ...] = ()
-    depends_on: list[Any] = []
+    depends_on: list[InstanceOf[pulumi.Resource]] = []
 
     @model_validator(mode="after")
     def _cloud_key(self) -> RouterArgs:
         if self.settings.cloud_model is not None and self.cloud_api_key is None:
             raise ValueError("a cloud fallback model needs its API key (stack secret cloudLlmApiKey)")
         return self
+
+
+# --- the pod: pure functions of the args -------------------------------------------------------
+
+
+def _from_secret(env: str, secret_name: str, key: str) -> dict[str, Any]:
+    return {"name": env, "value_from": {"secret_key_ref": {"name": secret_name, "key": key}}}
+
+
+def _router_env(local_key_secret: str, cloud_key: bool) -> list[dict[str, Any]]:
+    """The keys (each through `secretKeyRef`) and settings the rendered config reads."""
+    env: list[dict[str, Any]] = [
+        _from_secret(ENV_MASTER_KEY, "router-keys", "master-key"),
+        _from_secret(ENV_LOCAL_KEY, local_key_secret, "api-key"),
+        # The model price map bundled with the pinned version, not a fetch of LiteLLM's main
+        # branch at every start (three retries, seconds, without egress).
+        {"name": "LITELLM_LOCAL_MODEL_COST_MAP", "value": "True"},
+    ]
+    if cloud_key:
+        env.append(_from_secret(ENV_CLOUD_KEY, "router-keys", "cloud-api-key"))
+    return env
+
+
+def _litellm_container(env: list[dict[str, Any]]) -> dict[str, Any]:
+    probe_port = {"port": "http"}
+    return {
+        "name": "litellm",
+        "image": versions.LITELLM_IMAGE,
+        "args": ["--config", CONFIG_PATH, "--port", str(PORT)],
+        "ports": [{"name": "http", "container_port": PORT, "protocol": "TCP"}],
+        # The non-root image sets HOME=/app and XDG_CACHE_HOME=/app/.cache
+        # (BerriAI/litellm docker/Dockerfile.non_root); under a read-only root
+        # the caches (tokenizer downloads) and Python's temporary files go to
+        # the one writable emptyDir, /tmp. With no database configured, nothing
+        # else is written: the Prisma migration directory that BerriAI/litellm#10624
+        # and #13369 needed writable is only used with DATABASE_URL.
+        "env": [*env, {"name": "XDG_CACHE_HOME", "value": SCRATCH_PATH + "/cache"}],
+        "volume_mounts": [
+            {"name": "config", "mount_path": "/etc/litellm", "read_only": True},
+            {"name": "tmp", "mount_path": SCRATCH_PATH},
+        ],
+        "resources": {
+            "requests": {"cpu": "250m", "memory": "512Mi"},
+            "limits": {"memory": "2Gi"},
+        },
+        # LiteLLM's own probe endpoints (its Helm chart uses the same).
+        "startup_probe": {
+            "http_get": {"path": "/health/liveliness", **probe_port},
+            "period_seconds": 5,
+            "failure_threshold": 36,
+        },
+        "readiness_probe": {
+            "http_get": {"path": "/health/readiness", **probe_port},
+            "period_seconds": 10,
+        },
+        "liveness_probe": {
+            "http_get": {"path": "/health/liveliness", **probe_port},
+            "period_seconds": 15,
+            "failure_threshold": 4,
+        },
+        "security_context": {
+            "allow_privilege_escalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "read_only_root_filesystem": True,
+        },
+    }
+
+
+def _deployment_spec(replicas: int, config_text: str, container: dict[str, Any]) -> Any:
+    """The router Deployment's spec.
+
+    Typed Any: the nested dicts are checked by kubernetes-validate in the tests, not by mypy's
+    TypedDict matching, which cannot follow values built in loops.
+    """
+    return {
+        "replicas": replicas,
+        "strategy": {"type": "RollingUpdate", "rolling_update": {"max_unavailable": 0, "max_surge": 1}},
+        "selector": {"match_labels": LABELS},
+        "template": {
+            "metadata": {
+                "labels": LABELS,
+                # The config is read at start; a new config rolls the pods.
+                "annotations": {"gpu-platform/config-sha256": hashlib.sha256(config_text.encode()).hexdigest()},
+            },
+            "spec": {
+                "automount_service_account_token": False,
+                "security_context": {
+                    "run_as_non_root": True,
+                    "run_as_user": RUN_AS,
+                    "run_as_group": RUN_AS,
+                    "seccomp_profile": {"type": "RuntimeDefault"},
+                },
+                "containers": [container],
+                "volumes": [
+                    {"name": "config", "config_map": {"name": "router-config"}},
+                    {"name": "tmp", "empty_dir": {"size_limit": "256Mi"}},
+                ],
+            },
+        },
+    }
+
+
+# --- the component -----------------------------------------------------------------------------
 
 
 class Router(pulumi.ComponentResource):
@@ -146,154 +252,76 @@ class Router(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: RouterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gpu-platform:router:Router", name, None, opts)
-        import pulumi_kubernetes as k8s
-        import pulumi_random as random
-
-        t, ns = args.cluster, args.namespace
-
-        def child(**extra: Any) -> pulumi.ResourceOptions:
-            return pulumi.ResourceOptions(parent=self, provider=t.provider, deleted_with=t.cluster, **extra)
-
-        labels = {"app.kubernetes.io/name": "llm-router", "app.kubernetes.io/part-of": "gpu-platform"}
-        master = random.RandomPassword(
-            f"{name}-master-key", length=48, special=False, opts=pulumi.ResourceOptions(parent=self)
-        )
-        # LiteLLM wants master keys to start with "sk-".
-        self.master_key = pulumi.Output.secret(pulumi.Output.concat("sk-", master.result))
-        keys: dict[str, Any] = {"master-key": self.master_key}
-        if args.cloud_api_key is not None and args.settings.cloud_model is not None:
-            keys["cloud-api-key"] = pulumi.Output.secret(args.cloud_api_key)
-        secret = k8s.core.v1.Secret(
-            f"{name}-keys",
-            metadata={"name": "router-keys", "namespace": ns, "labels": labels},
-            type="Opaque",
-            string_data=keys,
-            opts=child(depends_on=args.depends_on, additional_secret_outputs=["data", "stringData"]),
-        )
+        ns = args.namespace
+        # The cloud key reaches the pod only when a cloud model uses it.
+        cloud_key = args.cloud_api_key if args.settings.cloud_model is not None else None
+        self.master_key = self._master_key(name)
+        secret = self._keys(name, args, cloud_key)
         self.config_text = render_config(args.settings)
         config = k8s.core.v1.ConfigMap(
             f"{name}-config",
-            metadata={"name": "router-config", "namespace": ns, "labels": labels},
+            metadata={"name": "router-config", "namespace": ns, "labels": LABELS},
             data={"config.yaml": self.config_text},
-            opts=child(depends_on=args.depends_on),
+            opts=self._opts(args.cluster, depends_on=args.depends_on),
         )
-
-        def from_secret(env: str, secret_name: str, key: str) -> dict[str, Any]:
-            return {"name": env, "value_from": {"secret_key_ref": {"name": secret_name, "key": key}}}
-
-        env: list[dict[str, Any]] = [
-            from_secret(ENV_MASTER_KEY, "router-keys", "master-key"),
-            from_secret(ENV_LOCAL_KEY, args.local_key_secret, "api-key"),
-            # The model price map bundled with the pinned version, not a fetch of LiteLLM's main
-            # branch at every start (three retries, seconds, without egress).
-            {"name": "LITELLM_LOCAL_MODEL_COST_MAP", "value": "True"},
-        ]
-        if "cloud-api-key" in keys:
-            env.append(from_secret(ENV_CLOUD_KEY, "router-keys", "cloud-api-key"))
-        probe_port = {"port": "http"}
-        # Typed Any: the nested dicts are checked by kubernetes-validate in the tests, not by mypy's
-        # TypedDict matching, which cannot follow values built in loops.
-        deployment_spec: Any = {
-            "replicas": args.replicas,
-            "strategy": {"type": "RollingUpdate", "rolling_update": {"max_unavailable": 0, "max_surge": 1}},
-            "selector": {"match_labels": labels},
-            "template": {
-                "metadata": {
-                    "labels": labels,
-                    # The config is read at start; a new config rolls the pods.
-                    "annotations": {
-                        "gpu-platform/config-sha256": hashlib.sha256(self.config_text.encode()).hexdigest()
-                    },
-                },
-                "spec": {
-                    "automount_service_account_token": False,
-                    "security_context": {
-                        "run_as_non_root": True,
-                        "run_as_user": RUN_AS,
-                        "run_as_group": RUN_AS,
-                        "seccomp_profile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [
-                        {
-                            "name": "litellm",
-                            "image": versions.LITELLM_IMAGE,
-                            "args": ["--config", CONFIG_PATH, "--port", str(PORT)],
-                            "ports": [{"name": "http", "container_port": PORT, "protocol": "TCP"}],
-                            # The non-root image sets HOME=/app and XDG_CACHE_HOME=/app/.cache
-                            # (BerriAI/litellm docker/Dockerfile.non_root); under a read-only root
-                            # the caches (tokenizer downloads) and Python's temporary files go to
-                            # the one writable emptyDir, /tmp. With no database configured, nothing
-                            # else is written: the Prisma migration directory that BerriAI/litellm#10624
-                            # and #13369 needed writable is only used with DATABASE_URL.
-                            "env": [*env, {"name": "XDG_CACHE_HOME", "value": SCRATCH_PATH + "/cache"}],
-                            "volume_mounts": [
-                                {"name": "config", "mount_path": "/etc/litellm", "read_only": True},
-                                {"name": "tmp", "mount_path": SCRATCH_PATH},
-                            ],
-                            "resources": {
-                                "requests": {"cpu": "250m", "memory": "512Mi"},
-                                "limits": {"memory": "2Gi"},
-                            },
-                            # LiteLLM's own probe endpoints (its Helm chart uses the same).
-                            "startup_probe": {
-                                "http_get": {"path": "/health/liveliness", **probe_port},
-                                "period_seconds": 5,
-                                "failure_threshold": 36,
-                            },
-                            "readiness_probe": {
-                                "http_get": {"path": "/health/readiness", **probe_port},
-                                "period_seconds": 10,
-                            },
-                            "liveness_probe": {
-                                "http_get": {"path": "/health/liveliness", **probe_port},
-                                "period_seconds": 15,
-                                "failure_threshold": 4,
-                            },
-                            "security_context": {
-                                "allow_privilege_escalation": False,
-                                "capabilities": {"drop": ["ALL"]},
-                                "read_only_root_filesystem": True,
-                            },
-                        }
-                    ],
-                    "volumes": [
-                        {"name": "config", "config_map": {"name": "router-config"}},
-                        {"name": "tmp", "empty_dir": {"size_limit": "256Mi"}},
-                    ],
-                },
-            },
-        }
+        container = _litellm_container(_router_env(args.local_key_secret, cloud_key is not None))
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
-            metadata={"name": "router", "namespace": ns, "labels": labels},
-            spec=deployment_spec,
-            opts=child(depends_on=[secret, config, *args.depends_on]),
+            metadata={"name": "router", "namespace": ns, "labels": LABELS},
+            spec=_deployment_spec(args.replicas, self.config_text, container),
+            opts=self._opts(args.cluster, depends_on=[secret, config, *args.depends_on]),
         )
-        service = k8s.core.v1.Service(
-            f"{name}-service",
-            metadata={"name": "router", "namespace": ns, "labels": labels},
-            spec={
-                "type": "ClusterIP",
-                "selector": labels,
-                "ports": [{"name": "http", "port": PORT, "target_port": "http", "protocol": "TCP"}],
-            },
-            opts=child(depends_on=args.depends_on),
-        )
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-ingress",
-            metadata={"name": "router-ingress", "namespace": ns, "labels": labels},
-            spec=namespace_ingress_policy(labels, args.client_namespaces),
-            opts=child(depends_on=args.depends_on),
-        )
+        self.service = self._service_and_policy(name, args)
         if args.replicas > 1:
             # Node drains take one router pod at a time; clients keep an answer meanwhile.
             k8s.policy.v1.PodDisruptionBudget(
                 f"{name}-pdb",
-                metadata={"name": "router", "namespace": ns, "labels": labels},
-                spec={"min_available": 1, "selector": {"match_labels": labels}},
-                opts=child(depends_on=[deployment]),
+                metadata={"name": "router", "namespace": ns, "labels": LABELS},
+                spec={"min_available": 1, "selector": {"match_labels": LABELS}},
+                opts=self._opts(args.cluster, depends_on=[deployment]),
             )
         self.url = pulumi.Output.from_input(f"http://router.{ns}.svc.cluster.local:{PORT}")
         self.deployment = deployment
-        self.service = service
         self.register_outputs({"url": self.url, "masterKey": self.master_key})
+
+    def _opts(self, cluster: ClusterHandle, **extra: Any) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, provider=cluster.provider, deleted_with=cluster.cluster, **extra)
+
+    def _master_key(self, name: str) -> pulumi.Output[str]:
+        master = random.RandomPassword(
+            f"{name}-master-key", length=48, special=False, opts=pulumi.ResourceOptions(parent=self)
+        )
+        # LiteLLM wants master keys to start with "sk-".
+        return pulumi.Output.secret(pulumi.Output.concat("sk-", master.result))
+
+    def _keys(self, name: str, args: RouterArgs, cloud_key: pulumi.Output[str] | None) -> k8s.core.v1.Secret:
+        keys: dict[str, Any] = {"master-key": self.master_key}
+        if cloud_key is not None:
+            keys["cloud-api-key"] = pulumi.Output.secret(cloud_key)
+        return k8s.core.v1.Secret(
+            f"{name}-keys",
+            metadata={"name": "router-keys", "namespace": args.namespace, "labels": LABELS},
+            type="Opaque",
+            string_data=keys,
+            opts=self._opts(args.cluster, depends_on=args.depends_on, additional_secret_outputs=["data", "stringData"]),
+        )
+
+    def _service_and_policy(self, name: str, args: RouterArgs) -> k8s.core.v1.Service:
+        """The ClusterIP Service, reachable only from the router's namespace and its clients'."""
+        service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata={"name": "router", "namespace": args.namespace, "labels": LABELS},
+            spec={
+                "type": "ClusterIP",
+                "selector": LABELS,
+                "ports": [{"name": "http", "port": PORT, "target_port": "http", "protocol": "TCP"}],
+            },
+            opts=self._opts(args.cluster, depends_on=args.depends_on),
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-ingress",
+            metadata={"name": "router-ingress", "namespace": args.namespace, "labels": LABELS},
+            spec=namespace_ingress_policy(LABELS, args.client_namespaces),
+            opts=self._opts(args.cluster, depends_on=args.depends_on),
+        )
+        return service
