@@ -13,6 +13,7 @@ import pytest
 
 from components.config.phases import phase_ids
 from migrate.harness import RecordedPlan, record
+from tests.realdb.tools import tools
 from tools import specs as upstream_specs
 from tools import upstream as upstream_files
 
@@ -76,8 +77,6 @@ def shellcheck() -> str:
 @pytest.fixture(scope="module")
 def realdb_tools() -> Any:
     """The real-database tier's programs (tests/realdb/tools.py); a missing one fails with its fix."""
-    from tests.realdb.tools import tools
-
     return tools()
 
 

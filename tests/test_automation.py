@@ -29,7 +29,7 @@ from pulumi.automation import (
 from rich.console import Console
 
 from components.config.phases import load_phases
-from migrate import automation
+from migrate import automation, cli
 from migrate.automation import PHASE_KEY, POLICY_PACK, Deps, Refused, plan_move
 from migrate.checks import CheckResult
 
@@ -694,8 +694,6 @@ def test_leaving_a_phase_that_moves_no_traffic_is_not_gated() -> None:
 
 
 def test_the_cli_passes_override_gate_to_forward_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    from migrate import cli
-
     seen: dict[str, Any] = {}
     monkeypatch.setattr(automation, "forward", lambda stack, **kw: seen.update(stack=stack, **kw) or 0)
     assert cli.main(["forward", "--stack", "prod", "--yes", "--override-gate", "INC-7: legacy host gone"]) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from components.migration.backups import (
     upload_stream,
     verify_objects,
 )
+from migrate import harness
 from tests.conftest import recorded
 from tests.fakes.s3 import FakeS3, moto_s3
 
@@ -57,7 +59,6 @@ def _verify_props(s3: FakeS3, records: list[ObjectRecord]) -> dict[str, Any]:
 def test_upload_records_exactly_the_bytes_written(s3: FakeS3) -> None:
     data = b"point-in-time dump " * 5000
     record = upload_stream(s3.client(BUCKET), s3.location(BUCKET), "t/stream.bin", io.BytesIO(data))
-    import hashlib
 
     assert record == ObjectRecord("t/stream.bin", len(data), hashlib.sha256(data).hexdigest())
     assert verify_objects(s3.client(BUCKET), s3.location(BUCKET), [record]) == []
@@ -177,9 +178,7 @@ def test_bucket_is_versioned_encrypted_expiring_and_private(stack: str) -> None:
 
 
 def test_custom_endpoint_goes_to_the_explicit_provider() -> None:
-    from migrate.harness import record
-
-    plan = record(
+    plan = harness.record(
         "dev",
         phase="p0-baseline",
         overrides={

@@ -21,13 +21,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import boto3
 import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from moto import mock_aws
 
+from components.cluster import nvidia
 from components.config.phases import CHECK_NAMES
 from migrate import checks
 from migrate.checks import CHECKS, CheckContext, KubeClient, run_check
@@ -410,8 +413,6 @@ def test_nvidia_smi_smoke_unschedulable_pod_says_why(pki: Pki) -> None:
 
 
 def test_nvidia_smi_smoke_uses_the_manifest_from_components_nvidia() -> None:
-    from components.cluster import nvidia
-
     manifest = checks._smoke_manifest()
     assert manifest == nvidia.smoke_pod_manifest()
     container = manifest["spec"]["containers"][0]
@@ -520,11 +521,7 @@ def test_llama_health_reports_the_servers_message() -> None:
 
 
 def test_backups_verified_rereads_every_object() -> None:
-    from moto import mock_aws
-
     with mock_aws():
-        import boto3
-
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="example-backups")
         blobs = {"fly/dashboard/vol.tar.zst": b"a" * 3000, "compose/qdrant.snapshot": b"qdrant"}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import ipaddress
 from typing import Any
 
 import pytest
+import yaml
 
 from components.config import load as config
 from components.config.schema import StackConfig
@@ -170,8 +172,6 @@ def test_config_error_in_program_registers_nothing() -> None:
 
 
 def test_every_key_the_loader_reads_is_declared_in_pulumi_yaml() -> None:
-    import yaml
-
     declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
     read = {field.alias or name for name, field in StackConfig.model_fields.items()}
     read |= {name for name, _ in config.SECRET_KEYS}
@@ -183,8 +183,6 @@ def test_every_key_the_loader_reads_is_declared_in_pulumi_yaml() -> None:
 
 
 def test_pulumi_yaml_defaults_match_the_models() -> None:
-    import yaml
-
     declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
     for name, field in StackConfig.model_fields.items():
         key = field.alias or name
@@ -195,8 +193,6 @@ def test_pulumi_yaml_defaults_match_the_models() -> None:
 
 
 def test_stack_files_use_documentation_addresses_only() -> None:
-    import ipaddress
-
     docs = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")]
     for stack in ("dev", "prod"):
         cfg = config.parse(_raw(stack))

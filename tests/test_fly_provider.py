@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import subprocess
 import tarfile
 from collections.abc import Iterator
 from typing import Any
@@ -21,7 +22,9 @@ from pulumi.output import Unknown
 from components.clouds.fly_api import FlyError, FlySettings
 from components.migration.backups import BackupError, BackupVerificationProvider
 from components.migration.fly import (
+    EXPORT_SCRIPT_PATH,
     BackupGateError,
+    ExportStream,
     FlyAppExportProvider,
     FlyAppProvider,
     FlyDestroyProvider,
@@ -357,18 +360,12 @@ def test_adoption_reads_only_and_checks_the_org(s3: FakeS3, fly: FakeFly, settin
 
 
 def _run_export_script(root: str) -> list[bytes]:
-    import subprocess
-
-    from components.migration.fly import EXPORT_SCRIPT_PATH
-
     script = EXPORT_SCRIPT_PATH.read_text().replace("/export", root)
     out = subprocess.run(["bash", "-c", script], capture_output=True, timeout=30, check=False).stdout
     return [out[i : i + 1000] for i in range(0, len(out), 1000)]  # arrives in pieces, as over HTTP
 
 
 def test_export_script_output_reads_back_to_the_volume_files(tmp_path: Any) -> None:
-    from components.migration.fly import ExportStream
-
     for name, data in FILES.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(data)
@@ -380,8 +377,6 @@ def test_export_script_output_reads_back_to_the_volume_files(tmp_path: Any) -> N
 
 
 def test_a_failing_tar_never_yields_a_backup(tmp_path: Any) -> None:
-    from components.migration.fly import ExportStream
-
     chunks = _run_export_script(str(tmp_path / "no-such-volume"))
     with pytest.raises(BackupError, match="vol: the export ended without its end marker"):
         ExportStream(iter(chunks), "vol").read()

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import copy
 from typing import Any
+from unittest.mock import MagicMock
 
 import pytest
 
 from components.config.load import parse
 from components.core.errors import ConfigError
+from components.hosts.access import AccessHandle
+from components.hosts.gpu_host import GpuHostArgs
 from migrate.harness import read_stack_file, stack_file
 
 DEV = read_stack_file(stack_file("dev"))
@@ -118,17 +121,12 @@ def test_static_gpu_host_needs_its_gpu() -> None:
     raw = _with_host(DEV, 1, gpu=None)
     raw["hosts"][1]["role"] = "agent"
     parsed = parse(raw)  # config alone allows it; the GpuHost refuses before any resource
-    from components.hosts.gpu_host import GpuHostArgs
 
     with pytest.raises(ValueError, match=r"static hosts: gpu\.model and gpu\.count"):
         GpuHostArgs(host=parsed.hosts[1], resource_prefix="gpu-platform-dev", access=_access())
 
 
 def _access() -> Any:
-    from unittest.mock import MagicMock
-
-    from components.hosts.access import AccessHandle
-
     return AccessHandle(
         admin_cidrs=("203.0.113.0/24",),
         admin_public_key=MagicMock(),
@@ -142,7 +140,5 @@ def _access() -> Any:
 
 
 def test_lambda_host_without_rulesets_for_its_regions_is_refused() -> None:
-    from components.hosts.gpu_host import GpuHostArgs
-
     with pytest.raises(ValueError, match="Lambda hosts need HostAccess"):
         GpuHostArgs(host=parse(DEV).hosts[0], resource_prefix="gpu-platform-dev", access=_access())

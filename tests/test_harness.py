@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from components.core.engine import WIRE_UNKNOWN
 from migrate import harness
 from migrate.harness import SECRET, UNKNOWN, ResourceInApplyError, record
-from migrate.mocks import MissingMockRuleError
+from migrate.mocks import MissingMockRuleError, preview_outputs
 
 FIXTURES = Path(__file__).parent / "fixtures" / "harness_program"
 
@@ -112,9 +113,6 @@ def test_a_preview_answers_as_providers_preview_a_create() -> None:
 
 
 def test_preview_outputs_follow_the_engine() -> None:
-    from components.core.engine import WIRE_UNKNOWN
-    from migrate.mocks import preview_outputs
-
     inputs = {"app": "dashboard", "backup": WIRE_UNKNOWN}
     computed = {**inputs, "was_running": ["m1"]}
     # A dynamic provider has no preview: the engine hands back the inputs.

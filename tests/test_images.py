@@ -13,9 +13,12 @@ import requests
 
 from components.catalog import versions
 from components.catalog.images import ImagePin, digest_pending_reason, pinned_images
+from components.catalog.services import own_image_names
 from components.config.phases import phase_ids
 from components.core.errors import ConfigError
-from migrate import digests
+from migrate import digests, harness
+from migrate.cli import main
+from migrate.harness import record
 from migrate.plan import images
 from migrate.policy_runner import POLICY_DIR, evaluate, read_policy_config
 from tests.conftest import recorded
@@ -122,9 +125,6 @@ def test_the_prod_policy_refuses_a_tag_only_image_that_is_not_on_the_reviewed_li
 def test_plan_json_lists_the_pending_images_with_their_reasons(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from migrate import harness
-    from migrate.cli import main
-
     # The session's recording of the same plan: what the CLI prints is under test, not the harness.
     monkeypatch.setattr(harness, "record", lambda stack, phase=None, **_: recorded(stack, phase))
     assert main(["plan", "--stack", "prod", "--phase", "p3-local-brain", "--json"]) == 0
@@ -206,9 +206,6 @@ def test_docker_hub_short_names_and_hosts_map_to_their_api() -> None:
 
 def test_a_real_registry_runs_by_digest_and_passes_the_prod_policy_only_with_digests() -> None:
     """A prod stack on its own registry is off the pending list: every own image needs its digest."""
-    from components.catalog.services import own_image_names
-    from migrate.harness import record
-
     config = read_policy_config(POLICY_DIR / "config.prod.json")
     registry = {"registry": "cr.internal.example/platform"}
 

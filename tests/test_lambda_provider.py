@@ -8,6 +8,7 @@ every request and response of the test validated against the published spec.
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import subprocess
 import sys
@@ -308,8 +309,6 @@ def _olds() -> dict[str, Any]:
 
 
 def _sha(text: str) -> str:
-    import hashlib
-
     return hashlib.sha256(text.encode()).hexdigest()
 
 

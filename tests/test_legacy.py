@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from components.config.schema import ComposeHost, GcpVm
-from components.migration.backups import compose_backup_command
-from components.migration.legacy import compose_services_command
+from components.core.errors import ConfigError
+from components.migration.backups import BucketLocation, compose_backup_command
+from components.migration.legacy import LegacyEstateArgs, compose_services_command
 from migrate.harness import record
 from tests.conftest import recorded, shellcheck
 
@@ -68,9 +69,6 @@ def test_compose_services_stop_only_in_p4_after_the_verified_dumps() -> None:
 
 
 def test_missing_compose_login_key_is_a_config_error() -> None:
-    from components.core.errors import ConfigError
-    from components.migration.legacy import LegacyEstateArgs
-
     with pytest.raises(ConfigError, match="gpu-platform:composeSshPrivateKey: required to stop"):
         LegacyEstateArgs("dev", _gcp_vm(), "retired", "stopped", "/srv/platform", compose_ssh=None)
 
@@ -200,7 +198,6 @@ esac
 """,
     )
     host = ComposeHost(address="192.0.2.10", host_key=HOST_KEY, compose_dir=str(tmp / "srv"))
-    from components.migration.backups import BucketLocation
 
     cmd = compose_backup_command(service, host, BucketLocation("b-bucket", "us-east-1", "https://s3.example.com"))
     result = _run(cmd, bin_dir, tmp, stdin="AKIAEXAMPLE\nsecret-key-value\n")
@@ -225,7 +222,6 @@ def test_compose_backup_refuses_without_keys_and_with_a_bad_dump(sandbox: tuple[
     _stub(bin_dir, "docker", _docker_stub({**DUMPS, "redis": b"NOT-AN-RDB"}, tmp))
     _stub(bin_dir, "sleep", "exit 0\n")
     host = ComposeHost(address="192.0.2.10", host_key=HOST_KEY, compose_dir=str(tmp / "srv"))
-    from components.migration.backups import BucketLocation
 
     cmd = compose_backup_command("redis", host, BucketLocation("b-bucket", "us-east-1"))
     no_keys = _run(cmd, bin_dir, tmp, stdin="")

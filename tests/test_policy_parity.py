@@ -29,8 +29,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import yaml
+from google.protobuf import struct_pb2
+from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 
 from components.config.phases import phase_ids
 from components.core.engine import WIRE_UNKNOWN
@@ -66,9 +69,6 @@ class Engine:
     """One policy pack process as the CLI starts it, and the requests the engine sends it."""
 
     def __init__(self, *, dry_run: bool) -> None:
-        import grpc
-        from pulumi.runtime.proto import analyzer_pb2_grpc
-
         # The shim consumes the runtime options (`-virtualenv=venv`) itself and runs the pack with
         # just the engine address and the program directory.
         env = {
@@ -106,9 +106,6 @@ class Engine:
 
     def configure(self, stack: str, raw: dict[str, Any] | None) -> None:
         """Configure as the CLI does from --policy-pack-config: every policy's level and properties."""
-        from google.protobuf import struct_pb2
-        from pulumi.runtime.proto import analyzer_pb2
-
         key = f"{stack}:{json.dumps(raw, sort_keys=True)}"
         if key == self.stack:
             return
@@ -131,8 +128,6 @@ class Engine:
         self.cache.clear()
 
     def diagnostics(self, plan: RecordedPlan, raw: dict[str, Any] | None) -> list[Diagnostic]:
-        from pulumi.runtime.proto import analyzer_pb2
-
         self.configure(plan.stack, raw)
         found: list[Diagnostic] = []
         by_urn = plan.by_urn()
@@ -174,16 +169,12 @@ def _sorted(value: Any) -> Any:
 
 def _struct(value: Mapping[str, Any]) -> Any:
     """A property map as the engine marshals it: every object's keys in sorted order (StableKeys)."""
-    from google.protobuf import struct_pb2
-
     out = struct_pb2.Struct()
     out.update(_sorted(dict(value)))
     return out
 
 
 def _options(res: RecordedResource) -> Any:
-    from pulumi.runtime.proto import analyzer_pb2
-
     opts = analyzer_pb2.AnalyzerResourceOptions(
         protect=res.protect,
         ignoreChanges=list(res.ignore_changes),
@@ -205,8 +196,6 @@ def _options(res: RecordedResource) -> Any:
 
 
 def _provider_message(res: RecordedResource, by_urn: Mapping[str, RecordedResource], plan: RecordedPlan) -> Any:
-    from pulumi.runtime.proto import analyzer_pb2
-
     described = _provider(res, by_urn, plan)  # the offline runner's view of the same provider
     if described is None:
         return None
@@ -218,8 +207,6 @@ def _provider_message(res: RecordedResource, by_urn: Mapping[str, RecordedResour
 
 
 def _stack_request(plan: RecordedPlan, by_urn: Mapping[str, RecordedResource]) -> Any:
-    from pulumi.runtime.proto import analyzer_pb2
-
     root = analyzer_pb2.AnalyzerResource(
         type=STACK_TYPE,
         properties=_struct(plan.wire_outputs or _wire(plan.outputs, set(plan.secret_stack_outputs))),
@@ -256,8 +243,6 @@ _CANT_RUN_OFFLINE = re.compile(r"^can't run policy '([^']+)' during preview: (.*
 
 
 def _diagnostic(d: Any, analyzed_urn: str) -> Diagnostic:
-    from pulumi.runtime.proto import analyzer_pb2
-
     level = {analyzer_pb2.ADVISORY: "advisory", analyzer_pb2.MANDATORY: "mandatory"}[d.enforcementLevel]
     if _CANT_RUN_ENGINE.match(d.message):
         message = CANT_RUN

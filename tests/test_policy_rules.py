@@ -13,9 +13,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
+from components.catalog.versions import KUBERNETES_VERSION
 from migrate.harness import PROJECT, SECRET, RecordedPlan, RecordedResource
 from migrate.policy_runner import Violation, evaluate, load_policies
 
@@ -225,10 +227,6 @@ def test_compliant_manifests_pass_every_policy() -> None:
 
 
 def test_compliant_core_manifests_are_valid_kubernetes() -> None:
-    import kubernetes_validate
-
-    from components.catalog.versions import KUBERNETES_VERSION
-
     core = ("v1", "apps/v1", "batch/v1", "networking.k8s.io/v1")
     checked = 0
     for manifest in compliant().values():

@@ -12,7 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
+from google.protobuf import empty_pb2, struct_pb2
+from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
+from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
 
 from components.core.errors import ConfigError
 from migrate import harness, policy_runner
@@ -135,8 +139,6 @@ def test_stack_resources_carry_the_graph_and_offline_extras() -> None:
 
 
 def test_async_policies_are_awaited(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
-
     async def resource_check(args: Any, report: Any) -> None:
         if args.resource_type.endswith(":Deployment"):
             report(f"async saw {args.name}")
@@ -161,8 +163,6 @@ def test_async_policies_are_awaited(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_policy_that_crashes_is_reported_with_where(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pulumi_policy import ResourceValidationPolicy
-
     def broken(args: Any, report: Any) -> None:
         raise KeyError("spec")
 
@@ -283,10 +283,6 @@ def test_importing_the_policies_starts_no_server() -> None:
 @pytest.mark.network
 def test_the_pack_serves_the_analyzer_protocol() -> None:
     """policy/__main__.py as the engine starts it: the SDK's analyzer on 127.0.0.1, asked over gRPC."""
-    import grpc
-    from google.protobuf import empty_pb2, struct_pb2
-    from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
-
     proc = subprocess.Popen(
         [sys.executable, "-u", str(POLICY_DIR / "__main__.py")],
         stdout=subprocess.PIPE,

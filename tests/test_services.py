@@ -12,7 +12,7 @@ from components.catalog.services import SERVICES, ServiceSpec, app_secret_keys, 
 from components.config.load import parse
 from components.config.phases import resolve
 from components.core.errors import ConfigError
-from components.handles import ClusterHandle, VerifiedBackup
+from components.handles import BackupHandle, ClusterHandle, VerifiedBackup
 from components.platform import charts
 from components.platform.datastores import DataStoresArgs, RestoreSource
 from components.platform.platform import PlatformArgs, PlatformSecrets
@@ -151,7 +151,6 @@ VERIFIED = {
 def _args(phase: str = "p2b-services", **changes: Any) -> PlatformArgs:
     cfg = parse(read_stack_file(stack_file("dev")))
     state = resolve(phase).state
-    from components.handles import BackupHandle
 
     fields: dict[str, Any] = {
         "config": cfg,
@@ -194,7 +193,6 @@ def test_restore_needs_the_backups() -> None:
 
 def test_restore_needs_a_verified_backup_of_every_store() -> None:
     partial = {k: v for k, v in VERIFIED.items() if k != "redis"}
-    from components.handles import BackupHandle
 
     # Refused by the platform's args, before any resource exists...
     with pytest.raises(ConfigError, match=r"no verified backup of \['redis'\]"):

@@ -19,6 +19,7 @@ import pytest
 
 from components.catalog import versions
 from tests.conftest import upstream_root
+from tests.fakes import fly_server, lambda_server
 from tests.fakes.fly_server import FakeFly
 from tests.fakes.lambda_server import FakeLambda
 from tests.local import port, serve_http
@@ -202,7 +203,5 @@ def test_a_fake_without_its_spec_fails_with_make_specs(
 
 
 def test_the_spec_names_are_the_ones_the_fakes_read() -> None:
-    from tests.fakes import fly_server, lambda_server
-
     assert {s.name for s in specs.SPECS} == {lambda_server.SPEC_NAME, fly_server.SPEC_NAME}
     assert all(s.url.startswith("https://") for s in specs.SPECS)

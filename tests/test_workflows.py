@@ -9,6 +9,7 @@ the repository does not have fails here instead of on GitHub.
 from __future__ import annotations
 
 import argparse
+import importlib
 import re
 import shlex
 from collections.abc import Iterator
@@ -52,8 +53,6 @@ def make_targets() -> set[str]:
 
 
 def _parser_for(module: str) -> argparse.ArgumentParser:
-    import importlib
-
     mod = importlib.import_module(module)
     builder = getattr(mod, "build_parser", None)
     assert builder is not None, f"{module} has no build_parser(); the workflow test cannot check its arguments"

@@ -10,6 +10,7 @@ import pytest
 from components.config.phases import load_phases
 from migrate import affected as aff
 from migrate.affected import Affected, Outcome, PhaseMove, affected, check_move, markdown, run_offline
+from migrate.cli import build_parser
 
 PHASES = load_phases()
 IDS = [p.id for p in PHASES]
@@ -135,8 +136,6 @@ def test_markdown_for_a_change_that_touches_nothing() -> None:
 
 
 def test_subcommands_it_runs_exist_in_the_cli() -> None:
-    from migrate.cli import build_parser
-
     choices = next(a for a in build_parser()._actions if a.dest == "command").choices
     assert choices is not None
     missing = [name for name in aff.SUBCOMMANDS if name not in choices]

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import jsonschema
+
 from tests.fakes.openapi import OpenApiRequest, OpenApiResponse, describe, load_spec, spec_file
 
 SPEC_NAME = "fly-machines-openapi.yaml"  # in ../shared/specs, or `make specs`'s cache (tools/specs.py)
@@ -225,8 +227,6 @@ class FakeFly:
         if self._spec is None:
             return
         if not self._documented(req, status):
-            import jsonschema
-
             schema = self._spec[1]["components"]["schemas"]["ErrorResponse"]
             try:
                 doc = json.loads(body)

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import jsonschema
+
 from components.catalog.gpus import LAMBDA_INSTANCE_TYPES, LAMBDA_REGIONS
 from tests.fakes.openapi import OpenApiRequest, OpenApiResponse, describe, load_spec, spec_file
 
@@ -129,8 +131,6 @@ class FakeLambda:
             self.violations.append(f"response {status} to {req.method.upper()} {req.path}: {describe(exc)}")
 
     def _validate_envelope(self, req: OpenApiRequest, status: int, doc: Any) -> None:
-        import jsonschema
-
         raw = self._spec[1] if self._spec else {}
         if status >= 500:
             error_schema = raw["components"]["schemas"]["ApiErrorInternal"]

@@ -13,6 +13,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+import yaml
+from openapi_core import OpenAPI
+from openapi_core.datatypes import RequestParameters
+from werkzeug.datastructures import Headers, ImmutableMultiDict
+
 from tools.specs import spec_file
 
 __all__ = ["OpenApiRequest", "OpenApiResponse", "describe", "load_spec", "spec_file"]
@@ -21,15 +26,8 @@ __all__ = ["OpenApiRequest", "OpenApiResponse", "describe", "load_spec", "spec_f
 @functools.lru_cache(maxsize=4)
 def load_spec(path: str) -> tuple[Any, dict[str, Any]]:
     """(openapi-core OpenAPI, raw document) for a JSON or YAML spec; loading takes seconds, so once."""
-    from openapi_core import OpenAPI
-
     text = Path(path).read_text()
-    if path.endswith((".yaml", ".yml")):
-        import yaml
-
-        raw = yaml.safe_load(text)
-    else:
-        raw = json.loads(text)
+    raw = yaml.safe_load(text) if path.endswith((".yaml", ".yml")) else json.loads(text)
     return OpenAPI.from_dict(raw), raw
 
 
@@ -37,9 +35,6 @@ class OpenApiRequest:
     def __init__(
         self, host_url: str, method: str, path: str, query: str, *, headers: dict[str, str], body: bytes | None
     ) -> None:
-        from openapi_core.datatypes import RequestParameters
-        from werkzeug.datastructures import Headers, ImmutableMultiDict
-
         self.host_url = host_url
         self.path = path
         self.method = method.lower()
@@ -52,8 +47,6 @@ class OpenApiRequest:
 
 class OpenApiResponse:
     def __init__(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-        from werkzeug.datastructures import Headers
-
         self.status_code = status
         self.data = body
         self.content_type = headers.get("Content-Type", "")

@@ -7,6 +7,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from moto.server import ThreadedMotoServer
+
 from components.migration.backups import BucketLocation, s3_client
 
 ACCESS_KEY = "AKIAEXAMPLEEXAMPLE00"  # moto accepts any key pair; these are obviously fake
@@ -38,8 +40,6 @@ class FakeS3:
 
 @contextmanager
 def moto_s3() -> Iterator[FakeS3]:
-    from moto.server import ThreadedMotoServer
-
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -14,14 +14,13 @@ from __future__ import annotations
 import json
 import sys
 
+import litellm
 import yaml
+from litellm.proxy._types import ConfigGeneralSettings, ConfigYAML
+from litellm.types.router import LiteLLM_Params
 
 
 def problems(config: dict) -> list[str]:
-    import litellm
-    from litellm.proxy._types import ConfigGeneralSettings, ConfigYAML
-    from litellm.types.router import LiteLLM_Params
-
     found = [f"top-level key {k!r} is not a LiteLLM config section" for k in config if k not in ConfigYAML.model_fields]
     for key in config.get("litellm_settings") or {}:
         if not hasattr(litellm, key):

@@ -29,6 +29,11 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
 from components.catalog.gguf import MODELS
 from components.llm import llama
 from migrate.harness import RecordedPlan
@@ -44,11 +49,6 @@ class ModelHost:
     """The tiny GGUF over HTTPS on 127.0.0.1, as Hugging Face would serve a model."""
 
     def __init__(self, directory: Path) -> None:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-
         self.directory = directory / "www"
         self.directory.mkdir()
         self.file_name = "tiny-llama.gguf"

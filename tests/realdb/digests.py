@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from tests.realdb.resp import Resp
 from tests.realdb.servers import Postgres
 
 # One md5 per kind of content; names are hex-encoded so newlines in them cannot shift a line.
@@ -79,8 +80,6 @@ def postgres_digest(pg: Postgres, db: str, *, skip_tables: tuple[str, ...] = ())
 
 def redis_digest(port: int, password: str | None = None) -> tuple[dict[str, str], dict[tuple[int, bytes], int]]:
     """({db:key: digest of type, value and DUMP}, {(db, key): absolute expiry in ms}) for every key."""
-    from tests.realdb.resp import Resp
-
     keys: dict[str, str] = {}
     expiries: dict[tuple[int, bytes], int] = {}
     with Resp(port, password) as r:

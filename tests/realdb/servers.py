@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.local import stop
+from tests.realdb.resp import Resp
 from tests.realdb.tools import Tools
 
 UNPRIVILEGED = "nobody"  # initdb and postgres refuse root; tests run as root in CI
@@ -160,16 +161,12 @@ class Redis(_Server):
 
     def _ready(self) -> bool:
         try:
-            from tests.realdb.resp import Resp
-
             with Resp(self.port, self.password) as r:
                 return bool(r.call("PING") == b"PONG")
         except OSError:
             return False
 
     def client(self) -> Any:
-        from tests.realdb.resp import Resp
-
         return Resp(self.port, self.password)
 
     def stop(self) -> None:
