@@ -6,7 +6,6 @@ config and the handles earlier blocks produced.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import pulumi
@@ -58,7 +57,9 @@ def build(loaded: Loaded, phase: Phase) -> dict[str, Any]:
         gcp_project=cfg.gcp_vm.project,
         access_key_id=secrets.backup_access_key_id,
         secret_access_key=secrets.backup_secret_access_key,
-        compose=ComposeSource(compose_ssh, cfg.compose_host) if state.backups.compose_data and compose_ssh else None,
+        compose=ComposeSource(ssh=compose_ssh, host=cfg.compose_host)
+        if state.backups.compose_data and compose_ssh
+        else None,
     )
     legacy_args = LegacyEstateArgs(
         environment=cfg.environment,
@@ -265,7 +266,7 @@ def build(loaded: Loaded, phase: Phase) -> dict[str, Any]:
         compose_stop_after = [backup_handle.verified[s].resource for s in ("qdrant", "redis", "postgres")]
         if platform is not None:
             compose_stop_after.append(platform)
-    legacy = LegacyEstate("legacy", dataclasses.replace(legacy_args, compose_stop_after=compose_stop_after))
+    legacy = LegacyEstate("legacy", legacy_args.model_copy(update={"compose_stop_after": compose_stop_after}))
     outputs["legacyVm"] = legacy.vm_self_link
 
     return outputs
