@@ -16,7 +16,6 @@ what a step depends on is exactly what it is given.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,7 +123,7 @@ def backups_and_fly(cfg: StackConfig, secrets: Secrets, phase: Phase, compose_ss
             gcp_project=cfg.gcp_vm.project,
             access_key_id=secrets.backup_access_key_id,
             secret_access_key=secrets.backup_secret_access_key,
-            compose=ComposeSource(compose_ssh, cfg.compose_host) if compose and compose_ssh else None,
+            compose=ComposeSource(ssh=compose_ssh, host=cfg.compose_host) if compose and compose_ssh else None,
         ),
     )
     fly_apps = FlyApps(
@@ -375,5 +374,5 @@ def legacy_estate(
         stop_after = [backups.verified[s].resource for s in ("qdrant", "redis", "postgres")]
         if platform is not None:
             stop_after.append(platform)
-    legacy = LegacyEstate("legacy", dataclasses.replace(args, compose_stop_after=stop_after))
+    legacy = LegacyEstate("legacy", args.model_copy(update={"compose_stop_after": stop_after}))
     return {"legacyVm": legacy.vm_self_link}

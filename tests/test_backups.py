@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import pulumi
 import pytest
 
 from components.config.schema import Backups as BackupsConfig
@@ -147,10 +148,13 @@ def test_args_refuse_half_a_key_pair_and_compose_dumps_without_keys() -> None:
     cfg = BackupsConfig(bucket="b-bucket")
     ssh = SshTarget(host="192.0.2.10", user="ubuntu", host_key=HOST_KEY, private_key="k")
     compose = ComposeSource(ssh=ssh, host=ComposeHost(address="192.0.2.10", host_key=HOST_KEY))
+    # An Output that is never resolved (a real one outside a program would outlive the test): the
+    # check only looks at which of the two keys is set.
+    key_id: pulumi.Output[str] = object.__new__(pulumi.Output)
     with pytest.raises(ConfigError, match="set both or neither"):
-        BackupsArgs("dev", cfg, "proj-1234", access_key_id="a-key-id")  # type: ignore[arg-type]
+        BackupsArgs(environment="dev", config=cfg, gcp_project="proj-1234", access_key_id=key_id)
     with pytest.raises(ConfigError, match="backupAccessKeyId: required from p2b-services on"):
-        BackupsArgs("dev", cfg, "proj-1234", compose=compose)
+        BackupsArgs(environment="dev", config=cfg, gcp_project="proj-1234", compose=compose)
 
 
 # --- the bucket in the recorded plan --------------------------------------------------------------

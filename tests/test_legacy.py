@@ -70,7 +70,14 @@ def test_compose_services_stop_only_in_p4_after_the_verified_dumps() -> None:
 
 def test_missing_compose_login_key_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="gpu-platform:composeSshPrivateKey: required to stop"):
-        LegacyEstateArgs("dev", _gcp_vm(), "retired", "stopped", "/srv/platform", compose_ssh=None)
+        LegacyEstateArgs(
+            environment="dev",
+            gcp_vm=_gcp_vm(),
+            gcp_vm_state="retired",
+            compose_state="stopped",
+            compose_dir="/srv/platform",
+            compose_ssh=None,
+        )
 
 
 def _gcp_vm() -> GcpVm:

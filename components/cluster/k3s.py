@@ -38,16 +38,17 @@ from typing import Any, Literal
 
 import pulumi
 import pulumi_command as command
+import pulumi_kubernetes as kubernetes
 import pulumi_random as random
 import yaml
-from pydantic import field_validator
+from pydantic import InstanceOf, field_validator, model_validator
 
 from components import HOST_SCRIPT_DIR
 from components.catalog import versions
 from components.catalog.gpus import GpuSpec
 from components.cluster import nvidia
 from components.core.errors import ConfigError
-from components.core.model import Frozen
+from components.core.model import Args
 from components.handles import ClusterHandle, HostHandle
 
 API_PORT = 6443
@@ -72,7 +73,7 @@ _LOCALHOST_SERVER = re.compile(r"(server:\s*https://)(?:127\.0\.0\.1|localhost|\
 Role = Literal["server", "agent"]
 
 
-class K3sSettings(Frozen):
+class K3sSettings(Args):
     """Cluster-wide K3s settings, from stack config."""
 
     version: str = versions.K3S_VERSION
@@ -282,16 +283,50 @@ def script_sha256(script: str) -> str:
 # --- the component ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class K3sClusterArgs:
-    hosts: tuple[HostHandle, ...]  # role server or agent; the first server is the cluster's seed
+class K3sClusterArgs(Args):
+    # role server or agent; the first server is the cluster's seed
+    hosts: tuple[InstanceOf[HostHandle], ...]
     settings: K3sSettings
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _buildable(self) -> K3sClusterArgs:
         validate_hosts(self.hosts)
         missing = [s for s in (*HOST_SCRIPTS, *FIRST_SERVER_SCRIPTS) if not (SCRIPTS_DIR / s).is_file()]
         if missing:
             raise ConfigError(f"components/scripts is missing {missing}")
+        return self
+
+
+def _tls_sans(settings: K3sSettings, servers: Sequence[HostHandle]) -> list[pulumi.Input[str]]:
+    """Every name the API certificate must carry: the configured extras, then each server's addresses."""
+    sans: list[pulumi.Input[str]] = [*settings.extra_tls_sans]
+    for server in servers:
+        sans.append(server.address)
+        if server.private_address is not None:
+            sans.append(server.private_address)
+    return sans
+
+
+def _node_config(
+    plan: NodePlan,
+    host: HostHandle,
+    *,
+    first: HostHandle,
+    settings: K3sSettings,
+    token: pulumi.Output[str],
+    sans: Sequence[pulumi.Input[str]],
+) -> pulumi.Output[str]:
+    """The node's rendered K3s config (secret: it holds the join token)."""
+    server_url = None if plan.first else pulumi.Output.concat("https://", first.address, f":{API_PORT}")
+    return pulumi.Output.secret(
+        pulumi.Output.all(
+            token=token,
+            server_url=server_url,
+            node_ip=host.private_address,
+            external_ip=host.address,
+            sans=pulumi.Output.all(*sans),
+        ).apply(_renderer(plan, settings))
+    )
 
 
 class K3sCluster(pulumi.ComponentResource):
@@ -306,38 +341,19 @@ class K3sCluster(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: K3sClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gpu-platform:k3s:K3sCluster", name, None, opts)
-        import pulumi_kubernetes as kubernetes
-
         settings = args.settings
         plans = plan_nodes(args.hosts)
         hosts = {h.name: h for h in args.hosts}
         first = hosts[plans[0].name]
-        servers = [hosts[p.name] for p in plans if p.role == "server"]
-        child = pulumi.ResourceOptions(parent=self)
 
-        token = random.RandomPassword(
-            f"{name}-token",
-            length=48,
-            special=False,  # lands in YAML and is compared byte for byte by K3s: keep it plain
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(additional_secret_outputs=["result"])),
-        )
-        token_value: pulumi.Output[str] = pulumi.Output.secret(token.result)
-
+        token = self._join_token(name)
         self.api_address = pulumi.Output.from_input(first.address)
         self.api_url = self.api_address.apply(lambda a: f"https://{a}:{API_PORT}")
-        sans: list[pulumi.Input[str]] = [*settings.extra_tls_sans]
-        for server in servers:
-            sans.append(server.address)
-            if server.private_address is not None:
-                sans.append(server.private_address)
+        sans = _tls_sans(settings, [hosts[p.name] for p in plans if p.role == "server"])
 
         # Scripts on every host (the first server also gets the cluster-level one). The script
         # travels as the command's stdin, so a plan diff shows exactly which lines changed.
-        copies: dict[str, dict[str, command.remote.Command]] = {}
-        for plan in plans:
-            host = hosts[plan.name]
-            scripts = HOST_SCRIPTS + (FIRST_SERVER_SCRIPTS if plan.first else ())
-            copies[plan.name] = {script: self._copy_script(name, plan.name, host, script) for script in scripts}
+        copies = {plan.name: self._copy_scripts(name, plan, hosts[plan.name]) for plan in plans}
         admin = copies[first.name][ADMIN_SCRIPT]
 
         installs: dict[str, command.remote.Command] = {}
@@ -347,68 +363,19 @@ class K3sCluster(pulumi.ComponentResource):
         kubeconfig: pulumi.Output[str] | None = None
         for plan in plans:
             host = hosts[plan.name]
-            user = host.ssh.user
-            toolkit = command.remote.Command(
-                f"{name}-{plan.name}-nvidia-toolkit",
-                connection=host.ssh.connection(),
-                create=invocation(user, nvidia.TOOLKIT_SCRIPT, env=nvidia.toolkit_env(plan.gpu is not None)),
-                triggers=[script_sha256(nvidia.TOOLKIT_SCRIPT), versions.NVIDIA_CONTAINER_TOOLKIT_VERSION],
-                opts=pulumi.ResourceOptions(
-                    parent=self,
-                    depends_on=[*host.ready, copies[plan.name][nvidia.TOOLKIT_SCRIPT]],
-                    custom_timeouts=pulumi.CustomTimeouts(create="20m", update="20m"),
-                ),
-            )
-
-            server_url = None if plan.first else pulumi.Output.concat("https://", first.address, f":{API_PORT}")
-            config: pulumi.Output[str] = pulumi.Output.secret(
-                pulumi.Output.all(
-                    token=token_value,
-                    server_url=server_url,
-                    node_ip=host.private_address,
-                    external_ip=host.address,
-                    sans=pulumi.Output.all(*sans),
-                ).apply(_renderer(plan, settings))
-            )
-            install_cmd = invocation(
-                user,
-                INSTALL_SCRIPT,
-                env={
-                    "INSTALL_K3S_VERSION": settings.version,
-                    "ROLE": plan.role,
-                    "NODE_NAME": plan.name,
-                    "GPU_NODE": "1" if plan.gpu is not None else "0",
-                    # Unused by the script: a new script revision changes the command, which
-                    # re-runs the step as an update.
-                    "SCRIPT_SHA256": script_sha256(INSTALL_SCRIPT),
-                },
-            )
+            toolkit = self._toolkit(name, plan, host, copies[plan.name][nvidia.TOOLKIT_SCRIPT])
             # The previous server (for agents: the last server) installed AND its node Ready on
             # this release: etcd takes one new member at a time, an upgrade one server at a time.
             predecessor = [installs[plan.after], ready[plan.after]] if plan.after is not None else []
-            install = command.remote.Command(
-                f"{name}-{plan.name}-install",
-                connection=host.ssh.connection(),
-                create=install_cmd,
-                # Every change (version, config on stdin, script) is an update that re-runs the
-                # script. Never a replacement: that would install again and then run the old
-                # resource's delete (uninstall) on the same host. Hence no `triggers` here: the SDK
-                # marks them replaceOnChanges even when `update` is set (pulumi/pulumi-command#855).
-                update=install_cmd,
-                delete=invocation(user, REMOVE_SCRIPT),
-                stdin=config,
-                opts=pulumi.ResourceOptions(
-                    parent=self,
-                    depends_on=[
-                        *host.ready,
-                        toolkit,  # K3s must find nvidia-container-runtime when it starts
-                        copies[plan.name][INSTALL_SCRIPT],
-                        copies[plan.name][REMOVE_SCRIPT],
-                        *predecessor,
-                    ],
-                    additional_secret_outputs=["stdin"],
-                    custom_timeouts=pulumi.CustomTimeouts(create="20m", update="20m", delete="10m"),
-                ),
+            install = self._install(
+                name,
+                plan,
+                host,
+                _node_config(plan, host, first=first, settings=settings, token=token, sans=sans),
+                settings,
+                toolkit=toolkit,
+                scripts=copies[plan.name],
+                predecessor=predecessor,
             )
             installs[plan.name] = install
 
@@ -416,46 +383,14 @@ class K3sCluster(pulumi.ComponentResource):
                 kubeconfig, provider = self._kubeconfig(name, first, install, admin, settings)
             assert provider is not None and kubeconfig is not None  # the first plan is the first server
 
-            # The version makes an upgrade re-run this step: it waits for the node on the new release.
-            node_ready_cmd = invocation(first.ssh.user, ADMIN_SCRIPT, "node-ready", plan.name, settings.version)
-            ready[plan.name] = command.remote.Command(
-                f"{name}-{plan.name}-ready",
-                connection=first.ssh.connection(),
-                create=node_ready_cmd,
-                update=node_ready_cmd,
-                # Taking a host out of the config drains its node and removes it from the cluster
-                # (for a server, K3s then drops its etcd member) before K3s is uninstalled there.
-                delete=invocation(first.ssh.user, ADMIN_SCRIPT, "node-remove", plan.name),
-                # No triggers, as for the install: a replacement would drain and delete the node.
-                opts=pulumi.ResourceOptions(
-                    parent=self,
-                    depends_on=[install, admin],
-                    # Tearing the whole cluster down needs no drains.
-                    deleted_with=installs[first.name],
-                    custom_timeouts=pulumi.CustomTimeouts(create="15m", update="15m", delete="15m"),
-                ),
+            ready[plan.name] = self._node_ready(
+                name, plan, first=first, install=install, admin=admin, settings=settings, cluster=installs[first.name]
             )
             patches.append(self._node_patch(name, plan, provider, ready[plan.name], installs[first.name]))
 
         assert provider is not None and kubeconfig is not None
-        checks: list[pulumi.Resource] = []
         gpu_plans = [p for p in plans if p.gpu is not None]
-        if gpu_plans:
-            runtime_check = invocation(first.ssh.user, ADMIN_SCRIPT, "runtimeclass", nvidia.RUNTIME_CLASS)
-            checks.append(
-                command.remote.Command(
-                    f"{name}-runtimeclass",
-                    connection=first.ssh.connection(),
-                    create=runtime_check,
-                    update=runtime_check,
-                    triggers=[settings.version],
-                    opts=pulumi.ResourceOptions(
-                        parent=self,
-                        depends_on=[installs[first.name], admin],
-                        custom_timeouts=pulumi.CustomTimeouts(create="10m", update="10m"),
-                    ),
-                )
-            )
+        checks = self._runtime_check(name, first, installs[first.name], admin, settings) if gpu_plans else []
 
         self.kubeconfig = kubeconfig
         self.node_names = [p.name for p in plans]
@@ -480,6 +415,19 @@ class K3sCluster(pulumi.ComponentResource):
             }
         )
 
+    def _join_token(self, name: str) -> pulumi.Output[str]:
+        token = random.RandomPassword(
+            f"{name}-token",
+            length=48,
+            special=False,  # lands in YAML and is compared byte for byte by K3s: keep it plain
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["result"]),
+        )
+        return pulumi.Output.secret(token.result)
+
+    def _copy_scripts(self, name: str, plan: NodePlan, host: HostHandle) -> dict[str, command.remote.Command]:
+        scripts = HOST_SCRIPTS + (FIRST_SERVER_SCRIPTS if plan.first else ())
+        return {script: self._copy_script(name, plan.name, host, script) for script in scripts}
+
     def _copy_script(self, name: str, node: str, host: HostHandle, script: str) -> command.remote.Command:
         path = shlex.quote(remote_script(host.ssh.user, script))
         write = f"install -D -v -m 0755 /dev/stdin {path}"
@@ -503,6 +451,72 @@ class K3sCluster(pulumi.ComponentResource):
             ),
         )
 
+    def _toolkit(
+        self, name: str, plan: NodePlan, host: HostHandle, script: command.remote.Command
+    ) -> command.remote.Command:
+        return command.remote.Command(
+            f"{name}-{plan.name}-nvidia-toolkit",
+            connection=host.ssh.connection(),
+            create=invocation(host.ssh.user, nvidia.TOOLKIT_SCRIPT, env=nvidia.toolkit_env(plan.gpu is not None)),
+            triggers=[script_sha256(nvidia.TOOLKIT_SCRIPT), versions.NVIDIA_CONTAINER_TOOLKIT_VERSION],
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[*host.ready, script],
+                custom_timeouts=pulumi.CustomTimeouts(create="20m", update="20m"),
+            ),
+        )
+
+    def _install(
+        self,
+        name: str,
+        plan: NodePlan,
+        host: HostHandle,
+        config: pulumi.Output[str],
+        settings: K3sSettings,
+        *,
+        toolkit: command.remote.Command,
+        scripts: dict[str, command.remote.Command],
+        predecessor: list[command.remote.Command],
+    ) -> command.remote.Command:
+        user = host.ssh.user
+        install_cmd = invocation(
+            user,
+            INSTALL_SCRIPT,
+            env={
+                "INSTALL_K3S_VERSION": settings.version,
+                "ROLE": plan.role,
+                "NODE_NAME": plan.name,
+                "GPU_NODE": "1" if plan.gpu is not None else "0",
+                # Unused by the script: a new script revision changes the command, which
+                # re-runs the step as an update.
+                "SCRIPT_SHA256": script_sha256(INSTALL_SCRIPT),
+            },
+        )
+        return command.remote.Command(
+            f"{name}-{plan.name}-install",
+            connection=host.ssh.connection(),
+            create=install_cmd,
+            # Every change (version, config on stdin, script) is an update that re-runs the
+            # script. Never a replacement: that would install again and then run the old
+            # resource's delete (uninstall) on the same host. Hence no `triggers` here: the SDK
+            # marks them replaceOnChanges even when `update` is set (pulumi/pulumi-command#855).
+            update=install_cmd,
+            delete=invocation(user, REMOVE_SCRIPT),
+            stdin=config,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[
+                    *host.ready,
+                    toolkit,  # K3s must find nvidia-container-runtime when it starts
+                    scripts[INSTALL_SCRIPT],
+                    scripts[REMOVE_SCRIPT],
+                    *predecessor,
+                ],
+                additional_secret_outputs=["stdin"],
+                custom_timeouts=pulumi.CustomTimeouts(create="20m", update="20m", delete="10m"),
+            ),
+        )
+
     def _kubeconfig(
         self,
         name: str,
@@ -510,9 +524,7 @@ class K3sCluster(pulumi.ComponentResource):
         install: command.remote.Command,
         admin: command.remote.Command,
         settings: K3sSettings,
-    ) -> tuple[pulumi.Output[str], Any]:
-        import pulumi_kubernetes as kubernetes
-
+    ) -> tuple[pulumi.Output[str], kubernetes.Provider]:
         read = command.remote.Command(
             f"{name}-kubeconfig",
             connection=first.ssh.connection(),
@@ -542,25 +554,55 @@ class K3sCluster(pulumi.ComponentResource):
         )
         return kubeconfig, provider
 
+    def _node_ready(
+        self,
+        name: str,
+        plan: NodePlan,
+        *,
+        first: HostHandle,
+        install: command.remote.Command,
+        admin: command.remote.Command,
+        settings: K3sSettings,
+        cluster: command.remote.Command,
+    ) -> command.remote.Command:
+        # The version makes an upgrade re-run this step: it waits for the node on the new release.
+        node_ready_cmd = invocation(first.ssh.user, ADMIN_SCRIPT, "node-ready", plan.name, settings.version)
+        return command.remote.Command(
+            f"{name}-{plan.name}-ready",
+            connection=first.ssh.connection(),
+            create=node_ready_cmd,
+            update=node_ready_cmd,
+            # Taking a host out of the config drains its node and removes it from the cluster
+            # (for a server, K3s then drops its etcd member) before K3s is uninstalled there.
+            delete=invocation(first.ssh.user, ADMIN_SCRIPT, "node-remove", plan.name),
+            # No triggers, as for the install: a replacement would drain and delete the node.
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[install, admin],
+                # Tearing the whole cluster down needs no drains.
+                deleted_with=cluster,
+                custom_timeouts=pulumi.CustomTimeouts(create="15m", update="15m", delete="15m"),
+            ),
+        )
+
     def _node_patch(
         self,
         name: str,
         plan: NodePlan,
-        provider: Any,
+        provider: kubernetes.Provider,
         ready: command.remote.Command,
         cluster: command.remote.Command,
     ) -> pulumi.Resource:
-        from pulumi_kubernetes.core.v1 import NodePatch, NodeSpecPatchArgs, TaintPatchArgs
-        from pulumi_kubernetes.meta.v1 import ObjectMetaPatchArgs
-
         spec = None
         if plan.taints:
-            spec = NodeSpecPatchArgs(
-                taints=[TaintPatchArgs(key=t.key, value=t.value, effect=t.effect) for t in plan.taints]
+            spec = kubernetes.core.v1.NodeSpecPatchArgs(
+                taints=[
+                    kubernetes.core.v1.TaintPatchArgs(key=t.key, value=t.value, effect=t.effect) for t in plan.taints
+                ]
             )
-        return NodePatch(
+        return kubernetes.core.v1.NodePatch(
             f"{name}-{plan.name}-node",
-            metadata=ObjectMetaPatchArgs(
+            metadata=kubernetes.meta.v1.ObjectMetaPatchArgs(
                 name=plan.name,
                 labels=plan.labels,
                 # The taint list is also written by the kubelet at registration (node-taint) and by
@@ -575,3 +617,28 @@ class K3sCluster(pulumi.ComponentResource):
                 deleted_with=cluster,
             ),
         )
+
+    def _runtime_check(
+        self,
+        name: str,
+        first: HostHandle,
+        cluster: command.remote.Command,
+        admin: command.remote.Command,
+        settings: K3sSettings,
+    ) -> list[pulumi.Resource]:
+        """That K3s registered its `nvidia` RuntimeClass (it does when it finds the NVIDIA runtime)."""
+        runtime_check = invocation(first.ssh.user, ADMIN_SCRIPT, "runtimeclass", nvidia.RUNTIME_CLASS)
+        return [
+            command.remote.Command(
+                f"{name}-runtimeclass",
+                connection=first.ssh.connection(),
+                create=runtime_check,
+                update=runtime_check,
+                triggers=[settings.version],
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    depends_on=[cluster, admin],
+                    custom_timeouts=pulumi.CustomTimeouts(create="10m", update="10m"),
+                ),
+            )
+        ]

@@ -22,11 +22,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
+import pulumi_kubernetes as kubernetes
 import yaml
+from pydantic import InstanceOf, model_validator
 
 from components.catalog import versions
 from components.catalog.gpus import GpuSpec
 from components.core.errors import ConfigError
+from components.core.model import Args
 from components.handles import ClusterHandle
 
 RUNTIME_CLASS = "nvidia"  # created by K3s from its packaged runtimes manifest
@@ -191,16 +194,17 @@ def smoke_pod_manifest(
 # --- the component -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class NvidiaDevicePluginArgs:
-    cluster: ClusterHandle
+class NvidiaDevicePluginArgs(Args):
+    cluster: InstanceOf[ClusterHandle]
     time_slicing: bool  # phase.state.k3s.time_slicing
     replicas: int  # cfg.gpu_time_slicing_replicas; 1 = no sharing
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _gpu_nodes(self) -> NvidiaDevicePluginArgs:
         if not self.cluster.gpu_nodes:
             raise ConfigError("the NVIDIA device plugin needs at least one GPU node; no K3s host has a GPU")
         shared_replicas(self.time_slicing, self.replicas)  # validates the range
+        return self
 
 
 class NvidiaDevicePlugin(pulumi.ComponentResource):
@@ -212,16 +216,14 @@ class NvidiaDevicePlugin(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: NvidiaDevicePluginArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gpu-platform:nvidia:NvidiaDevicePlugin", name, None, opts)
-        from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
-
         self.replicas_per_gpu = shared_replicas(args.time_slicing, args.replicas)
-        release = Release(
+        release = kubernetes.helm.v3.Release(
             f"{name}-release",
             name=DEVICE_PLUGIN_RELEASE,  # fixed: no random suffix, so the release is found again
             namespace=DEVICE_PLUGIN_NAMESPACE,
             chart=versions.NVIDIA_DEVICE_PLUGIN_CHART,
             version=versions.NVIDIA_DEVICE_PLUGIN_VERSION,
-            repository_opts=RepositoryOptsArgs(repo=versions.NVIDIA_DEVICE_PLUGIN_CHART_REPO),
+            repository_opts=kubernetes.helm.v3.RepositoryOptsArgs(repo=versions.NVIDIA_DEVICE_PLUGIN_CHART_REPO),
             values=device_plugin_values(self.replicas_per_gpu),
             atomic=True,  # a failed upgrade rolls back instead of leaving GPU nodes without a plugin
             cleanup_on_fail=True,

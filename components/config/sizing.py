@@ -224,71 +224,20 @@ def _size(
     require_full_offload: bool,
 ) -> ServerSizing:
     _check_context(model, context, parallel, keys)
-    weights = weights_bytes(model)
-    ctx_size = context * parallel
-    kv = kv_bytes_per_token(model) * ctx_size
-
+    need = _Need(model, context, parallel)
     if target == "cpu" or gpu_model is None:
         if target == "gpu":
             raise SizingError(
                 f"{keys.gpu}: no GPU for a GPU target; {model.name} needs a GPU here "
                 "(give the host a GPU, or pick a node that has one)"
             )
-        batch = min(DEFAULT_UBATCH, ctx_size)
-        return ServerSizing(
-            model=model.name,
-            gpu="cpu",
-            gpu_count=0,
-            n_layers=model.n_layers,
-            n_gpu_layers=0,
-            full_offload=False,
-            context_per_slot=context,
-            ctx_size=ctx_size,
-            parallel=parallel,
-            batch=batch,
-            ubatch=batch,
-            flash_attn="off",
-            weights_bytes=weights,
-            kv_bytes=kv,
-            compute_bytes=compute_bytes(model, batch),
-            gpu_budget_bytes=0,
-            gpu_needed_bytes=0,
-        )
+        return _on_cpu(need)
 
-    info = GPUS.get(gpu_model)
-    if info is None or info.memory_gib <= 0 or gpu_count < 1:
-        raise SizingError(f"{keys.gpu}: no GPU memory known for {gpu_model!r} x {gpu_count}")
-    if memory_share < 1:
-        raise SizingError(f"{keys.gpu}: memory share must be at least 1 (got {memory_share})")
-    total = info.memory_gib * GIB * gpu_count // memory_share
-    fixed = CUDA_OVERHEAD_BYTES * gpu_count + _margin(total, gpu_count)
-
+    total, fixed = _gpu_memory(gpu_model, gpu_count, memory_share, keys)
     # Everything on the GPU: all layers, the whole KV cache, the compute buffer.
-    ubatch = DEFAULT_UBATCH
-    full_need = weights + kv + compute_bytes(model, ubatch) + fixed
+    full_need = need.weights + need.kv + compute_bytes(model, DEFAULT_UBATCH) + fixed
     if full_need <= total:
-        if weights + kv + compute_bytes(model, LARGE_UBATCH) + fixed + compute_bytes(model, ubatch) <= total:
-            ubatch = LARGE_UBATCH  # room to spare twice over: bigger prompt-processing steps
-        need = weights + kv + compute_bytes(model, ubatch) + fixed
-        return ServerSizing(
-            model=model.name,
-            gpu=gpu_model,
-            gpu_count=gpu_count,
-            n_layers=model.n_layers,
-            n_gpu_layers=model.n_layers + 1,
-            full_offload=True,
-            context_per_slot=context,
-            ctx_size=ctx_size,
-            parallel=parallel,
-            batch=max(ubatch, min(DEFAULT_BATCH, ctx_size)),
-            ubatch=ubatch,
-            flash_attn="on",
-            weights_bytes=weights,
-            kv_bytes=kv,
-            compute_bytes=compute_bytes(model, ubatch),
-            gpu_budget_bytes=total,
-            gpu_needed_bytes=need,
-        )
+        return _full_offload(need, gpu_model, gpu_count, total=total, fixed=fixed)
 
     short = f"{model.name} needs {_gib(full_need)} on the GPU for full offload; {gpu_model} x {gpu_count}"
     if memory_share > 1:
@@ -299,9 +248,83 @@ def _size(
             f"{keys.model}: {short}. Partial offload runs at CPU speed and misses the latency targets; "
             f"pick a smaller model or quantisation, lower {keys.context} or {keys.parallel}, or a bigger GPU"
         )
+    return _partial_offload(need, gpu_model, gpu_count, total=total, fixed=fixed, short=short, keys=keys)
 
-    # Partial offload: the layers that fit, each with its weights and its slice of the KV cache.
-    per_layer = (weights + kv) / model.n_layers
+
+@dataclass(frozen=True)
+class _Need:
+    """What serving `model` with `parallel` slots of `context` tokens holds, wherever it runs."""
+
+    model: GgufModel
+    context: int  # per slot
+    parallel: int
+
+    @property
+    def ctx_size(self) -> int:
+        return self.context * self.parallel
+
+    @property
+    def weights(self) -> int:
+        return weights_bytes(self.model)
+
+    @property
+    def kv(self) -> int:
+        return kv_bytes_per_token(self.model) * self.ctx_size
+
+
+def _on_cpu(need: _Need) -> ServerSizing:
+    batch = min(DEFAULT_UBATCH, need.ctx_size)
+    return ServerSizing(
+        model=need.model.name,
+        gpu="cpu",
+        gpu_count=0,
+        n_layers=need.model.n_layers,
+        n_gpu_layers=0,
+        full_offload=False,
+        context_per_slot=need.context,
+        ctx_size=need.ctx_size,
+        parallel=need.parallel,
+        batch=batch,
+        ubatch=batch,
+        flash_attn="off",
+        weights_bytes=need.weights,
+        kv_bytes=need.kv,
+        compute_bytes=compute_bytes(need.model, batch),
+        gpu_budget_bytes=0,
+        gpu_needed_bytes=0,
+    )
+
+
+def _gpu_memory(gpu_model: str, gpu_count: int, memory_share: int, keys: SizingKeys) -> tuple[int, int]:
+    """(the GPU memory this server may count on, the part of it overheads and margin take)."""
+    info = GPUS.get(gpu_model)
+    if info is None or info.memory_gib <= 0 or gpu_count < 1:
+        raise SizingError(f"{keys.gpu}: no GPU memory known for {gpu_model!r} x {gpu_count}")
+    if memory_share < 1:
+        raise SizingError(f"{keys.gpu}: memory share must be at least 1 (got {memory_share})")
+    total = info.memory_gib * GIB * gpu_count // memory_share
+    fixed = CUDA_OVERHEAD_BYTES * gpu_count + _margin(total, gpu_count)
+    return total, fixed
+
+
+def _full_offload(need: _Need, gpu_model: str, gpu_count: int, *, total: int, fixed: int) -> ServerSizing:
+    model = need.model
+    ubatch = DEFAULT_UBATCH
+    if need.weights + need.kv + compute_bytes(model, LARGE_UBATCH) + fixed + compute_bytes(model, ubatch) <= total:
+        ubatch = LARGE_UBATCH  # room to spare twice over: bigger prompt-processing steps
+    needed = need.weights + need.kv + compute_bytes(model, ubatch) + fixed
+    return _on_gpu(
+        need, gpu_model, gpu_count, n_gpu_layers=model.n_layers + 1, ubatch=ubatch, total=total, needed=needed
+    )
+
+
+def _partial_offload(
+    need: _Need, gpu_model: str, gpu_count: int, *, total: int, fixed: int, short: str, keys: SizingKeys
+) -> ServerSizing:
+    """The layers that fit, each with its weights and its slice of the KV cache."""
+    model = need.model
+    ubatch = DEFAULT_UBATCH
+    per_layer = (need.weights + need.kv) / model.n_layers
     available = total - fixed - compute_bytes(model, ubatch)
     ngl = max(0, math.floor(available / per_layer)) if available > 0 else 0
     ngl = min(ngl, model.n_layers - 1)
@@ -310,24 +333,31 @@ def _size(
             f"{keys.model}: {short}, not even one layer with its KV cache fits; lower {keys.context} "
             f"or {keys.parallel}, or pick a smaller model"
         )
+    needed = int(ngl * per_layer) + compute_bytes(model, ubatch) + fixed
+    return _on_gpu(need, gpu_model, gpu_count, n_gpu_layers=ngl, ubatch=ubatch, total=total, needed=needed)
+
+
+def _on_gpu(
+    need: _Need, gpu_model: str, gpu_count: int, *, n_gpu_layers: int, ubatch: int, total: int, needed: int
+) -> ServerSizing:
     return ServerSizing(
-        model=model.name,
+        model=need.model.name,
         gpu=gpu_model,
         gpu_count=gpu_count,
-        n_layers=model.n_layers,
-        n_gpu_layers=ngl,
-        full_offload=False,
-        context_per_slot=context,
-        ctx_size=ctx_size,
-        parallel=parallel,
-        batch=max(ubatch, min(DEFAULT_BATCH, ctx_size)),
+        n_layers=need.model.n_layers,
+        n_gpu_layers=n_gpu_layers,
+        full_offload=n_gpu_layers > need.model.n_layers,
+        context_per_slot=need.context,
+        ctx_size=need.ctx_size,
+        parallel=need.parallel,
+        batch=max(ubatch, min(DEFAULT_BATCH, need.ctx_size)),
         ubatch=ubatch,
         flash_attn="on",
-        weights_bytes=weights,
-        kv_bytes=kv,
-        compute_bytes=compute_bytes(model, ubatch),
+        weights_bytes=need.weights,
+        kv_bytes=need.kv,
+        compute_bytes=compute_bytes(need.model, ubatch),
         gpu_budget_bytes=total,
-        gpu_needed_bytes=int(ngl * per_layer) + compute_bytes(model, ubatch) + fixed,
+        gpu_needed_bytes=needed,
     )
 
 

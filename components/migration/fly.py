@@ -33,11 +33,11 @@ import json
 import time
 import zlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import pulumi
 import pulumi.dynamic as dyn
+from pydantic import InstanceOf, model_validator
 
 from components import HOST_SCRIPT_DIR
 from components.catalog import versions
@@ -53,6 +53,7 @@ from components.clouds.fly_api import (
 )
 from components.core.engine import changed, contains_unknown, credential, is_unknown, known_inputs
 from components.core.errors import ConfigError
+from components.core.model import Args
 from components.handles import VerifiedBackup
 from components.migration.backups import (
     BackupError,
@@ -774,8 +775,7 @@ class FlyDestroy(dyn.Resource, module="fly", name="FlyDestroy"):
 # --- the component ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class FlyAppsArgs:
+class FlyAppsArgs(Args):
     org: str
     apps: tuple[str, ...]
     allow_destroy: tuple[str, ...]
@@ -783,10 +783,11 @@ class FlyAppsArgs:
     snapshots: bool
     phase_id: str
     token: pulumi.Output[str]
-    target: BackupTarget
+    target: InstanceOf[BackupTarget]
     snapshot_retention_days: int = 60
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _phase(self) -> FlyAppsArgs:
         if not self.apps:
             raise ConfigError("gpu-platform:flyApps: no apps listed")
         if self.apps_state != "running" and not self.snapshots:
@@ -794,6 +795,7 @@ class FlyAppsArgs:
         if not 1 <= self.snapshot_retention_days <= 60:
             raise ConfigError("gpu-platform:backups.flySnapshotRetentionDays: must be 1..60")
         check_decommission(self.apps, self.allow_destroy, self.apps_state, self.phase_id)
+        return self
 
 
 class FlyApps(pulumi.ComponentResource):

@@ -12,15 +12,18 @@
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, field
 from typing import Literal
 
 import pulumi
+import pulumi_command as command
+import pulumi_gcp as gcp
+from pydantic import InstanceOf, model_validator
 
 from components import HOST_SCRIPT_DIR
 from components.clouds import gcp_compute
 from components.config.schema import GcpVm
 from components.core.errors import ConfigError
+from components.core.model import Args
 from components.handles import SshTarget
 
 SCRIPTS = HOST_SCRIPT_DIR
@@ -62,23 +65,24 @@ def compose_services_command(action: Literal["stop", "start"], compose_dir: str)
     return f"bash -c {shlex.quote(script)} compose-services {action} {shlex.quote(compose_dir)}"
 
 
-@dataclass(frozen=True)
-class LegacyEstateArgs:
+class LegacyEstateArgs(Args):
     environment: Literal["dev", "prod"]
     gcp_vm: GcpVm
     gcp_vm_state: Literal["running", "retired"]
     compose_state: Literal["running", "stopped"]
     compose_dir: str
-    compose_ssh: SshTarget | None = None
+    compose_ssh: InstanceOf[SshTarget] | None = None
     # What stopping the Compose services waits for: the verified dumps and the restores into K3s.
-    compose_stop_after: list[pulumi.Resource] = field(default_factory=list)
+    compose_stop_after: list[InstanceOf[pulumi.Resource]] = []
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _login_key(self) -> LegacyEstateArgs:
         if self.compose_state == "stopped" and self.compose_ssh is None:
             raise ConfigError(
                 "gpu-platform:composeSshPrivateKey: required to stop the Compose host's services "
                 "(set it with `pulumi config set --secret gpu-platform:composeSshPrivateKey < key`)"
             )
+        return self
 
 
 class LegacyEstate(pulumi.ComponentResource):
@@ -87,8 +91,6 @@ class LegacyEstate(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: LegacyEstateArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gpu-platform:legacy:LegacyEstate", name, None, opts)
-        import pulumi_gcp as gcp
-
         vm = args.gcp_vm
         prod = args.environment == "prod"
         retired = args.gcp_vm_state == "retired"
@@ -141,8 +143,6 @@ class LegacyEstate(pulumi.ComponentResource):
         self.vm_status = instance.current_status
 
         if args.compose_state == "stopped":
-            import pulumi_command as command
-
             assert args.compose_ssh is not None
             command.remote.Command(
                 f"{name}-compose-stop",
