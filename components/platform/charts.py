@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import pulumi
+import pulumi_kubernetes as k8s
 import yaml
+from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 
 from components.catalog import versions
 from components.core.errors import ConfigError
@@ -318,8 +320,6 @@ def _release(
     values: dict[str, Any],
     opts: pulumi.ResourceOptions,
 ) -> pulumi.Resource:
-    from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
-
     repo, chart_name, version = chart
     return Release(
         name,
@@ -345,7 +345,6 @@ class PlatformCharts(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: PlatformChartsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gpu-platform:charts:PlatformCharts", name, None, opts)
-        import pulumi_kubernetes as k8s
 
         self.cluster_issuer = None
         self.cert_manager = None

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pulumi
+import pulumi_kubernetes as k8s
 
 from components import HOST_SCRIPT_DIR
 from components.catalog import versions
@@ -140,8 +141,6 @@ def storage_class(name: str, parent: pulumi.Resource, cluster: ClusterHandle) ->
     Not protected: a StorageClass holds no data, and deleting one never touches the volumes it
     made; its fields are immutable, so a change would replace it, which is equally harmless.
     """
-    import pulumi_kubernetes as k8s
-
     return k8s.storage.v1.StorageClass(
         f"{name}-storage-class",
         metadata={"name": STORAGE_CLASS, "labels": labels(STORAGE_CLASS, "storage")},
@@ -208,7 +207,6 @@ class DataStores(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: DataStoresArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gpu-platform:datastores:DataStores", name, None, opts)
-        import pulumi_kubernetes as k8s
 
         ns = args.namespace
         self.stateful_sets = {}
@@ -239,8 +237,6 @@ class DataStores(pulumi.ComponentResource):
         self.register_outputs({"statefulSets": sorted(self.stateful_sets), "restoreJobs": sorted(self.restore_jobs)})
 
     def _store(self, name: str, args: DataStoresArgs, spec: StoreSpec, credentials: pulumi.Resource) -> pulumi.Resource:
-        import pulumi_kubernetes as k8s
-
         ns = args.namespace
         for suffix, headless in (("", False), ("-headless", True)):
             k8s.core.v1.Service(
@@ -327,8 +323,6 @@ class DataStores(pulumi.ComponentResource):
         )
 
     def _network_policies(self, name: str, args: DataStoresArgs) -> None:
-        import pulumi_kubernetes as k8s
-
         ns = args.namespace
         # (name, spec); Any because the SDK's NetworkPolicySpecArgsDict cannot be inferred from a table.
         policies: list[tuple[str, Any]] = [
@@ -370,8 +364,6 @@ class DataStores(pulumi.ComponentResource):
             )
 
     def _restore(self, name: str, args: DataStoresArgs, source: RestoreSource, credentials: pulumi.Resource) -> None:
-        import pulumi_kubernetes as k8s
-
         ns = args.namespace
         scripts = k8s.core.v1.ConfigMap(
             f"{name}-restore-scripts",

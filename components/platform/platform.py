@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
 
 from components.catalog.services import APP_SECRET, STORE_SECRET, STORES, Store, app_secret_keys, validate_table
 from components.config.phases import PlatformState
@@ -134,8 +136,6 @@ class Platform(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: PlatformArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gpu-platform:platform:Platform", name, None, opts)
-        import pulumi_kubernetes as k8s
-        import pulumi_random as random
 
         cfg, state, cluster = args.config, args.state, args.cluster
         self.outputs = {}

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pulumi
+import pulumi_kubernetes as k8s
 
 from components.catalog.services import (
     SERVICES,
@@ -139,7 +140,6 @@ class PlatformServices(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: PlatformServicesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gpu-platform:services:PlatformServices", name, None, opts)
-        import pulumi_kubernetes as k8s
 
         ns = args.namespace
         self.deployments = {}
@@ -281,8 +281,6 @@ class PlatformServices(pulumi.ComponentResource):
         self.register_outputs({"deployments": sorted(self.deployments)})
 
     def _network_policies(self, name: str, args: PlatformServicesArgs) -> None:
-        import pulumi_kubernetes as k8s
-
         ns = args.namespace
         public = sorted(s.name for s in args.table if s.public_host)
         # (name, spec); Any because the SDK's NetworkPolicySpecArgsDict cannot be inferred from a table.

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
+import pulumi_kubernetes as k8s
 
 from components.catalog.services import SERVICES
 from components.core.errors import ConfigError
@@ -127,7 +128,6 @@ class TrafficSplit(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: TrafficSplitArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gpu-platform:traffic:TrafficSplit", name, None, opts)
-        import pulumi_kubernetes as k8s
 
         ns = args.namespace
         k3s, legacy = weights(args.k3s_weight)
