@@ -19,16 +19,17 @@ pinned chart's own values.yaml, values.schema.json and templates (noted next to 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
+from pydantic import InstanceOf, field_validator, model_validator
 
 from components.catalog import versions
 from components.core.errors import ConfigError
+from components.core.model import Args
 from components.handles import ClusterHandle
 from components.platform.kube import k8s_opts, labels
 
@@ -290,9 +291,8 @@ def slo_rules(platform_namespace: str, data_namespace: str) -> list[dict[str, An
 # --- the component ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PlatformChartsArgs:
-    cluster: ClusterHandle
+class PlatformChartsArgs(Args):
+    cluster: InstanceOf[ClusterHandle]
     environment: Literal["dev", "prod"]
     cert_manager: bool
     monitoring: bool
@@ -301,16 +301,24 @@ class PlatformChartsArgs:
     acme_server: Literal["staging", "production"]
     platform_namespace: str
     data_namespace: str
-    grafana_admin_password: pulumi.Input[str] | None = None  # secret; required with monitoring
-    depends_on: Sequence[pulumi.Resource] = ()
+    grafana_admin_password: str | pulumi.Output[str] | None = None  # secret; required with monitoring
+    depends_on: Sequence[InstanceOf[pulumi.Resource]] = ()
 
-    def __post_init__(self) -> None:
-        if self.acme_server not in ACME_DIRECTORIES:
-            raise ConfigError(f"acmeServer: {self.acme_server!r}; expected staging or production")
+    # Before the Literal check: a wrong directory is a ConfigError that names the stack config key.
+    @field_validator("acme_server", mode="before")
+    @classmethod
+    def _acme_server(cls, v: object) -> object:
+        if v not in ACME_DIRECTORIES:
+            raise ConfigError(f"acmeServer: {v!r}; expected staging or production")
+        return v
+
+    @model_validator(mode="after")
+    def _switches(self) -> PlatformChartsArgs:
         if self.slo_alerts and not self.monitoring:
             raise ConfigError("platform.sloAlerts needs platform.monitoring (PrometheusRule is its CRD)")
         if self.monitoring and self.grafana_admin_password is None:
             raise ConfigError("PlatformCharts: monitoring needs the Grafana admin password")
+        return self
 
 
 def _release(

@@ -33,16 +33,18 @@ exit check `restore-jobs-complete` waits for every Job with it to complete.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pydantic import InstanceOf, field_validator, model_validator
 
 from components import HOST_SCRIPT_DIR
 from components.catalog import versions
 from components.catalog.services import STORES, SecretEnv, Store
 from components.core.errors import ConfigError
+from components.core.model import Args
 from components.handles import ClusterHandle, VerifiedBackup
 from components.platform.kube import (
     USES_LABEL,
@@ -154,49 +156,57 @@ def storage_class(name: str, parent: pulumi.Resource, cluster: ClusterHandle) ->
     )
 
 
-@dataclass(frozen=True)
-class RestoreSource:
+class RestoreSource(Args):
     """Where the verified backups are and how to read them."""
 
-    bucket: pulumi.Input[str]
+    bucket: str | pulumi.Output[str]
     endpoint: str | None
     region: str
-    verified: Mapping[str, VerifiedBackup]
-    access_key_id: pulumi.Input[str]  # secret
-    secret_access_key: pulumi.Input[str]  # secret
+    verified: Mapping[str, InstanceOf[VerifiedBackup]]
+    access_key_id: str | pulumi.Output[str]  # secret
+    secret_access_key: str | pulumi.Output[str]  # secret
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _every_store(self) -> RestoreSource:
         missing = [s for s in STORES if s not in self.verified]
         if missing:
             raise ConfigError(
                 f"platform.restoreFromBackup: no verified backup of {missing} from the Compose host; "
                 "backups.composeData must verify qdrant, redis and postgres first"
             )
+        return self
 
 
-@dataclass(frozen=True)
-class DataStoresArgs:
-    cluster: ClusterHandle
+class DataStoresArgs(Args):
+    cluster: InstanceOf[ClusterHandle]
     namespace: str  # the data namespace (created, and protected in prod, by the caller)
     clients_namespace: str  # where the services that use the stores run
     environment: Literal["dev", "prod"]
     protect: bool  # prod: protect + retain_on_delete on the StatefulSets
-    passwords: Mapping[Store, pulumi.Input[str]]  # secret; one per store (Qdrant: its API key)
+    passwords: Mapping[Store, str | pulumi.Output[str]]  # secret; one per store (Qdrant: its API key)
     # The StatefulSets exist from p2a (platform.retainStorage) with 0 replicas and run from
     # platform.servicesStateful on: rolling back past p2b-services scales them to 0, it never
     # deletes them (see components/stack.py, the platform block).
     running: bool = False
     restore: RestoreSource | None = None
-    depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
+    depends_on: Sequence[InstanceOf[pulumi.Resource]] = ()
 
-    def __post_init__(self) -> None:
+    # Before the Literal check, so a wrong environment is a ConfigError like the checks below.
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _environment(cls, v: object) -> object:
+        if v not in ("dev", "prod"):
+            raise ConfigError(f"DataStores: environment {v!r}; expected dev or prod")
+        return v
+
+    @model_validator(mode="after")
+    def _complete(self) -> DataStoresArgs:
         missing = [s for s in STORES if s not in self.passwords]
         if missing:
             raise ConfigError(f"DataStores: no password for {missing}")
         if self.restore is not None and not self.running:
             raise ConfigError("platform.restoreFromBackup needs platform.servicesStateful (nothing to restore into)")
-        if self.environment not in ("dev", "prod"):
-            raise ConfigError(f"DataStores: environment {self.environment!r}; expected dev or prod")
+        return self
 
 
 class DataStores(pulumi.ComponentResource):

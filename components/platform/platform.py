@@ -20,17 +20,18 @@ data is deleted or replaced by a phase change in prod: see components/platform/d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
+from pydantic import InstanceOf, model_validator
 
 from components.catalog.services import APP_SECRET, STORE_SECRET, STORES, Store, app_secret_keys, validate_table
 from components.config.phases import PlatformState
 from components.config.schema import StackConfig
 from components.core.errors import ConfigError
+from components.core.model import Args
 from components.handles import BackupHandle, ClusterHandle
 from components.platform.charts import PROMETHEUS_URL, PlatformCharts, PlatformChartsArgs
 from components.platform.datastores import (
@@ -59,18 +60,17 @@ _APP_SECRET_CONFIG = {
 }
 
 
-@dataclass(frozen=True)
-class PlatformSecrets:
+class PlatformSecrets(Args):
     """The stack's secrets the platform hands to its services and restore Jobs (all Outputs)."""
 
-    lambda_api_key: pulumi.Input[str] | None = None
-    github_token: pulumi.Input[str] | None = None
-    hubspot_access_token: pulumi.Input[str] | None = None
-    llm_api_key: pulumi.Input[str] | None = None
-    backup_access_key_id: pulumi.Input[str] | None = None
-    backup_secret_access_key: pulumi.Input[str] | None = None
+    lambda_api_key: str | pulumi.Output[str] | None = None
+    github_token: str | pulumi.Output[str] | None = None
+    hubspot_access_token: str | pulumi.Output[str] | None = None
+    llm_api_key: str | pulumi.Output[str] | None = None
+    backup_access_key_id: str | pulumi.Output[str] | None = None
+    backup_secret_access_key: str | pulumi.Output[str] | None = None
 
-    def app_secrets(self) -> dict[str, pulumi.Input[str] | None]:
+    def app_secrets(self) -> dict[str, str | pulumi.Output[str] | None]:
         return {
             "lambda-api-key": self.lambda_api_key,
             "github-token": self.github_token,
@@ -79,16 +79,16 @@ class PlatformSecrets:
         }
 
 
-@dataclass(frozen=True)
-class PlatformArgs:
+class PlatformArgs(Args):
     config: StackConfig
     state: PlatformState
     k3s_weight: int
-    cluster: ClusterHandle
+    cluster: InstanceOf[ClusterHandle]
     secrets: PlatformSecrets
-    backups: BackupHandle | None = None
+    backups: InstanceOf[BackupHandle] | None = None
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _complete(self) -> PlatformArgs:
         s = self.state
         problems: list[str] = []
         if self.k3s_weight and not (s.services_stateless and s.cert_manager):
@@ -121,6 +121,7 @@ class PlatformArgs:
                 )
         if problems:
             raise ConfigError("; ".join(problems))
+        return self
 
 
 class Platform(pulumi.ComponentResource):

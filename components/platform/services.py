@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pydantic import Field, InstanceOf, field_validator, model_validator
 
 from components.catalog.services import (
     SERVICES,
@@ -37,6 +37,7 @@ from components.catalog.services import (
 )
 from components.config.schema import ServiceImages
 from components.core.errors import ConfigError
+from components.core.model import Args
 from components.handles import ClusterHandle
 from components.platform.kube import (
     GPU_RESOURCE,
@@ -113,23 +114,30 @@ def nginx_config(table: Sequence[ServiceSpec], namespace: str) -> str:
 # --- the component ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PlatformServicesArgs:
-    cluster: ClusterHandle
+class PlatformServicesArgs(Args):
+    cluster: InstanceOf[ClusterHandle]
     namespace: str
     environment: Literal["dev", "prod"]
     autoscaling: bool
     data_namespace: str
     monitoring_namespace: str | None  # Prometheus scrapes the services from here when set
     # Created by the caller: app-secrets and store-credentials exist before any pod reads them.
-    secrets: Sequence[pulumi.Resource] = ()
-    table: tuple[ServiceSpec, ...] = SERVICES
-    images: ServiceImages = field(default_factory=ServiceImages)  # stack config serviceImages
+    secrets: Sequence[InstanceOf[pulumi.Resource]] = ()
+    table: tuple[InstanceOf[ServiceSpec], ...] = SERVICES
+    images: ServiceImages = Field(default_factory=ServiceImages)  # stack config serviceImages
 
-    def __post_init__(self) -> None:
+    # Before the Literal check, so a wrong environment is a ConfigError like the table's.
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _environment(cls, v: object) -> object:
+        if v not in ("dev", "prod"):
+            raise ConfigError(f"PlatformServices: environment {v!r}; expected dev or prod")
+        return v
+
+    @model_validator(mode="after")
+    def _table(self) -> PlatformServicesArgs:
         validate_table(self.table)
-        if self.environment not in ("dev", "prod"):
-            raise ConfigError(f"PlatformServices: environment {self.environment!r}; expected dev or prod")
+        return self
 
 
 class PlatformServices(pulumi.ComponentResource):

@@ -33,14 +33,16 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pydantic import Field, InstanceOf, model_validator
 
 from components.catalog.services import SERVICES
 from components.core.errors import ConfigError
+from components.core.model import Args
 from components.handles import ClusterHandle
 from components.platform.kube import k8s_opts, labels
 
@@ -92,18 +94,18 @@ def weights(k3s_weight: int) -> tuple[int, int]:
     return k3s_weight, 100 - k3s_weight
 
 
-@dataclass(frozen=True)
-class TrafficSplitArgs:
-    cluster: ClusterHandle
+class TrafficSplitArgs(Args):
+    cluster: InstanceOf[ClusterHandle]
     namespace: str
     domain: str
     k3s_weight: int
     legacy_address: str
     cluster_issuer: str
-    routes: tuple[PublicRoute, ...] = field(default_factory=public_routes)
-    depends_on: Sequence[pulumi.Resource] = ()
+    routes: tuple[InstanceOf[PublicRoute], ...] = Field(default_factory=public_routes)
+    depends_on: Sequence[InstanceOf[pulumi.Resource]] = ()
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _routable(self) -> TrafficSplitArgs:
         if not 1 <= self.k3s_weight <= 100:
             raise ConfigError(
                 f"traffic.k3sWeight: {self.k3s_weight}; public routes exist only for 1-100 (0 means none at all)"
@@ -115,6 +117,7 @@ class TrafficSplitArgs:
         hosts = [r.host for r in self.routes]
         if not hosts or len(set(hosts)) != len(hosts):
             raise ConfigError(f"TrafficSplit: public hosts must be unique and not empty (got {hosts})")
+        return self
 
     def fqdn(self, route: PublicRoute) -> str:
         return f"{route.host}.{self.domain}"
