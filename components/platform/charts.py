@@ -398,22 +398,25 @@ class PlatformCharts(pulumi.ComponentResource):
 
         self.register_outputs({"clusterIssuer": self.cluster_issuer})
 
+    def _namespace(
+        self, resource_name: str, args: PlatformChartsArgs, namespace: str, enforce: str, deps: list[pulumi.Resource]
+    ) -> pulumi.Resource:
+        """A chart's namespace, with the Pod Security Standard `enforce` level its pods need."""
+        return k8s.core.v1.Namespace(
+            resource_name,
+            metadata={
+                "name": namespace,
+                "labels": {**labels(namespace, "namespace"), "pod-security.kubernetes.io/enforce": enforce},
+            },
+            opts=k8s_opts(self, args.cluster, depends_on=deps),
+        )
+
     def _monitoring(self, name: str, args: PlatformChartsArgs, deps: list[pulumi.Resource]) -> pulumi.Resource:
         """kube-prometheus-stack (returned: its CRDs are what others wait for), Loki and Alloy."""
         assert args.grafana_admin_password is not None  # checked in PlatformChartsArgs
         grafana_password: pulumi.Output[str] = pulumi.Output.secret(args.grafana_admin_password)
-        ns = k8s.core.v1.Namespace(
-            f"{name}-monitoring-ns",
-            # node-exporter needs the host's PID and network namespaces: privileged, and only here.
-            metadata={
-                "name": MONITORING_NAMESPACE,
-                "labels": {
-                    **labels(MONITORING_NAMESPACE, "namespace"),
-                    "pod-security.kubernetes.io/enforce": "privileged",
-                },
-            },
-            opts=k8s_opts(self, args.cluster, depends_on=deps),
-        )
+        # node-exporter needs the host's PID and network namespaces: privileged, and only here.
+        ns = self._namespace(f"{name}-monitoring-ns", args, MONITORING_NAMESPACE, "privileged", deps)
         admin = k8s.core.v1.Secret(
             f"{name}-grafana-admin",
             metadata={
@@ -460,17 +463,7 @@ class PlatformCharts(pulumi.ComponentResource):
         after_monitoring: list[pulumi.Resource],
     ) -> pulumi.Resource:
         """cert-manager's namespace and release."""
-        ns = k8s.core.v1.Namespace(
-            f"{name}-cert-manager-ns",
-            metadata={
-                "name": CERT_MANAGER_NAMESPACE,
-                "labels": {
-                    **labels(CERT_MANAGER_NAMESPACE, "namespace"),
-                    "pod-security.kubernetes.io/enforce": "restricted",
-                },
-            },
-            opts=k8s_opts(self, args.cluster, depends_on=deps),
-        )
+        ns = self._namespace(f"{name}-cert-manager-ns", args, CERT_MANAGER_NAMESPACE, "restricted", deps)
         return _release(
             f"{name}-cert-manager",
             versions.CERT_MANAGER_CHART,
