@@ -171,10 +171,10 @@ def test_platform_args_of_the_services_phase_are_complete() -> None:
 @pytest.mark.parametrize(
     ("secrets", "key"),
     [
-        (dataclasses.replace(SECRETS, github_token=None), "gpu-platform:githubToken"),
-        (dataclasses.replace(SECRETS, hubspot_access_token=None), "gpu-platform:hubspotAccessToken"),
-        (dataclasses.replace(SECRETS, lambda_api_key=None), "gpu-platform:lambdaApiKey"),
-        (dataclasses.replace(SECRETS, backup_secret_access_key=None), "gpu-platform:backupSecretAccessKey"),
+        (SECRETS.model_copy(update={"github_token": None}), "gpu-platform:githubToken"),
+        (SECRETS.model_copy(update={"hubspot_access_token": None}), "gpu-platform:hubspotAccessToken"),
+        (SECRETS.model_copy(update={"lambda_api_key": None}), "gpu-platform:lambdaApiKey"),
+        (SECRETS.model_copy(update={"backup_secret_access_key": None}), "gpu-platform:backupSecretAccessKey"),
     ],
 )
 def test_a_missing_secret_is_named(secrets: PlatformSecrets, key: str) -> None:

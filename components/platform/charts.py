@@ -19,14 +19,17 @@ pinned chart's own values.yaml, values.schema.json and templates (noted next to 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import pulumi
+import pulumi_kubernetes as k8s
 import yaml
+from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
+from pydantic import InstanceOf, field_validator, model_validator
 
 from components.catalog import versions
 from components.core.errors import ConfigError
+from components.core.model import Args
 from components.handles import ClusterHandle
 from components.platform.kube import k8s_opts, labels
 
@@ -202,6 +205,16 @@ def traefik_values(monitoring: bool) -> dict[str, Any]:
 
 def slo_rules(platform_namespace: str, data_namespace: str) -> list[dict[str, Any]]:
     """Multi-window, multi-burn-rate alerts for the public routes, and the stores' health."""
+    return [
+        {
+            "name": "platform-slo",
+            "rules": [*_route_rules(platform_namespace), *_workload_rules(platform_namespace, data_namespace)],
+        }
+    ]
+
+
+def _route_rules(platform_namespace: str) -> list[dict[str, Any]]:
+    """The public routes' error budget burn (fast and slow), their p95 latency, and their metrics' absence."""
     budget = round(1 - SLO_AVAILABILITY, 6)
     # Every backend of the public routes in the platform namespace, K3s and legacy alike: what users
     # see, whichever backend answered. Traefik v3 records `traefik_service_*` per load-balanced
@@ -220,77 +233,75 @@ def slo_rules(platform_namespace: str, data_namespace: str) -> list[dict[str, An
 
     return [
         {
-            "name": "platform-slo",
-            "rules": [
-                {
-                    "alert": "PlatformErrorBudgetFastBurn",
-                    "expr": burn("1h", "5m", 14.4),
-                    "for": "2m",
-                    "labels": {"severity": "critical"},
-                    "annotations": {"summary": "Public routes burn the 30-day error budget in under 2 days"},
-                },
-                {
-                    "alert": "PlatformErrorBudgetSlowBurn",
-                    "expr": burn("6h", "30m", 6),
-                    "for": "15m",
-                    "labels": {"severity": "warning"},
-                    "annotations": {"summary": "Public routes burn the 30-day error budget in under 5 days"},
-                },
-                {
-                    "alert": "PlatformLatencyHigh",
-                    "expr": (
-                        "histogram_quantile(0.95, sum by (le, service) "
-                        f"(rate(traefik_service_request_duration_seconds_bucket{{{svc}}}[5m]))) > 2"
-                    ),
-                    "for": "10m",
-                    "labels": {"severity": "warning"},
-                    "annotations": {"summary": "p95 latency of {{ $labels.service }} is above 2 s"},
-                },
-                {
-                    # The burn-rate and latency alerts compare ratios of Traefik's series; with no
-                    # series at all (metrics off, ServiceMonitor not scraped, renamed services) they
-                    # are silently never true. This one says so.
-                    "alert": "PlatformSloMetricsAbsent",
-                    "expr": (
-                        f"absent(traefik_service_requests_total{{{svc}}})"
-                        f" or absent(traefik_service_request_duration_seconds_bucket{{{svc}}})"
-                    ),
-                    "for": "15m",
-                    "labels": {"severity": "warning"},
-                    "annotations": {
-                        "summary": "No Traefik metrics of the public routes: the SLO alerts cannot fire",
-                    },
-                },
-                {
-                    "alert": "PlatformDataStoreDown",
-                    "expr": (
-                        f'kube_statefulset_status_replicas_ready{{namespace="{data_namespace}"}}'
-                        f' < kube_statefulset_replicas{{namespace="{data_namespace}"}}'
-                    ),
-                    "for": "5m",
-                    "labels": {"severity": "critical"},
-                    "annotations": {"summary": "Data store {{ $labels.statefulset }} is not ready"},
-                },
-                {
-                    "alert": "PlatformPodsPending",
-                    "expr": (
-                        f'sum by (pod) (kube_pod_status_phase{{namespace="{platform_namespace}",phase="Pending"}}) > 0'
-                    ),
-                    "for": "15m",
-                    "labels": {"severity": "warning"},
-                    "annotations": {"summary": "{{ $labels.pod }} has been Pending for 15 minutes (GPU capacity?)"},
-                },
-            ],
-        }
+            "alert": "PlatformErrorBudgetFastBurn",
+            "expr": burn("1h", "5m", 14.4),
+            "for": "2m",
+            "labels": {"severity": "critical"},
+            "annotations": {"summary": "Public routes burn the 30-day error budget in under 2 days"},
+        },
+        {
+            "alert": "PlatformErrorBudgetSlowBurn",
+            "expr": burn("6h", "30m", 6),
+            "for": "15m",
+            "labels": {"severity": "warning"},
+            "annotations": {"summary": "Public routes burn the 30-day error budget in under 5 days"},
+        },
+        {
+            "alert": "PlatformLatencyHigh",
+            "expr": (
+                "histogram_quantile(0.95, sum by (le, service) "
+                f"(rate(traefik_service_request_duration_seconds_bucket{{{svc}}}[5m]))) > 2"
+            ),
+            "for": "10m",
+            "labels": {"severity": "warning"},
+            "annotations": {"summary": "p95 latency of {{ $labels.service }} is above 2 s"},
+        },
+        {
+            # The burn-rate and latency alerts compare ratios of Traefik's series; with no
+            # series at all (metrics off, ServiceMonitor not scraped, renamed services) they
+            # are silently never true. This one says so.
+            "alert": "PlatformSloMetricsAbsent",
+            "expr": (
+                f"absent(traefik_service_requests_total{{{svc}}})"
+                f" or absent(traefik_service_request_duration_seconds_bucket{{{svc}}})"
+            ),
+            "for": "15m",
+            "labels": {"severity": "warning"},
+            "annotations": {
+                "summary": "No Traefik metrics of the public routes: the SLO alerts cannot fire",
+            },
+        },
+    ]
+
+
+def _workload_rules(platform_namespace: str, data_namespace: str) -> list[dict[str, Any]]:
+    """A data store not ready, a platform pod that cannot be scheduled."""
+    return [
+        {
+            "alert": "PlatformDataStoreDown",
+            "expr": (
+                f'kube_statefulset_status_replicas_ready{{namespace="{data_namespace}"}}'
+                f' < kube_statefulset_replicas{{namespace="{data_namespace}"}}'
+            ),
+            "for": "5m",
+            "labels": {"severity": "critical"},
+            "annotations": {"summary": "Data store {{ $labels.statefulset }} is not ready"},
+        },
+        {
+            "alert": "PlatformPodsPending",
+            "expr": f'sum by (pod) (kube_pod_status_phase{{namespace="{platform_namespace}",phase="Pending"}}) > 0',
+            "for": "15m",
+            "labels": {"severity": "warning"},
+            "annotations": {"summary": "{{ $labels.pod }} has been Pending for 15 minutes (GPU capacity?)"},
+        },
     ]
 
 
 # --- the component ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PlatformChartsArgs:
-    cluster: ClusterHandle
+class PlatformChartsArgs(Args):
+    cluster: InstanceOf[ClusterHandle]
     environment: Literal["dev", "prod"]
     cert_manager: bool
     monitoring: bool
@@ -299,16 +310,24 @@ class PlatformChartsArgs:
     acme_server: Literal["staging", "production"]
     platform_namespace: str
     data_namespace: str
-    grafana_admin_password: pulumi.Input[str] | None = None  # secret; required with monitoring
-    depends_on: Sequence[pulumi.Resource] = ()
+    grafana_admin_password: str | pulumi.Output[str] | None = None  # secret; required with monitoring
+    depends_on: Sequence[InstanceOf[pulumi.Resource]] = ()
 
-    def __post_init__(self) -> None:
-        if self.acme_server not in ACME_DIRECTORIES:
-            raise ConfigError(f"acmeServer: {self.acme_server!r}; expected staging or production")
+    # Before the Literal check: a wrong directory is a ConfigError that names the stack config key.
+    @field_validator("acme_server", mode="before")
+    @classmethod
+    def _acme_server(cls, v: object) -> object:
+        if v not in ACME_DIRECTORIES:
+            raise ConfigError(f"acmeServer: {v!r}; expected staging or production")
+        return v
+
+    @model_validator(mode="after")
+    def _switches(self) -> PlatformChartsArgs:
         if self.slo_alerts and not self.monitoring:
             raise ConfigError("platform.sloAlerts needs platform.monitoring (PrometheusRule is its CRD)")
         if self.monitoring and self.grafana_admin_password is None:
             raise ConfigError("PlatformCharts: monitoring needs the Grafana admin password")
+        return self
 
 
 def _release(
@@ -318,8 +337,6 @@ def _release(
     values: dict[str, Any],
     opts: pulumi.ResourceOptions,
 ) -> pulumi.Resource:
-    from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
-
     repo, chart_name, version = chart
     return Release(
         name,
@@ -345,103 +362,17 @@ class PlatformCharts(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: PlatformChartsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gpu-platform:charts:PlatformCharts", name, None, opts)
-        import pulumi_kubernetes as k8s
-
         self.cluster_issuer = None
         self.cert_manager = None
         self.monitoring = None
         deps = list(args.depends_on)
 
         if args.monitoring:
-            assert args.grafana_admin_password is not None  # checked in PlatformChartsArgs
-            grafana_password: pulumi.Output[str] = pulumi.Output.secret(args.grafana_admin_password)
-            ns = k8s.core.v1.Namespace(
-                f"{name}-monitoring-ns",
-                # node-exporter needs the host's PID and network namespaces: privileged, and only here.
-                metadata={
-                    "name": MONITORING_NAMESPACE,
-                    "labels": {
-                        **labels(MONITORING_NAMESPACE, "namespace"),
-                        "pod-security.kubernetes.io/enforce": "privileged",
-                    },
-                },
-                opts=k8s_opts(self, args.cluster, depends_on=deps),
-            )
-            admin = k8s.core.v1.Secret(
-                f"{name}-grafana-admin",
-                metadata={
-                    "name": GRAFANA_ADMIN_SECRET,
-                    "namespace": MONITORING_NAMESPACE,
-                    "labels": labels("grafana", "credentials"),
-                },
-                type="Opaque",
-                string_data={
-                    "admin-user": "admin",
-                    "admin-password": grafana_password,
-                },
-                opts=k8s_opts(self, args.cluster, depends_on=[ns]),
-            )
-            self.monitoring = _release(
-                f"{name}-kube-prometheus-stack",
-                versions.KUBE_PROMETHEUS_STACK_CHART,
-                MONITORING_NAMESPACE,
-                kube_prometheus_stack_values(args.environment),
-                k8s_opts(self, args.cluster, depends_on=[ns, admin]),
-            )
-            loki = _release(
-                f"{name}-loki",
-                versions.LOKI_CHART,
-                MONITORING_NAMESPACE,
-                loki_values(args.environment),
-                # Loki's chart adds ServiceMonitors when the CRD exists.
-                k8s_opts(self, args.cluster, depends_on=[ns, self.monitoring]),
-            )
-            _release(
-                f"{name}-alloy",
-                versions.ALLOY_CHART,
-                MONITORING_NAMESPACE,
-                alloy_values(),
-                k8s_opts(self, args.cluster, depends_on=[ns, loki]),
-            )
-
+            self.monitoring = self._monitoring(name, args, deps)
+        after_monitoring = [self.monitoring] if self.monitoring else []
         if args.cert_manager:
-            ns = k8s.core.v1.Namespace(
-                f"{name}-cert-manager-ns",
-                metadata={
-                    "name": CERT_MANAGER_NAMESPACE,
-                    "labels": {
-                        **labels(CERT_MANAGER_NAMESPACE, "namespace"),
-                        "pod-security.kubernetes.io/enforce": "restricted",
-                    },
-                },
-                opts=k8s_opts(self, args.cluster, depends_on=deps),
-            )
-            after_monitoring = [self.monitoring] if self.monitoring else []
-            self.cert_manager = _release(
-                f"{name}-cert-manager",
-                versions.CERT_MANAGER_CHART,
-                CERT_MANAGER_NAMESPACE,
-                cert_manager_values(args.monitoring),
-                # Its ServiceMonitor needs the CRD kube-prometheus-stack brings.
-                k8s_opts(self, args.cluster, depends_on=[ns, *after_monitoring]),
-            )
-            self.cluster_issuer = cluster_issuer_name(args.acme_server)
-            k8s.apiextensions.CustomResource(
-                f"{name}-cluster-issuer",
-                api_version="cert-manager.io/v1",
-                kind="ClusterIssuer",
-                metadata={"name": self.cluster_issuer, "labels": labels("letsencrypt", "tls")},
-                spec={
-                    "acme": {
-                        "email": args.acme_email,
-                        "server": ACME_DIRECTORIES[args.acme_server],
-                        # One account key per directory: staging and production are separate CAs.
-                        "privateKeySecretRef": {"name": f"{self.cluster_issuer}-account-key"},
-                        "solvers": [{"http01": {"ingress": {"ingressClassName": "traefik"}}}],
-                    }
-                },
-                opts=k8s_opts(self, args.cluster, depends_on=[self.cert_manager]),
-            )
+            self.cert_manager = self._cert_manager(name, args, deps, after_monitoring)
+            self.cluster_issuer = self._cluster_issuer(name, args, self.cert_manager)
             k8s.apiextensions.CustomResource(
                 f"{name}-traefik-config",
                 api_version="helm.cattle.io/v1",
@@ -450,7 +381,6 @@ class PlatformCharts(pulumi.ComponentResource):
                 spec={"valuesContent": yaml.safe_dump(traefik_values(args.monitoring), sort_keys=True)},
                 opts=k8s_opts(self, args.cluster, depends_on=[*deps, *after_monitoring]),
             )
-
         if args.slo_alerts:
             assert self.monitoring is not None  # checked in PlatformChartsArgs
             k8s.apiextensions.CustomResource(
@@ -467,3 +397,99 @@ class PlatformCharts(pulumi.ComponentResource):
             )
 
         self.register_outputs({"clusterIssuer": self.cluster_issuer})
+
+    def _namespace(
+        self, resource_name: str, args: PlatformChartsArgs, namespace: str, enforce: str, deps: list[pulumi.Resource]
+    ) -> pulumi.Resource:
+        """A chart's namespace, with the Pod Security Standard `enforce` level its pods need."""
+        return k8s.core.v1.Namespace(
+            resource_name,
+            metadata={
+                "name": namespace,
+                "labels": {**labels(namespace, "namespace"), "pod-security.kubernetes.io/enforce": enforce},
+            },
+            opts=k8s_opts(self, args.cluster, depends_on=deps),
+        )
+
+    def _monitoring(self, name: str, args: PlatformChartsArgs, deps: list[pulumi.Resource]) -> pulumi.Resource:
+        """kube-prometheus-stack (returned: its CRDs are what others wait for), Loki and Alloy."""
+        assert args.grafana_admin_password is not None  # checked in PlatformChartsArgs
+        grafana_password: pulumi.Output[str] = pulumi.Output.secret(args.grafana_admin_password)
+        # node-exporter needs the host's PID and network namespaces: privileged, and only here.
+        ns = self._namespace(f"{name}-monitoring-ns", args, MONITORING_NAMESPACE, "privileged", deps)
+        admin = k8s.core.v1.Secret(
+            f"{name}-grafana-admin",
+            metadata={
+                "name": GRAFANA_ADMIN_SECRET,
+                "namespace": MONITORING_NAMESPACE,
+                "labels": labels("grafana", "credentials"),
+            },
+            type="Opaque",
+            string_data={
+                "admin-user": "admin",
+                "admin-password": grafana_password,
+            },
+            opts=k8s_opts(self, args.cluster, depends_on=[ns]),
+        )
+        monitoring = _release(
+            f"{name}-kube-prometheus-stack",
+            versions.KUBE_PROMETHEUS_STACK_CHART,
+            MONITORING_NAMESPACE,
+            kube_prometheus_stack_values(args.environment),
+            k8s_opts(self, args.cluster, depends_on=[ns, admin]),
+        )
+        loki = _release(
+            f"{name}-loki",
+            versions.LOKI_CHART,
+            MONITORING_NAMESPACE,
+            loki_values(args.environment),
+            # Loki's chart adds ServiceMonitors when the CRD exists.
+            k8s_opts(self, args.cluster, depends_on=[ns, monitoring]),
+        )
+        _release(
+            f"{name}-alloy",
+            versions.ALLOY_CHART,
+            MONITORING_NAMESPACE,
+            alloy_values(),
+            k8s_opts(self, args.cluster, depends_on=[ns, loki]),
+        )
+        return monitoring
+
+    def _cert_manager(
+        self,
+        name: str,
+        args: PlatformChartsArgs,
+        deps: list[pulumi.Resource],
+        after_monitoring: list[pulumi.Resource],
+    ) -> pulumi.Resource:
+        """cert-manager's namespace and release."""
+        ns = self._namespace(f"{name}-cert-manager-ns", args, CERT_MANAGER_NAMESPACE, "restricted", deps)
+        return _release(
+            f"{name}-cert-manager",
+            versions.CERT_MANAGER_CHART,
+            CERT_MANAGER_NAMESPACE,
+            cert_manager_values(args.monitoring),
+            # Its ServiceMonitor needs the CRD kube-prometheus-stack brings.
+            k8s_opts(self, args.cluster, depends_on=[ns, *after_monitoring]),
+        )
+
+    def _cluster_issuer(self, name: str, args: PlatformChartsArgs, cert_manager: pulumi.Resource) -> str:
+        """The Let's Encrypt ClusterIssuer (HTTP-01 through Traefik); returns its name."""
+        issuer = cluster_issuer_name(args.acme_server)
+        k8s.apiextensions.CustomResource(
+            f"{name}-cluster-issuer",
+            api_version="cert-manager.io/v1",
+            kind="ClusterIssuer",
+            metadata={"name": issuer, "labels": labels("letsencrypt", "tls")},
+            spec={
+                "acme": {
+                    "email": args.acme_email,
+                    "server": ACME_DIRECTORIES[args.acme_server],
+                    # One account key per directory: staging and production are separate CAs.
+                    "privateKeySecretRef": {"name": f"{issuer}-account-key"},
+                    "solvers": [{"http01": {"ingress": {"ingressClassName": "traefik"}}}],
+                }
+            },
+            opts=k8s_opts(self, args.cluster, depends_on=[cert_manager]),
+        )
+        return issuer

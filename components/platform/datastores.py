@@ -33,15 +33,18 @@ exit check `restore-jobs-complete` waits for every Job with it to complete.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import pulumi
+import pulumi_kubernetes as k8s
+from pydantic import InstanceOf, field_validator, model_validator
 
 from components import HOST_SCRIPT_DIR
 from components.catalog import versions
 from components.catalog.services import STORES, SecretEnv, Store
 from components.core.errors import ConfigError
+from components.core.model import Args
 from components.handles import ClusterHandle, VerifiedBackup
 from components.platform.kube import (
     USES_LABEL,
@@ -140,8 +143,6 @@ def storage_class(name: str, parent: pulumi.Resource, cluster: ClusterHandle) ->
     Not protected: a StorageClass holds no data, and deleting one never touches the volumes it
     made; its fields are immutable, so a change would replace it, which is equally harmless.
     """
-    import pulumi_kubernetes as k8s
-
     return k8s.storage.v1.StorageClass(
         f"{name}-storage-class",
         metadata={"name": STORAGE_CLASS, "labels": labels(STORAGE_CLASS, "storage")},
@@ -155,49 +156,57 @@ def storage_class(name: str, parent: pulumi.Resource, cluster: ClusterHandle) ->
     )
 
 
-@dataclass(frozen=True)
-class RestoreSource:
+class RestoreSource(Args):
     """Where the verified backups are and how to read them."""
 
-    bucket: pulumi.Input[str]
+    bucket: str | pulumi.Output[str]
     endpoint: str | None
     region: str
-    verified: Mapping[str, VerifiedBackup]
-    access_key_id: pulumi.Input[str]  # secret
-    secret_access_key: pulumi.Input[str]  # secret
+    verified: Mapping[str, InstanceOf[VerifiedBackup]]
+    access_key_id: str | pulumi.Output[str]  # secret
+    secret_access_key: str | pulumi.Output[str]  # secret
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _every_store(self) -> RestoreSource:
         missing = [s for s in STORES if s not in self.verified]
         if missing:
             raise ConfigError(
                 f"platform.restoreFromBackup: no verified backup of {missing} from the Compose host; "
                 "backups.composeData must verify qdrant, redis and postgres first"
             )
+        return self
 
 
-@dataclass(frozen=True)
-class DataStoresArgs:
-    cluster: ClusterHandle
+class DataStoresArgs(Args):
+    cluster: InstanceOf[ClusterHandle]
     namespace: str  # the data namespace (created, and protected in prod, by the caller)
     clients_namespace: str  # where the services that use the stores run
     environment: Literal["dev", "prod"]
     protect: bool  # prod: protect + retain_on_delete on the StatefulSets
-    passwords: Mapping[Store, pulumi.Input[str]]  # secret; one per store (Qdrant: its API key)
+    passwords: Mapping[Store, str | pulumi.Output[str]]  # secret; one per store (Qdrant: its API key)
     # The StatefulSets exist from p2a (platform.retainStorage) with 0 replicas and run from
     # platform.servicesStateful on: rolling back past p2b-services scales them to 0, it never
     # deletes them (see components/stack.py, the platform block).
     running: bool = False
     restore: RestoreSource | None = None
-    depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
+    depends_on: Sequence[InstanceOf[pulumi.Resource]] = ()
 
-    def __post_init__(self) -> None:
+    # Before the Literal check, so a wrong environment is a ConfigError like the checks below.
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _environment(cls, v: object) -> object:
+        if v not in ("dev", "prod"):
+            raise ConfigError(f"DataStores: environment {v!r}; expected dev or prod")
+        return v
+
+    @model_validator(mode="after")
+    def _complete(self) -> DataStoresArgs:
         missing = [s for s in STORES if s not in self.passwords]
         if missing:
             raise ConfigError(f"DataStores: no password for {missing}")
         if self.restore is not None and not self.running:
             raise ConfigError("platform.restoreFromBackup needs platform.servicesStateful (nothing to restore into)")
-        if self.environment not in ("dev", "prod"):
-            raise ConfigError(f"DataStores: environment {self.environment!r}; expected dev or prod")
+        return self
 
 
 class DataStores(pulumi.ComponentResource):
@@ -208,7 +217,6 @@ class DataStores(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: DataStoresArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gpu-platform:datastores:DataStores", name, None, opts)
-        import pulumi_kubernetes as k8s
 
         ns = args.namespace
         self.stateful_sets = {}
@@ -235,12 +243,11 @@ class DataStores(pulumi.ComponentResource):
 
         self._network_policies(name, args)
         if args.restore is not None:
-            self._restore(name, args, args.restore, credentials)
+            self.restore_jobs = self._restore(name, args, args.restore, credentials, self.stateful_sets)
         self.register_outputs({"statefulSets": sorted(self.stateful_sets), "restoreJobs": sorted(self.restore_jobs)})
 
     def _store(self, name: str, args: DataStoresArgs, spec: StoreSpec, credentials: pulumi.Resource) -> pulumi.Resource:
-        import pulumi_kubernetes as k8s
-
+        """The store's two Services (clients', headless) and its StatefulSet, whose claim keeps the data."""
         ns = args.namespace
         for suffix, headless in (("", False), ("-headless", True)):
             k8s.core.v1.Service(
@@ -257,31 +264,6 @@ class DataStores(pulumi.ComponentResource):
                 },
                 opts=k8s_opts(self, args.cluster, depends_on=args.depends_on),
             )
-        container: dict[str, Any] = {
-            "name": spec.name,
-            "image": spec.image,
-            "image_pull_policy": "IfNotPresent",
-            "ports": [{"name": n, "container_port": p, "protocol": "TCP"} for n, p in spec.ports.items()],
-            "resources": {
-                "requests": {"cpu": spec.cpu[0], "memory": spec.memory[0]},
-                "limits": {"cpu": spec.cpu[1], "memory": spec.memory[1]},
-            },
-            "security_context": container_security(),
-            "volume_mounts": [
-                {"name": "data", "mount_path": spec.data_path},
-                *({"name": _scratch(p), "mount_path": p} for p in spec.scratch_paths),
-            ],
-            **_store_container(spec),
-        }
-        volumes: list[dict[str, Any]] = [{"name": _scratch(p), "empty_dir": {}} for p in spec.scratch_paths]
-        if spec.name == "redis":
-            volumes.append(
-                {
-                    "name": "config",
-                    "secret": {"secret_name": DATA_SECRET, "items": [{"key": "redis.conf", "path": "redis.conf"}]},
-                }
-            )
-            container["volume_mounts"].append({"name": "config", "mount_path": "/etc/redis", "read_only": True})
         protect = args.protect
         return k8s.apps.v1.StatefulSet(
             f"{name}-{spec.name}",
@@ -294,16 +276,7 @@ class DataStores(pulumi.ComponentResource):
                 "persistent_volume_claim_retention_policy": {"when_deleted": "Retain", "when_scaled": "Retain"},
                 "pod_management_policy": "OrderedReady",
                 "update_strategy": {"type": "RollingUpdate"},
-                "template": {
-                    "metadata": {"labels": labels(spec.name, "datastore")},
-                    "spec": {
-                        "automount_service_account_token": False,
-                        "security_context": pod_security(spec.run_as_user),
-                        "termination_grace_period_seconds": 60,
-                        "containers": [container],
-                        "volumes": volumes,
-                    },
-                },
+                "template": {"metadata": {"labels": labels(spec.name, "datastore")}, "spec": _store_pod_spec(spec)},
                 "volume_claim_templates": [
                     {
                         "metadata": {"name": "data", "labels": labels(spec.name, "datastore")},
@@ -327,8 +300,6 @@ class DataStores(pulumi.ComponentResource):
         )
 
     def _network_policies(self, name: str, args: DataStoresArgs) -> None:
-        import pulumi_kubernetes as k8s
-
         ns = args.namespace
         # (name, spec); Any because the SDK's NetworkPolicySpecArgsDict cannot be inferred from a table.
         policies: list[tuple[str, Any]] = [
@@ -369,9 +340,15 @@ class DataStores(pulumi.ComponentResource):
                 opts=k8s_opts(self, args.cluster, depends_on=args.depends_on),
             )
 
-    def _restore(self, name: str, args: DataStoresArgs, source: RestoreSource, credentials: pulumi.Resource) -> None:
-        import pulumi_kubernetes as k8s
-
+    def _restore(
+        self,
+        name: str,
+        args: DataStoresArgs,
+        source: RestoreSource,
+        credentials: pulumi.Resource,
+        stateful_sets: Mapping[str, pulumi.Resource],
+    ) -> dict[str, pulumi.Resource]:
+        """The restore scripts, the bucket's read-only keys, and one restore Job per store."""
         ns = args.namespace
         scripts = k8s.core.v1.ConfigMap(
             f"{name}-restore-scripts",
@@ -391,93 +368,50 @@ class DataStores(pulumi.ComponentResource):
             },
             opts=k8s_opts(self, args.cluster, depends_on=args.depends_on),
         )
-        for store in STORES:
-            spec = STORE_SPECS[store]
-            backup = source.verified[store]
-            job_labels = {**labels(f"restore-{store}", "restore"), RESTORE_LABEL: "true", "gpu-platform/store": store}
-            fetch_env: list[dict[str, Any]] = [
-                {"name": "BACKUP_BUCKET", "value": source.bucket},
-                {"name": "BACKUP_OBJECT", "value": backup.key},
-                {"name": "BACKUP_SHA256", "value": backup.sha256},
-                {"name": "BACKUP_SIZE", "value": pulumi.Output.from_input(backup.size).apply(str)},
-                {"name": "S3_REGION", "value": source.region},
-                *([{"name": "S3_ENDPOINT", "value": source.endpoint}] if source.endpoint else []),
-                *secret_env(
-                    (
-                        SecretEnv("AWS_ACCESS_KEY_ID", BACKUP_READER_SECRET, "access-key-id"),
-                        SecretEnv("AWS_SECRET_ACCESS_KEY", BACKUP_READER_SECRET, "secret-access-key"),
-                    )
-                ),
-            ]
-            mounts = [
-                {"name": "backup", "mount_path": "/backup"},
-                {"name": "scripts", "mount_path": "/scripts", "read_only": True},
-                {"name": "tmp", "mount_path": "/tmp"},
-            ]
-            self.restore_jobs[store] = k8s.batch.v1.Job(
-                f"{name}-restore-{store}",
-                metadata={
-                    "name": f"restore-{store}",
-                    "namespace": ns,
-                    "labels": job_labels,
-                    # For people and the checks: which object this Job restores.
-                    "annotations": {"gpu-platform/backup-sha256": backup.sha256},
+        return {
+            store: self._restore_job(name, args, store, source, [stateful_sets[store], scripts, reader, credentials])
+            for store in STORES
+        }
+
+    def _restore_job(
+        self, name: str, args: DataStoresArgs, store: Store, source: RestoreSource, after: list[pulumi.Resource]
+    ) -> pulumi.Resource:
+        """Fetch and verify the store's backup object, then restore it; only after `after` exist."""
+        backup = source.verified[store]
+        job_labels = {**labels(f"restore-{store}", "restore"), RESTORE_LABEL: "true", "gpu-platform/store": store}
+        return k8s.batch.v1.Job(
+            f"{name}-restore-{store}",
+            metadata={
+                "name": f"restore-{store}",
+                "namespace": args.namespace,
+                "labels": job_labels,
+                # For people and the checks: which object this Job restores.
+                "annotations": {"gpu-platform/backup-sha256": backup.sha256},
+            },
+            spec={
+                # A pod that dies midway (a drained node, an OOM kill) is retried: each
+                # script finishes or starts over what a killed run left, and never writes
+                # over data it did not restore (tests/test_data_migration_*.py kill every
+                # step). A refusal fails the same way on each try and then needs a person.
+                "backoff_limit": 2,
+                "active_deadline_seconds": 6 * 3600,
+                "template": {
+                    "metadata": {"labels": {**job_labels, RESTORE_OF_LABEL: store}},
+                    "spec": _restore_pod_spec(store, args.namespace, _fetch_env(source, backup)),
                 },
-                spec={
-                    # A pod that dies midway (a drained node, an OOM kill) is retried: each
-                    # script finishes or starts over what a killed run left, and never writes
-                    # over data it did not restore (tests/test_data_migration_*.py kill every
-                    # step). A refusal fails the same way on each try and then needs a person.
-                    "backoff_limit": 2,
-                    "active_deadline_seconds": 6 * 3600,
-                    "template": {
-                        "metadata": {"labels": {**job_labels, RESTORE_OF_LABEL: store}},
-                        "spec": {
-                            "restart_policy": "Never",
-                            "automount_service_account_token": False,
-                            "security_context": pod_security(spec.run_as_user),
-                            "init_containers": [
-                                {
-                                    "name": "fetch-verify",
-                                    "image": versions.RESTORE_FETCH_IMAGE,
-                                    "command": ["/bin/sh", "/scripts/restore-fetch.sh"],
-                                    "env": fetch_env,
-                                    "security_context": container_security(),
-                                    "resources": _job_resources(),
-                                    "volume_mounts": mounts,
-                                }
-                            ],
-                            "containers": [
-                                {
-                                    "name": "restore",
-                                    "image": spec.restore_image,
-                                    "command": ["/bin/sh", f"/scripts/restore-{store}.sh"],
-                                    "env": _restore_env(store, ns),
-                                    "security_context": container_security(),
-                                    "resources": _job_resources(),
-                                    "volume_mounts": mounts,
-                                }
-                            ],
-                            "volumes": [
-                                {"name": "backup", "empty_dir": {}},
-                                {"name": "scripts", "config_map": {"name": "restore-scripts", "default_mode": 0o444}},
-                                {"name": "tmp", "empty_dir": {}},
-                            ],
-                        },
-                    },
-                },
-                opts=k8s_opts(
-                    self,
-                    args.cluster,
-                    # Nothing is restored before the backup's verification resource exists.
-                    depends_on=[backup.resource, self.stateful_sets[store], scripts, reader, credentials],
-                    # A large restore takes longer than the provider's default wait for a Job.
-                    custom_timeouts=pulumi.CustomTimeouts(create="6h", update="6h"),
-                    # The Job's name is fixed and its template immutable: a new backup replaces
-                    # it, and the old one must be gone first. The script then sees its marker.
-                    delete_before_replace=True,
-                ),
-            )
+            },
+            opts=k8s_opts(
+                self,
+                args.cluster,
+                # Nothing is restored before the backup's verification resource exists.
+                depends_on=[backup.resource, *after],
+                # A large restore takes longer than the provider's default wait for a Job.
+                custom_timeouts=pulumi.CustomTimeouts(create="6h", update="6h"),
+                # The Job's name is fixed and its template immutable: a new backup replaces
+                # it, and the old one must be gone first. The script then sees its marker.
+                delete_before_replace=True,
+            ),
+        )
 
 
 def _scratch(path: str) -> str:
@@ -539,6 +473,102 @@ def _store_container(spec: StoreSpec) -> dict[str, Any]:
             "period_seconds": 10,
             "failure_threshold": 6,
         },
+    }
+
+
+def _store_pod_spec(spec: StoreSpec) -> dict[str, Any]:
+    """The store's pod: its one container, the data volume and scratch dirs under a read-only root."""
+    container: dict[str, Any] = {
+        "name": spec.name,
+        "image": spec.image,
+        "image_pull_policy": "IfNotPresent",
+        "ports": [{"name": n, "container_port": p, "protocol": "TCP"} for n, p in spec.ports.items()],
+        "resources": {
+            "requests": {"cpu": spec.cpu[0], "memory": spec.memory[0]},
+            "limits": {"cpu": spec.cpu[1], "memory": spec.memory[1]},
+        },
+        "security_context": container_security(),
+        "volume_mounts": [
+            {"name": "data", "mount_path": spec.data_path},
+            *({"name": _scratch(p), "mount_path": p} for p in spec.scratch_paths),
+        ],
+        **_store_container(spec),
+    }
+    volumes: list[dict[str, Any]] = [{"name": _scratch(p), "empty_dir": {}} for p in spec.scratch_paths]
+    if spec.name == "redis":
+        volumes.append(
+            {
+                "name": "config",
+                "secret": {"secret_name": DATA_SECRET, "items": [{"key": "redis.conf", "path": "redis.conf"}]},
+            }
+        )
+        container["volume_mounts"].append({"name": "config", "mount_path": "/etc/redis", "read_only": True})
+    return {
+        "automount_service_account_token": False,
+        "security_context": pod_security(spec.run_as_user),
+        "termination_grace_period_seconds": 60,
+        "containers": [container],
+        "volumes": volumes,
+    }
+
+
+def _fetch_env(source: RestoreSource, backup: VerifiedBackup) -> list[dict[str, Any]]:
+    """What scripts/restore-fetch.sh reads: the object, its verified SHA-256 and size, the bucket's keys."""
+    return [
+        {"name": "BACKUP_BUCKET", "value": source.bucket},
+        {"name": "BACKUP_OBJECT", "value": backup.key},
+        {"name": "BACKUP_SHA256", "value": backup.sha256},
+        {"name": "BACKUP_SIZE", "value": pulumi.Output.from_input(backup.size).apply(str)},
+        {"name": "S3_REGION", "value": source.region},
+        *([{"name": "S3_ENDPOINT", "value": source.endpoint}] if source.endpoint else []),
+        *secret_env(
+            (
+                SecretEnv("AWS_ACCESS_KEY_ID", BACKUP_READER_SECRET, "access-key-id"),
+                SecretEnv("AWS_SECRET_ACCESS_KEY", BACKUP_READER_SECRET, "secret-access-key"),
+            )
+        ),
+    ]
+
+
+def _restore_pod_spec(store: Store, namespace: str, fetch_env: list[dict[str, Any]]) -> dict[str, Any]:
+    """fetch-verify (init) downloads and checks the object; restore loads it into the running store."""
+    spec = STORE_SPECS[store]
+    mounts = [
+        {"name": "backup", "mount_path": "/backup"},
+        {"name": "scripts", "mount_path": "/scripts", "read_only": True},
+        {"name": "tmp", "mount_path": "/tmp"},
+    ]
+    return {
+        "restart_policy": "Never",
+        "automount_service_account_token": False,
+        "security_context": pod_security(spec.run_as_user),
+        "init_containers": [
+            {
+                "name": "fetch-verify",
+                "image": versions.RESTORE_FETCH_IMAGE,
+                "command": ["/bin/sh", "/scripts/restore-fetch.sh"],
+                "env": fetch_env,
+                "security_context": container_security(),
+                "resources": _job_resources(),
+                "volume_mounts": mounts,
+            }
+        ],
+        "containers": [
+            {
+                "name": "restore",
+                "image": spec.restore_image,
+                "command": ["/bin/sh", f"/scripts/restore-{store}.sh"],
+                "env": _restore_env(store, namespace),
+                "security_context": container_security(),
+                "resources": _job_resources(),
+                "volume_mounts": mounts,
+            }
+        ],
+        "volumes": [
+            {"name": "backup", "empty_dir": {}},
+            {"name": "scripts", "config_map": {"name": "restore-scripts", "default_mode": 0o444}},
+            {"name": "tmp", "empty_dir": {}},
+        ],
     }
 
 

@@ -20,15 +20,18 @@ data is deleted or replaced by a phase change in prod: see components/platform/d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+from pydantic import InstanceOf, model_validator
 
 from components.catalog.services import APP_SECRET, STORE_SECRET, STORES, Store, app_secret_keys, validate_table
 from components.config.phases import PlatformState
 from components.config.schema import StackConfig
 from components.core.errors import ConfigError
+from components.core.model import Args
 from components.handles import BackupHandle, ClusterHandle
 from components.platform.charts import PROMETHEUS_URL, PlatformCharts, PlatformChartsArgs
 from components.platform.datastores import (
@@ -57,18 +60,17 @@ _APP_SECRET_CONFIG = {
 }
 
 
-@dataclass(frozen=True)
-class PlatformSecrets:
+class PlatformSecrets(Args):
     """The stack's secrets the platform hands to its services and restore Jobs (all Outputs)."""
 
-    lambda_api_key: pulumi.Input[str] | None = None
-    github_token: pulumi.Input[str] | None = None
-    hubspot_access_token: pulumi.Input[str] | None = None
-    llm_api_key: pulumi.Input[str] | None = None
-    backup_access_key_id: pulumi.Input[str] | None = None
-    backup_secret_access_key: pulumi.Input[str] | None = None
+    lambda_api_key: str | pulumi.Output[str] | None = None
+    github_token: str | pulumi.Output[str] | None = None
+    hubspot_access_token: str | pulumi.Output[str] | None = None
+    llm_api_key: str | pulumi.Output[str] | None = None
+    backup_access_key_id: str | pulumi.Output[str] | None = None
+    backup_secret_access_key: str | pulumi.Output[str] | None = None
 
-    def app_secrets(self) -> dict[str, pulumi.Input[str] | None]:
+    def app_secrets(self) -> dict[str, str | pulumi.Output[str] | None]:
         return {
             "lambda-api-key": self.lambda_api_key,
             "github-token": self.github_token,
@@ -77,16 +79,16 @@ class PlatformSecrets:
         }
 
 
-@dataclass(frozen=True)
-class PlatformArgs:
+class PlatformArgs(Args):
     config: StackConfig
     state: PlatformState
     k3s_weight: int
-    cluster: ClusterHandle
+    cluster: InstanceOf[ClusterHandle]
     secrets: PlatformSecrets
-    backups: BackupHandle | None = None
+    backups: InstanceOf[BackupHandle] | None = None
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _complete(self) -> PlatformArgs:
         s = self.state
         problems: list[str] = []
         if self.k3s_weight and not (s.services_stateless and s.cert_manager):
@@ -119,6 +121,7 @@ class PlatformArgs:
                 )
         if problems:
             raise ConfigError("; ".join(problems))
+        return self
 
 
 class Platform(pulumi.ComponentResource):
@@ -134,107 +137,116 @@ class Platform(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: PlatformArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gpu-platform:platform:Platform", name, None, opts)
-        import pulumi_kubernetes as k8s
-        import pulumi_random as random
-
-        cfg, state, cluster = args.config, args.state, args.cluster
+        state = args.state
         self.outputs = {}
         self.foundations = []
 
-        charts: PlatformCharts | None = None
-        if state.cert_manager or state.monitoring:
-            grafana_password = None
-            if state.monitoring:
-                grafana_password = random.RandomPassword(
-                    f"{name}-grafana-admin-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
-                ).result
-            charts = PlatformCharts(
-                f"{name}-charts",
-                PlatformChartsArgs(
-                    cluster=cluster,
-                    environment=cfg.environment,
-                    cert_manager=state.cert_manager,
-                    monitoring=state.monitoring,
-                    slo_alerts=state.slo_alerts,
-                    acme_email=cfg.acme_email,
-                    acme_server=cfg.acme_server,
-                    platform_namespace=NAMESPACE,
-                    data_namespace=DATA_NAMESPACE,
-                    grafana_admin_password=grafana_password,
-                ),
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            self.outputs["clusterIssuer"] = charts.cluster_issuer
-            if charts.monitoring is not None:
-                self.foundations.append(charts.monitoring)
-                self.outputs["prometheusUrl"] = PROMETHEUS_URL  # the cutover gate's metrics (routes-slo)
+        charts = self._charts(name, args) if state.cert_manager or state.monitoring else None
+        passwords = self._passwords(name, args) if state.retain_storage or state.services_stateless else {}
+        stores = self._data_stores(name, args, passwords) if state.retain_storage else None
 
+        if state.services_stateless:
+            namespace = k8s.core.v1.Namespace(
+                f"{name}-namespace",
+                metadata={"name": NAMESPACE, "labels": _restricted(NAMESPACE)},
+                opts=k8s_opts(self, args.cluster),
+            )
+            before_services = [namespace, *self._credentials(name, args, passwords, namespace)]
+            if stores is not None and state.services_stateful:
+                # The services start on restored data: an app that starts first would create its
+                # schema or queues in the empty stores, and the restore would then refuse.
+                before_services += [*stores.stateful_sets.values(), *stores.restore_jobs.values()]
+            services = self._services(name, args, before_services)
+            if args.k3s_weight > 0:
+                assert charts is not None and charts.cluster_issuer is not None  # certManager is on
+                self._traffic(name, args, charts.cluster_issuer, [namespace, *services.services.values()])
+
+        self.register_outputs(self.outputs)
+
+    def _charts(self, name: str, args: PlatformArgs) -> PlatformCharts:
+        """cert-manager and monitoring, with Grafana's admin password generated here."""
+        cfg, state = args.config, args.state
+        grafana_password = None
+        if state.monitoring:
+            grafana_password = random.RandomPassword(
+                f"{name}-grafana-admin-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
+            ).result
+        charts = PlatformCharts(
+            f"{name}-charts",
+            PlatformChartsArgs(
+                cluster=args.cluster,
+                environment=cfg.environment,
+                cert_manager=state.cert_manager,
+                monitoring=state.monitoring,
+                slo_alerts=state.slo_alerts,
+                acme_email=cfg.acme_email,
+                acme_server=cfg.acme_server,
+                platform_namespace=NAMESPACE,
+                data_namespace=DATA_NAMESPACE,
+                grafana_admin_password=grafana_password,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.outputs["clusterIssuer"] = charts.cluster_issuer
+        if charts.monitoring is not None:
+            self.foundations.append(charts.monitoring)
+            self.outputs["prometheusUrl"] = PROMETHEUS_URL  # the cutover gate's metrics (routes-slo)
+        return charts
+
+    def _passwords(self, name: str, args: PlatformArgs) -> dict[Store, pulumi.Output[str]]:
         # The stores' passwords, generated once, from the phase that first needs them. In prod
         # they are protected with the data: a Postgres data directory keeps the superuser password
         # it was initialised with, so a new password for retained data would lock everyone out.
-        passwords: dict[Store, pulumi.Output[str]] = {}
-        if state.retain_storage or state.services_stateless:
-            passwords = {
-                store: random.RandomPassword(
-                    f"{name}-{store}-password",
-                    length=40,
-                    special=False,  # they go into URLs and config files unescaped
-                    opts=pulumi.ResourceOptions(parent=self, protect=cfg.is_prod),
-                ).result
-                for store in STORES
-            }
+        return {
+            store: random.RandomPassword(
+                f"{name}-{store}-password",
+                length=40,
+                special=False,  # they go into URLs and config files unescaped
+                opts=pulumi.ResourceOptions(parent=self, protect=args.config.is_prod),
+            ).result
+            for store in STORES
+        }
 
-        stores: DataStores | None = None
-        if state.retain_storage:
-            self.foundations.append(storage_class(name, self, cluster))
-            data_namespace = k8s.core.v1.Namespace(
-                f"{name}-data-namespace",
-                metadata={"name": DATA_NAMESPACE, "labels": _restricted(DATA_NAMESPACE)},
-                # Deleting a namespace deletes every volume claim in it. prod: Pulumi refuses
-                # (protect), and a deliberate unprotect still leaves it in the cluster.
-                opts=k8s_opts(self, cluster, protect=cfg.is_prod, retain_on_delete=cfg.is_prod),
-            )
-            restore = None
-            if state.restore_from_backup:
-                assert args.backups is not None  # checked in PlatformArgs
-                assert args.secrets.backup_access_key_id is not None
-                assert args.secrets.backup_secret_access_key is not None
-                restore = RestoreSource(
-                    bucket=args.backups.bucket,
-                    endpoint=args.backups.endpoint,
-                    region=args.backups.region,
-                    verified=args.backups.verified,
-                    access_key_id=args.secrets.backup_access_key_id,
-                    secret_access_key=args.secrets.backup_secret_access_key,
-                )
-            stores = DataStores(
-                f"{name}-datastores",
-                DataStoresArgs(
-                    cluster=cluster,
-                    namespace=DATA_NAMESPACE,
-                    clients_namespace=NAMESPACE,
-                    environment=cfg.environment,
-                    protect=cfg.is_prod,
-                    passwords=passwords,
-                    running=state.services_stateful,
-                    restore=restore,
-                    depends_on=[data_namespace],
-                ),
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            self.outputs["dataNamespace"] = DATA_NAMESPACE
-            if stores.restore_jobs:
-                self.outputs["restoreJobs"] = {"namespace": DATA_NAMESPACE, "selector": RESTORE_SELECTOR}
-
-        if not state.services_stateless:
-            self.register_outputs(self.outputs)
-            return
-
-        namespace = k8s.core.v1.Namespace(
-            f"{name}-namespace",
-            metadata={"name": NAMESPACE, "labels": _restricted(NAMESPACE)},
-            opts=k8s_opts(self, cluster),
+    def _data_stores(self, name: str, args: PlatformArgs, passwords: dict[Store, pulumi.Output[str]]) -> DataStores:
+        """The Retain StorageClass, the data namespace and the stores (restored when the phase says so)."""
+        cfg, state, cluster = args.config, args.state, args.cluster
+        self.foundations.append(storage_class(name, self, cluster))
+        data_namespace = k8s.core.v1.Namespace(
+            f"{name}-data-namespace",
+            metadata={"name": DATA_NAMESPACE, "labels": _restricted(DATA_NAMESPACE)},
+            # Deleting a namespace deletes every volume claim in it. prod: Pulumi refuses
+            # (protect), and a deliberate unprotect still leaves it in the cluster.
+            opts=k8s_opts(self, cluster, protect=cfg.is_prod, retain_on_delete=cfg.is_prod),
         )
+        stores = DataStores(
+            f"{name}-datastores",
+            DataStoresArgs(
+                cluster=cluster,
+                namespace=DATA_NAMESPACE,
+                clients_namespace=NAMESPACE,
+                environment=cfg.environment,
+                protect=cfg.is_prod,
+                passwords=passwords,
+                running=state.services_stateful,
+                restore=_restore_source(args) if state.restore_from_backup else None,
+                depends_on=[data_namespace],
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.outputs["dataNamespace"] = DATA_NAMESPACE
+        if stores.restore_jobs:
+            self.outputs["restoreJobs"] = {"namespace": DATA_NAMESPACE, "selector": RESTORE_SELECTOR}
+        return stores
+
+    def _credentials(
+        self,
+        name: str,
+        args: PlatformArgs,
+        passwords: dict[Store, pulumi.Output[str]],
+        namespace: pulumi.Resource,
+    ) -> list[pulumi.Resource]:
+        """The services' Secrets: the stores' URLs and keys, and the app secrets from stack config."""
+        cluster = args.cluster
         pg, rd = store_host("postgres", DATA_NAMESPACE), store_host("redis", DATA_NAMESPACE)
         store_secret = k8s.core.v1.Secret(
             f"{name}-store-credentials",
@@ -257,23 +269,21 @@ class Platform(pulumi.ComponentResource):
             string_data={k: pulumi.Output.secret(v) for k, v in sorted(app_values.items())},
             opts=k8s_opts(self, cluster, depends_on=[namespace]),
         )
+        return [store_secret, app_secret]
 
-        before_services: list[pulumi.Resource] = [namespace, store_secret, app_secret]
-        if stores is not None and state.services_stateful:
-            # The services start on restored data: an app that starts first would create its
-            # schema or queues in the empty stores, and the restore would then refuse.
-            before_services += [*stores.stateful_sets.values(), *stores.restore_jobs.values()]
-
+    def _services(self, name: str, args: PlatformArgs, before: list[pulumi.Resource]) -> PlatformServices:
+        """The services of the catalog's table, started after everything in `before`."""
+        cfg, state = args.config, args.state
         services = PlatformServices(
             f"{name}-services",
             PlatformServicesArgs(
-                cluster=cluster,
+                cluster=args.cluster,
                 namespace=NAMESPACE,
                 environment=cfg.environment,
                 autoscaling=state.autoscaling,
                 data_namespace=DATA_NAMESPACE,
                 monitoring_namespace=MONITORING_NAMESPACE if state.monitoring else None,
-                secrets=before_services,
+                secrets=before,
                 images=cfg.service_images,
             ),
             opts=pulumi.ResourceOptions(parent=self),
@@ -286,27 +296,42 @@ class Platform(pulumi.ComponentResource):
                 resource=services,
             )
         self.outputs["namespace"] = NAMESPACE
+        return services
 
-        if args.k3s_weight > 0:
-            assert charts is not None and charts.cluster_issuer is not None  # certManager is on
-            traffic = TrafficSplit(
-                f"{name}-traffic",
-                TrafficSplitArgs(
-                    cluster=cluster,
-                    namespace=NAMESPACE,
-                    domain=cfg.domain,
-                    k3s_weight=args.k3s_weight,
-                    legacy_address=cfg.compose_host.address,
-                    cluster_issuer=charts.cluster_issuer,
-                    depends_on=[namespace, *services.services.values()],
-                ),
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            self.outputs["publicHostnames"] = traffic.hostnames
-            self.outputs["routeBackends"] = traffic.backends
-            self.outputs["k3sWeight"] = args.k3s_weight
+    def _traffic(self, name: str, args: PlatformArgs, cluster_issuer: str, depends_on: list[pulumi.Resource]) -> None:
+        """The weighted public routes, K3s and the Compose host side by side."""
+        cfg = args.config
+        traffic = TrafficSplit(
+            f"{name}-traffic",
+            TrafficSplitArgs(
+                cluster=args.cluster,
+                namespace=NAMESPACE,
+                domain=cfg.domain,
+                k3s_weight=args.k3s_weight,
+                legacy_address=cfg.compose_host.address,
+                cluster_issuer=cluster_issuer,
+                depends_on=depends_on,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.outputs["publicHostnames"] = traffic.hostnames
+        self.outputs["routeBackends"] = traffic.backends
+        self.outputs["k3sWeight"] = args.k3s_weight
 
-        self.register_outputs(self.outputs)
+
+def _restore_source(args: PlatformArgs) -> RestoreSource:
+    """Where the restore Jobs read the verified backups (PlatformArgs checked that all of it is there)."""
+    assert args.backups is not None  # checked in PlatformArgs
+    assert args.secrets.backup_access_key_id is not None
+    assert args.secrets.backup_secret_access_key is not None
+    return RestoreSource(
+        bucket=args.backups.bucket,
+        endpoint=args.backups.endpoint,
+        region=args.backups.region,
+        verified=args.backups.verified,
+        access_key_id=args.secrets.backup_access_key_id,
+        secret_access_key=args.secrets.backup_secret_access_key,
+    )
 
 
 def _restricted(name: str) -> dict[str, str]:

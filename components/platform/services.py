@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pulumi
+import pulumi_kubernetes as k8s
+from pydantic import Field, InstanceOf, field_validator, model_validator
 
 from components.catalog.services import (
     SERVICES,
@@ -36,6 +37,7 @@ from components.catalog.services import (
 )
 from components.config.schema import ServiceImages
 from components.core.errors import ConfigError
+from components.core.model import Args
 from components.handles import ClusterHandle
 from components.platform.kube import (
     GPU_RESOURCE,
@@ -109,26 +111,91 @@ def nginx_config(table: Sequence[ServiceSpec], namespace: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _container(spec: ServiceSpec, images: ServiceImages, data_namespace: str) -> dict[str, Any]:
+    """The service's one container: its image, env (Secrets only as references), probes, limits."""
+    resources: dict[str, Any] = {
+        "requests": {"cpu": spec.cpu[0], "memory": spec.memory[0]},
+        "limits": {"cpu": spec.cpu[1], "memory": spec.memory[1]},
+    }
+    if spec.gpus:
+        resources["limits"][GPU_RESOURCE] = str(spec.gpus)
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mount_path": "/tmp"}]
+    if spec.name == "nginx":
+        mounts.append({"name": "config", "mount_path": "/etc/nginx/conf.d", "read_only": True})
+    probe = {"http_get": {"path": spec.health_path, "port": "http"}, "period_seconds": 10, "timeout_seconds": 3}
+    return {
+        "name": spec.name,
+        "image": image_reference(spec, images),
+        "image_pull_policy": "IfNotPresent",
+        "ports": [{"name": "http", "container_port": spec.port, "protocol": "TCP"}],
+        "env": [
+            {"name": "PORT", "value": str(spec.port)},
+            *({"name": k, "value": v} for k, v in sorted(spec.env.items())),
+            *_store_plain_env(spec.stores, data_namespace),
+            *secret_env(_store_env(spec.stores) + spec.secrets),
+        ],
+        "resources": resources,
+        "startup_probe": {**probe, "failure_threshold": 30},
+        "readiness_probe": {**probe, "failure_threshold": 3},
+        "liveness_probe": {**probe, "failure_threshold": 6},
+        "security_context": container_security(),
+        "volume_mounts": mounts,
+    }
+
+
+def _pod_spec(spec: ServiceSpec, replicas: int, container: dict[str, Any]) -> dict[str, Any]:
+    """Restricted pod security, GPU scheduling for GPU services, replicas spread over nodes."""
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "empty_dir": {"size_limit": "256Mi"}}]
+    if spec.name == "nginx":
+        volumes.append({"name": "config", "config_map": {"name": "nginx-config"}})
+    pod_spec: dict[str, Any] = {
+        "automount_service_account_token": False,
+        "security_context": pod_security(spec.run_as_user),
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if spec.gpus:
+        pod_spec["runtime_class_name"] = GPU_RUNTIME_CLASS
+        pod_spec["tolerations"] = [dict(GPU_TOLERATION)]
+    if replicas > 1:
+        pod_spec["topology_spread_constraints"] = [
+            {
+                "max_skew": 1,
+                "topology_key": "kubernetes.io/hostname",
+                "when_unsatisfiable": "ScheduleAnyway",
+                "label_selector": {"match_labels": selector(spec.name)},
+            }
+        ]
+    return pod_spec
+
+
 # --- the component ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PlatformServicesArgs:
-    cluster: ClusterHandle
+class PlatformServicesArgs(Args):
+    cluster: InstanceOf[ClusterHandle]
     namespace: str
     environment: Literal["dev", "prod"]
     autoscaling: bool
     data_namespace: str
     monitoring_namespace: str | None  # Prometheus scrapes the services from here when set
     # Created by the caller: app-secrets and store-credentials exist before any pod reads them.
-    secrets: Sequence[pulumi.Resource] = ()
-    table: tuple[ServiceSpec, ...] = SERVICES
-    images: ServiceImages = field(default_factory=ServiceImages)  # stack config serviceImages
+    secrets: Sequence[InstanceOf[pulumi.Resource]] = ()
+    table: tuple[InstanceOf[ServiceSpec], ...] = SERVICES
+    images: ServiceImages = Field(default_factory=ServiceImages)  # stack config serviceImages
 
-    def __post_init__(self) -> None:
+    # Before the Literal check, so a wrong environment is a ConfigError like the table's.
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _environment(cls, v: object) -> object:
+        if v not in ("dev", "prod"):
+            raise ConfigError(f"PlatformServices: environment {v!r}; expected dev or prod")
+        return v
+
+    @model_validator(mode="after")
+    def _table(self) -> PlatformServicesArgs:
         validate_table(self.table)
-        if self.environment not in ("dev", "prod"):
-            raise ConfigError(f"PlatformServices: environment {self.environment!r}; expected dev or prod")
+        return self
 
 
 class PlatformServices(pulumi.ComponentResource):
@@ -139,150 +206,133 @@ class PlatformServices(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: PlatformServicesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gpu-platform:services:PlatformServices", name, None, opts)
-        import pulumi_kubernetes as k8s
-
-        ns = args.namespace
         self.deployments = {}
         self.services = {}
 
         nginx_conf = k8s.core.v1.ConfigMap(
             f"{name}-nginx-config",
-            metadata={"name": "nginx-config", "namespace": ns, "labels": labels("nginx", "config")},
-            data={"default.conf": nginx_config(args.table, ns)},
+            metadata={"name": "nginx-config", "namespace": args.namespace, "labels": labels("nginx", "config")},
+            data={"default.conf": nginx_config(args.table, args.namespace)},
             opts=k8s_opts(self, args.cluster),
         )
-
         for spec in args.table:
             replicas = spec.replicas_for(args.environment)
             ceiling = hpa_ceiling(spec, args.environment)
             autoscaled = args.autoscaling and ceiling > replicas
-            pod_labels = {
-                **labels(spec.name, "service"),
-                **{USES_LABEL.format(store=s): "true" for s in spec.stores},
-            }
-            resources: dict[str, Any] = {
-                "requests": {"cpu": spec.cpu[0], "memory": spec.memory[0]},
-                "limits": {"cpu": spec.cpu[1], "memory": spec.memory[1]},
-            }
-            volumes: list[dict[str, Any]] = [{"name": "tmp", "empty_dir": {"size_limit": "256Mi"}}]
-            mounts: list[dict[str, Any]] = [{"name": "tmp", "mount_path": "/tmp"}]
-            if spec.name == "nginx":
-                volumes.append({"name": "config", "config_map": {"name": "nginx-config"}})
-                mounts.append({"name": "config", "mount_path": "/etc/nginx/conf.d", "read_only": True})
-            probe = {"http_get": {"path": spec.health_path, "port": "http"}, "period_seconds": 10, "timeout_seconds": 3}
-            pod_spec: dict[str, Any] = {
-                "automount_service_account_token": False,
-                "security_context": pod_security(spec.run_as_user),
-                "containers": [
-                    {
-                        "name": spec.name,
-                        "image": image_reference(spec, args.images),
-                        "image_pull_policy": "IfNotPresent",
-                        "ports": [{"name": "http", "container_port": spec.port, "protocol": "TCP"}],
-                        "env": [
-                            {"name": "PORT", "value": str(spec.port)},
-                            *({"name": k, "value": v} for k, v in sorted(spec.env.items())),
-                            *_store_plain_env(spec.stores, args.data_namespace),
-                            *secret_env(_store_env(spec.stores) + spec.secrets),
-                        ],
-                        "resources": resources,
-                        "startup_probe": {**probe, "failure_threshold": 30},
-                        "readiness_probe": {**probe, "failure_threshold": 3},
-                        "liveness_probe": {**probe, "failure_threshold": 6},
-                        "security_context": container_security(),
-                        "volume_mounts": mounts,
-                    }
-                ],
-                "volumes": volumes,
-            }
-            if spec.gpus:
-                resources["limits"][GPU_RESOURCE] = str(spec.gpus)
-                pod_spec["runtime_class_name"] = GPU_RUNTIME_CLASS
-                pod_spec["tolerations"] = [dict(GPU_TOLERATION)]
+            self.deployments[spec.name] = self._deployment(
+                name, args, spec, replicas, autoscaled=autoscaled, nginx_conf=nginx_conf
+            )
+            self.services[spec.name] = self._service(name, args, spec)
             if replicas > 1:
-                pod_spec["topology_spread_constraints"] = [
-                    {
-                        "max_skew": 1,
-                        "topology_key": "kubernetes.io/hostname",
-                        "when_unsatisfiable": "ScheduleAnyway",
-                        "label_selector": {"match_labels": selector(spec.name)},
-                    }
-                ]
-            depends: list[pulumi.Resource] = [*args.secrets]
-            template_metadata: dict[str, Any] = {"labels": pod_labels}
-            if spec.name == "nginx":
-                depends.append(nginx_conf)
-                # nginx reads its config once: a changed config must roll the pods.
-                digest = hashlib.sha256(nginx_config(args.table, ns).encode()).hexdigest()
-                template_metadata["annotations"] = {"gpu-platform/config-sha256": digest}
-            # A GPU pod cannot surge: the new one would wait for the GPU the old one holds.
-            strategy: dict[str, Any] = (
-                {"type": "Recreate"}
-                if spec.gpus
-                else {"type": "RollingUpdate", "rolling_update": {"max_surge": 1, "max_unavailable": 0}}
-            )
-            self.deployments[spec.name] = k8s.apps.v1.Deployment(
-                f"{name}-{spec.name}",
-                metadata={"name": spec.name, "namespace": ns, "labels": labels(spec.name, "service")},
-                spec={
-                    "replicas": replicas,
-                    "revision_history_limit": 5,
-                    "selector": {"match_labels": selector(spec.name)},
-                    "strategy": strategy,
-                    "template": {"metadata": template_metadata, "spec": pod_spec},
-                },
-                # Once an HPA scales the Deployment, spec.replicas is the HPA's field; without
-                # ignore_changes every `pulumi up` would reset it to the table's minimum.
-                opts=k8s_opts(
-                    self, args.cluster, depends_on=depends, ignore_changes=["spec.replicas"] if autoscaled else ()
-                ),
-            )
-            self.services[spec.name] = k8s.core.v1.Service(
-                f"{name}-{spec.name}-svc",
-                metadata={"name": spec.name, "namespace": ns, "labels": labels(spec.name, "service")},
-                spec={
-                    "type": "ClusterIP",
-                    "selector": selector(spec.name),
-                    "ports": [{"name": "http", "port": spec.port, "target_port": "http", "protocol": "TCP"}],
-                },
-                opts=k8s_opts(self, args.cluster),
-            )
-            if replicas > 1:
-                k8s.policy.v1.PodDisruptionBudget(
-                    f"{name}-{spec.name}-pdb",
-                    metadata={"name": spec.name, "namespace": ns, "labels": labels(spec.name, "service")},
-                    spec={"max_unavailable": 1, "selector": {"match_labels": selector(spec.name)}},
-                    opts=k8s_opts(self, args.cluster),
-                )
+                self._disruption_budget(name, args, spec)
             if autoscaled:
-                k8s.autoscaling.v2.HorizontalPodAutoscaler(
-                    f"{name}-{spec.name}-hpa",
-                    metadata={"name": spec.name, "namespace": ns, "labels": labels(spec.name, "service")},
-                    spec={
-                        "scale_target_ref": {"api_version": "apps/v1", "kind": "Deployment", "name": spec.name},
-                        "min_replicas": replicas,
-                        "max_replicas": ceiling,
-                        "metrics": [
-                            {
-                                "type": "Resource",
-                                "resource": {
-                                    "name": "cpu",
-                                    "target": {"type": "Utilization", "average_utilization": 70},
-                                },
-                            }
-                        ],
-                        # Scale down slowly: MCP sessions are long-lived streams.
-                        "behavior": {"scale_down": {"stabilization_window_seconds": 600}},
-                    },
-                    opts=k8s_opts(self, args.cluster, depends_on=[self.deployments[spec.name]]),
-                )
+                self._autoscaler(name, args, spec, (replicas, ceiling), self.deployments[spec.name])
 
         self._network_policies(name, args)
         self.register_outputs({"deployments": sorted(self.deployments)})
 
-    def _network_policies(self, name: str, args: PlatformServicesArgs) -> None:
-        import pulumi_kubernetes as k8s
+    def _deployment(
+        self,
+        name: str,
+        args: PlatformServicesArgs,
+        spec: ServiceSpec,
+        replicas: int,
+        *,
+        autoscaled: bool,
+        nginx_conf: pulumi.Resource,
+    ) -> pulumi.Resource:
+        ns = args.namespace
+        depends: list[pulumi.Resource] = [*args.secrets]
+        template_metadata: dict[str, Any] = {
+            "labels": {
+                **labels(spec.name, "service"),
+                **{USES_LABEL.format(store=s): "true" for s in spec.stores},
+            }
+        }
+        if spec.name == "nginx":
+            depends.append(nginx_conf)
+            # nginx reads its config once: a changed config must roll the pods.
+            digest = hashlib.sha256(nginx_config(args.table, ns).encode()).hexdigest()
+            template_metadata["annotations"] = {"gpu-platform/config-sha256": digest}
+        # A GPU pod cannot surge: the new one would wait for the GPU the old one holds.
+        strategy: dict[str, Any] = (
+            {"type": "Recreate"}
+            if spec.gpus
+            else {"type": "RollingUpdate", "rolling_update": {"max_surge": 1, "max_unavailable": 0}}
+        )
+        return k8s.apps.v1.Deployment(
+            f"{name}-{spec.name}",
+            metadata={"name": spec.name, "namespace": ns, "labels": labels(spec.name, "service")},
+            spec={
+                "replicas": replicas,
+                "revision_history_limit": 5,
+                "selector": {"match_labels": selector(spec.name)},
+                "strategy": strategy,
+                "template": {
+                    "metadata": template_metadata,
+                    "spec": _pod_spec(spec, replicas, _container(spec, args.images, args.data_namespace)),
+                },
+            },
+            # Once an HPA scales the Deployment, spec.replicas is the HPA's field; without
+            # ignore_changes every `pulumi up` would reset it to the table's minimum.
+            opts=k8s_opts(
+                self, args.cluster, depends_on=depends, ignore_changes=["spec.replicas"] if autoscaled else ()
+            ),
+        )
 
+    def _service(self, name: str, args: PlatformServicesArgs, spec: ServiceSpec) -> pulumi.Resource:
+        return k8s.core.v1.Service(
+            f"{name}-{spec.name}-svc",
+            metadata={"name": spec.name, "namespace": args.namespace, "labels": labels(spec.name, "service")},
+            spec={
+                "type": "ClusterIP",
+                "selector": selector(spec.name),
+                "ports": [{"name": "http", "port": spec.port, "target_port": "http", "protocol": "TCP"}],
+            },
+            opts=k8s_opts(self, args.cluster),
+        )
+
+    def _disruption_budget(self, name: str, args: PlatformServicesArgs, spec: ServiceSpec) -> None:
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-{spec.name}-pdb",
+            metadata={"name": spec.name, "namespace": args.namespace, "labels": labels(spec.name, "service")},
+            spec={"max_unavailable": 1, "selector": {"match_labels": selector(spec.name)}},
+            opts=k8s_opts(self, args.cluster),
+        )
+
+    def _autoscaler(
+        self,
+        name: str,
+        args: PlatformServicesArgs,
+        spec: ServiceSpec,
+        bounds: tuple[int, int],
+        deployment: pulumi.Resource,
+    ) -> None:
+        """CPU-driven HPA between `bounds` (the table's replicas and its ceiling)."""
+        low, high = bounds
+        k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            f"{name}-{spec.name}-hpa",
+            metadata={"name": spec.name, "namespace": args.namespace, "labels": labels(spec.name, "service")},
+            spec={
+                "scale_target_ref": {"api_version": "apps/v1", "kind": "Deployment", "name": spec.name},
+                "min_replicas": low,
+                "max_replicas": high,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {"type": "Utilization", "average_utilization": 70},
+                        },
+                    }
+                ],
+                # Scale down slowly: MCP sessions are long-lived streams.
+                "behavior": {"scale_down": {"stabilization_window_seconds": 600}},
+            },
+            opts=k8s_opts(self, args.cluster, depends_on=[deployment]),
+        )
+
+    def _network_policies(self, name: str, args: PlatformServicesArgs) -> None:
         ns = args.namespace
         public = sorted(s.name for s in args.table if s.public_host)
         # (name, spec); Any because the SDK's NetworkPolicySpecArgsDict cannot be inferred from a table.

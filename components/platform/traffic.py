@@ -33,13 +33,16 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
+import pulumi_kubernetes as k8s
+from pydantic import Field, InstanceOf, model_validator
 
 from components.catalog.services import SERVICES
 from components.core.errors import ConfigError
+from components.core.model import Args
 from components.handles import ClusterHandle
 from components.platform.kube import k8s_opts, labels
 
@@ -91,18 +94,18 @@ def weights(k3s_weight: int) -> tuple[int, int]:
     return k3s_weight, 100 - k3s_weight
 
 
-@dataclass(frozen=True)
-class TrafficSplitArgs:
-    cluster: ClusterHandle
+class TrafficSplitArgs(Args):
+    cluster: InstanceOf[ClusterHandle]
     namespace: str
     domain: str
     k3s_weight: int
     legacy_address: str
     cluster_issuer: str
-    routes: tuple[PublicRoute, ...] = field(default_factory=public_routes)
-    depends_on: Sequence[pulumi.Resource] = ()
+    routes: tuple[InstanceOf[PublicRoute], ...] = Field(default_factory=public_routes)
+    depends_on: Sequence[InstanceOf[pulumi.Resource]] = ()
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _routable(self) -> TrafficSplitArgs:
         if not 1 <= self.k3s_weight <= 100:
             raise ConfigError(
                 f"traffic.k3sWeight: {self.k3s_weight}; public routes exist only for 1-100 (0 means none at all)"
@@ -114,6 +117,7 @@ class TrafficSplitArgs:
         hosts = [r.host for r in self.routes]
         if not hosts or len(set(hosts)) != len(hosts):
             raise ConfigError(f"TrafficSplit: public hosts must be unique and not empty (got {hosts})")
+        return self
 
     def fqdn(self, route: PublicRoute) -> str:
         return f"{route.host}.{self.domain}"
@@ -127,19 +131,15 @@ class TrafficSplit(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: TrafficSplitArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gpu-platform:traffic:TrafficSplit", name, None, opts)
-        import pulumi_kubernetes as k8s
-
-        ns = args.namespace
         k3s, legacy = weights(args.k3s_weight)
         self.hostnames = [args.fqdn(r) for r in args.routes]
-        self.backends = route_backends(ns, args.domain, args.routes)
+        self.backends = route_backends(args.namespace, args.domain, args.routes)
 
-        family = "IPv6" if ipaddress.ip_address(args.legacy_address).version == 6 else "IPv4"
         certificate = k8s.apiextensions.CustomResource(
             f"{name}-certificate",
             api_version="cert-manager.io/v1",
             kind="Certificate",
-            metadata={"name": TLS_SECRET, "namespace": ns, "labels": labels(TLS_SECRET, "tls")},
+            metadata={"name": TLS_SECRET, "namespace": args.namespace, "labels": labels(TLS_SECRET, "tls")},
             spec={
                 "secretName": TLS_SECRET,
                 "dnsNames": self.hostnames,
@@ -148,87 +148,123 @@ class TrafficSplit(pulumi.ComponentResource):
             },
             opts=k8s_opts(self, args.cluster, depends_on=args.depends_on),
         )
-
         for route in args.routes:
-            fqdn = args.fqdn(route)
-            legacy_name = legacy_service(route)
-            legacy_svc = k8s.core.v1.Service(
-                f"{name}-{route.host}-legacy",
-                metadata={"name": legacy_name, "namespace": ns, "labels": labels(legacy_name, "legacy")},
-                # No selector: the endpoints are the EndpointSlice below, not pods.
-                spec={"type": "ClusterIP", "ports": [{"name": "https", "port": LEGACY_PORT, "protocol": "TCP"}]},
-                opts=k8s_opts(self, args.cluster, depends_on=args.depends_on),
-            )
-            k8s.discovery.v1.EndpointSlice(
-                f"{name}-{route.host}-legacy-endpoints",
-                metadata={
-                    "name": f"{legacy_name}-{family.lower()}",
-                    "namespace": ns,
-                    "labels": {
-                        **labels(legacy_name, "legacy"),
-                        "kubernetes.io/service-name": legacy_name,
-                        "endpointslice.kubernetes.io/managed-by": "pulumi.gpu-platform",
-                    },
-                },
-                address_type=family,
-                endpoints=[
-                    {
-                        "addresses": [args.legacy_address],
-                        "conditions": {"ready": True, "serving": True, "terminating": False},
-                    }
-                ],
-                ports=[{"name": "https", "port": LEGACY_PORT, "protocol": "TCP"}],
-                opts=k8s_opts(self, args.cluster, depends_on=[legacy_svc]),
-            )
-            transport = k8s.apiextensions.CustomResource(
-                f"{name}-{route.host}-legacy-transport",
-                api_version="traefik.io/v1alpha1",
-                kind="ServersTransport",
-                metadata={"name": legacy_name, "namespace": ns, "labels": labels(route.host, "legacy")},
-                # SNI and certificate check for the public name the Compose host serves.
-                spec={"serverName": fqdn, "insecureSkipVerify": False},
-                opts=k8s_opts(self, args.cluster, depends_on=args.depends_on),
-            )
-            split = k8s.apiextensions.CustomResource(
-                f"{name}-{route.host}-split",
-                api_version="traefik.io/v1alpha1",
-                kind="TraefikService",
-                metadata={"name": f"{route.host}-split", "namespace": ns, "labels": labels(route.host, "traffic")},
-                spec={
-                    "weighted": {
-                        "services": [
-                            {"name": route.service, "port": route.port, "weight": k3s},
-                            {
-                                "name": legacy_name,
-                                "port": LEGACY_PORT,
-                                "weight": legacy,
-                                "scheme": "https",
-                                "serversTransport": legacy_name,
-                            },
-                        ],
-                        "sticky": {"cookie": dict(STICKY_COOKIE)},
-                    }
-                },
-                opts=k8s_opts(self, args.cluster, depends_on=[legacy_svc, transport, *args.depends_on]),
-            )
-            route_spec: dict[str, Any] = {
-                "entryPoints": ["websecure"],
-                "routes": [
-                    {
-                        "kind": "Rule",
-                        "match": f"Host(`{fqdn}`)",
-                        "services": [{"name": f"{route.host}-split", "kind": "TraefikService"}],
-                    }
-                ],
-                "tls": {"secretName": TLS_SECRET},
-            }
-            k8s.apiextensions.CustomResource(
-                f"{name}-{route.host}-route",
-                api_version="traefik.io/v1alpha1",
-                kind="IngressRoute",
-                metadata={"name": route.host, "namespace": ns, "labels": labels(route.host, "traffic")},
-                spec=route_spec,
-                opts=k8s_opts(self, args.cluster, depends_on=[split, certificate]),
-            )
+            legacy_backend = self._legacy_backend(name, args, route)
+            split = self._split(name, args, route, (k3s, legacy), legacy_backend)
+            self._ingress_route(name, args, route, split, certificate)
 
         self.register_outputs({"hostnames": self.hostnames, "k3sWeight": k3s})
+
+    def _legacy_backend(self, name: str, args: TrafficSplitArgs, route: PublicRoute) -> list[pulumi.Resource]:
+        """The Compose host as a Traefik backend: a selector-less Service, its EndpointSlice, a ServersTransport.
+
+        Returns what the weighted split must wait for (the Service and the ServersTransport).
+        """
+        ns = args.namespace
+        legacy_name = legacy_service(route)
+        family = "IPv6" if ipaddress.ip_address(args.legacy_address).version == 6 else "IPv4"
+        legacy_svc = k8s.core.v1.Service(
+            f"{name}-{route.host}-legacy",
+            metadata={"name": legacy_name, "namespace": ns, "labels": labels(legacy_name, "legacy")},
+            # No selector: the endpoints are the EndpointSlice below, not pods.
+            spec={"type": "ClusterIP", "ports": [{"name": "https", "port": LEGACY_PORT, "protocol": "TCP"}]},
+            opts=k8s_opts(self, args.cluster, depends_on=args.depends_on),
+        )
+        k8s.discovery.v1.EndpointSlice(
+            f"{name}-{route.host}-legacy-endpoints",
+            metadata={
+                "name": f"{legacy_name}-{family.lower()}",
+                "namespace": ns,
+                "labels": {
+                    **labels(legacy_name, "legacy"),
+                    "kubernetes.io/service-name": legacy_name,
+                    "endpointslice.kubernetes.io/managed-by": "pulumi.gpu-platform",
+                },
+            },
+            address_type=family,
+            endpoints=[
+                {
+                    "addresses": [args.legacy_address],
+                    "conditions": {"ready": True, "serving": True, "terminating": False},
+                }
+            ],
+            ports=[{"name": "https", "port": LEGACY_PORT, "protocol": "TCP"}],
+            opts=k8s_opts(self, args.cluster, depends_on=[legacy_svc]),
+        )
+        transport = k8s.apiextensions.CustomResource(
+            f"{name}-{route.host}-legacy-transport",
+            api_version="traefik.io/v1alpha1",
+            kind="ServersTransport",
+            metadata={"name": legacy_name, "namespace": ns, "labels": labels(route.host, "legacy")},
+            # SNI and certificate check for the public name the Compose host serves.
+            spec={"serverName": args.fqdn(route), "insecureSkipVerify": False},
+            opts=k8s_opts(self, args.cluster, depends_on=args.depends_on),
+        )
+        return [legacy_svc, transport]
+
+    def _split(
+        self,
+        name: str,
+        args: TrafficSplitArgs,
+        route: PublicRoute,
+        split_weights: tuple[int, int],
+        legacy_backend: list[pulumi.Resource],
+    ) -> pulumi.Resource:
+        """The weighted round robin (in-cluster, legacy) behind one hostname, sticky per client."""
+        k3s, legacy = split_weights
+        legacy_name = legacy_service(route)
+        return k8s.apiextensions.CustomResource(
+            f"{name}-{route.host}-split",
+            api_version="traefik.io/v1alpha1",
+            kind="TraefikService",
+            metadata={
+                "name": f"{route.host}-split",
+                "namespace": args.namespace,
+                "labels": labels(route.host, "traffic"),
+            },
+            spec={
+                "weighted": {
+                    "services": [
+                        {"name": route.service, "port": route.port, "weight": k3s},
+                        {
+                            "name": legacy_name,
+                            "port": LEGACY_PORT,
+                            "weight": legacy,
+                            "scheme": "https",
+                            "serversTransport": legacy_name,
+                        },
+                    ],
+                    "sticky": {"cookie": dict(STICKY_COOKIE)},
+                }
+            },
+            opts=k8s_opts(self, args.cluster, depends_on=[*legacy_backend, *args.depends_on]),
+        )
+
+    def _ingress_route(
+        self,
+        name: str,
+        args: TrafficSplitArgs,
+        route: PublicRoute,
+        split: pulumi.Resource,
+        certificate: pulumi.Resource,
+    ) -> None:
+        """The hostname's route on `websecure`, to its split, with the shared certificate."""
+        route_spec: dict[str, Any] = {
+            "entryPoints": ["websecure"],
+            "routes": [
+                {
+                    "kind": "Rule",
+                    "match": f"Host(`{args.fqdn(route)}`)",
+                    "services": [{"name": f"{route.host}-split", "kind": "TraefikService"}],
+                }
+            ],
+            "tls": {"secretName": TLS_SECRET},
+        }
+        k8s.apiextensions.CustomResource(
+            f"{name}-{route.host}-route",
+            api_version="traefik.io/v1alpha1",
+            kind="IngressRoute",
+            metadata={"name": route.host, "namespace": args.namespace, "labels": labels(route.host, "traffic")},
+            spec=route_spec,
+            opts=k8s_opts(self, args.cluster, depends_on=[split, certificate]),
+        )
