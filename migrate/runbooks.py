@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from components.config.phases import STACKS_DIR, Phase, load_phases
+from migrate.checks import CHECKS
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -39,8 +40,6 @@ TROUBLESHOOTING = {
 
 
 def _check_descriptions() -> dict[str, str]:
-    from migrate.checks import CHECKS
-
     return {name: check.description for name, check in CHECKS.items()}
 
 
