@@ -37,11 +37,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from pulumi import automation as auto
+from pulumi.automation import CommandError, ConfigValue, StackNotFoundError
 from rich.console import Console
+from rich.prompt import Confirm
 from rich.table import Table
 
 from components.config.phases import STACKS_DIR, Phase, irreversible_between, load_phases, resolve
 from components.core.errors import ConfigError
+from migrate import checks
 
 ROOT = Path(__file__).resolve().parent.parent
 PHASE_KEY = "gpu-platform:phase"
@@ -111,8 +115,6 @@ def open_stack(name: str, create: bool) -> StackHandle:
     """The stack `name` of this directory's program, through a LocalWorkspace."""
     if shutil.which("pulumi") is None:
         raise PulumiMissingError(INSTALL_HELP)
-    from pulumi import automation as auto
-
     try:
         if create:
             return auto.create_or_select_stack(name, work_dir=str(ROOT))
@@ -127,7 +129,9 @@ def open_stack(name: str, create: bool) -> StackHandle:
 def offline_check(stack: str, phase: str) -> int:
     """The policy pack on the recorded plan of `phase` (migrate/policy_runner.py)."""
     try:
-        from migrate.policy_runner import run_check
+        # Imported here for behaviour, not speed: a runner that cannot be imported must refuse the move
+        # with this message before anything changes (tests/test_automation.py pins it).
+        from migrate.policy_runner import run_check  # noqa: PLC0415, RUF100
     except ImportError as exc:
         raise Refused(
             f"the offline policy runner (migrate/policy_runner.py) is not available: {exc}. "
@@ -148,8 +152,6 @@ def exit_checks(
 
     `thresholds`: per check name, the phase file's thresholds (ExitCriteria.thresholds_for).
     """
-    from migrate import checks
-
     fly_token = os.environ.get("FLY_API_TOKEN") or _config_value(stack, FLY_TOKEN_KEY)
     # FLY_API_URL: the same override components/clouds/fly_api.py honours (a proxy, a test server).
     fly_api_url = os.environ.get("FLY_API_URL", checks.FLY_API_URL)
@@ -178,8 +180,6 @@ def exit_checks(
 
 def _with_config(outputs: Mapping[str, Any], stack: StackHandle) -> dict[str, Any]:
     """The outputs plus what the checks need that lives in stack config rather than in outputs."""
-    from migrate import checks
-
     merged = dict(outputs)
     if checks.OUT_FLY_APPS not in merged:
         apps = _config_json(stack, FLY_APPS_KEY)
@@ -217,8 +217,6 @@ def _interactive() -> bool:
 
 
 def _confirm(prompt: str) -> bool:
-    from rich.prompt import Confirm
-
     return Confirm.ask(prompt, default=False)
 
 
@@ -244,8 +242,6 @@ def _value(item: Any) -> Any:
 
 
 def _config_value(stack: StackHandle, key: str) -> str | None:
-    from pulumi.automation import CommandError
-
     try:
         value = _value(stack.get_config(key))
     except CommandError:
@@ -354,8 +350,6 @@ def plan_move(
 
 
 def _open(stack: str, create: bool, deps: Deps) -> StackHandle:
-    from pulumi.automation import StackNotFoundError
-
     try:
         return deps.open_stack(stack, create)
     except StackNotFoundError:
@@ -366,8 +360,6 @@ def _open(stack: str, create: bool, deps: Deps) -> StackHandle:
 
 
 def _run(deps: Deps, body: Callable[[], int]) -> int:
-    from pulumi.automation import CommandError
-
     console = deps.console
     try:
         return body()
@@ -561,8 +553,6 @@ def _policy_pack_configs(stack: str) -> list[str] | None:
 
 
 def _apply(handle: StackHandle, move: Move, restore_to: str | None, yes: bool, deps: Deps, *, note: str = "") -> int:
-    from pulumi.automation import CommandError, ConfigValue
-
     console = deps.console
     target = move.target
     handle.set_config(PHASE_KEY, ConfigValue(value=target.id))
@@ -642,8 +632,6 @@ def _apply(handle: StackHandle, move: Move, restore_to: str | None, yes: bool, d
 
 
 def _restore(handle: StackHandle, value: str | None, stack: str, console: Console) -> None:
-    from pulumi.automation import CommandError, ConfigValue
-
     try:
         if value is None:
             handle.remove_config(PHASE_KEY)

@@ -20,6 +20,7 @@ import importlib
 import math
 import os
 import re
+import ssl
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -31,6 +32,11 @@ from urllib.parse import quote, urlsplit
 
 import requests
 import yaml
+from botocore.exceptions import BotoCoreError, ClientError
+
+from benchmarks import llama_bench as bench
+from components.config.phases import CHECK_THRESHOLDS
+from migrate import loadtest
 
 # --- stack outputs the checks read --------------------------------------------------------------
 # components/stack.py exports these; a check whose output is missing FAILS and names the output.
@@ -635,7 +641,9 @@ def llama_health(ctx: CheckContext, deadline: Deadline) -> str:
 def _s3(ctx: CheckContext) -> Any:
     if ctx.s3_client is not None:
         return ctx.s3_client
-    import boto3
+    # Only this check needs boto3, the heaviest import here: +118 ms (160 modules) for every importer
+    # of this module (runbooks, every `python -m migrate` command), measured after a whole prod plan.
+    import boto3  # noqa: PLC0415, RUF100
 
     key_id, secret = ctx.s3_credentials or (None, None)
     return boto3.client(
@@ -657,8 +665,6 @@ def backups_verified(ctx: CheckContext, deadline: Deadline) -> str:
         shape = "a list of {key, sha256}"
         raise _FinalError(f"stack output {OUT_BACKUP_OBJECTS!r} must be {shape} (got {objects!r:.80})")
     client = _s3(ctx)
-    from botocore.exceptions import BotoCoreError, ClientError
-
     bad: list[str] = []
     total = 0
     for obj in objects:
@@ -773,8 +779,6 @@ _TRAEFIK_SERVICE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?@kubernetescrd$")
 
 
 def _thresholds(ctx: CheckContext, name: str) -> Any:
-    from components.config.phases import CHECK_THRESHOLDS
-
     given = ctx.thresholds.get(name)
     return given if given is not None else CHECK_THRESHOLDS[name]()
 
@@ -946,8 +950,6 @@ def routes_slo(ctx: CheckContext, deadline: Deadline) -> str:
 
 @_check("load-test", "a bounded Locust load test of the public hostnames meets the phase's p95 and error targets")
 def load_test(ctx: CheckContext, deadline: Deadline) -> str:
-    from migrate import loadtest
-
     limits = _thresholds(ctx, "load-test")
     urls = _public_urls(ctx)
     plain = [url for url in urls if not url.startswith("https://")]
@@ -979,8 +981,6 @@ LITELLM_PROXY_FAILED = "litellm_proxy_failed_requests_metric_total"
 
 
 def _kube_ssl(kube: KubeClient) -> Any:
-    import ssl
-
     context = ssl.create_default_context(cafile=kube.verify if isinstance(kube.verify, str) else None)
     if isinstance(kube.session.cert, tuple):
         context.load_cert_chain(*kube.session.cert)
@@ -991,8 +991,6 @@ def _bench_endpoint(kube: KubeClient | None, url: str, key: str) -> Any:
     """The benchmark's Endpoint for `url`: straight there, or through the API server's service proxy
     for an in-cluster URL, authenticated to Kubernetes as the kubeconfig says and to llama-server
     with `X-Api-Key` (the Authorization header belongs to the API server there)."""
-    from benchmarks import llama_bench as bench
-
     proxy = _service_proxy_path(url)
     if proxy is None or kube is None:
         return bench.Endpoint(url, key)
@@ -1005,8 +1003,6 @@ def _bench_endpoint(kube: KubeClient | None, url: str, key: str) -> Any:
 
 @_check("llama-bench-targets", "the llama server(s) meet the phase's latency and tokens/s targets under load")
 def llama_bench_targets(ctx: CheckContext, deadline: Deadline) -> str:
-    from benchmarks import llama_bench as bench
-
     t = _thresholds(ctx, "llama-bench-targets")
     servers = []
     for name in OUT_LLAMA_SERVERS:

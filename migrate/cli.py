@@ -12,41 +12,36 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from rich.console import Console
+
+from components.config.phases import irreversible_between, resolve
 from components.core.errors import ConfigError
+from migrate import automation, harness, policy_runner, render
+from migrate.plan import counts, critical_path, diff_plans, images
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PROTECTED = 0, 1, 2, 3
 
 
 def _stack_path(stack: str, stack_file: str | None) -> Path:
-    from migrate.harness import stack_file as default_file
-
     if stack_file:
         path = Path(stack_file)
         if not path.is_file():
             raise ConfigError(f"--stack-file {stack_file}: no such file")
         return path
-    path = default_file(stack)
+    path = harness.stack_file(stack)
     if not path.is_file():
         known = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in path.parent.glob("Pulumi.*.yaml"))
         raise ConfigError(f"--stack {stack}: no Pulumi.{stack}.yaml; known stacks: {', '.join(known)}")
     return path
 
 
-def _console() -> Any:
-    from rich.console import Console
-
+def _console() -> Console:
     return Console(highlight=False, soft_wrap=True)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from components.config.phases import resolve
-    from migrate import render
-    from migrate.harness import record
-    from migrate.plan import counts, critical_path, images
-
-    recorded = record(
+    recorded = harness.record(
         args.stack, phase=args.phase, stack_path=_stack_path(args.stack, args.stack_file), preview=args.preview
     )
     phase = resolve(recorded.phase)
@@ -69,15 +64,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from components.config.phases import irreversible_between, resolve
-    from migrate import render
-    from migrate.harness import record
-    from migrate.plan import diff_plans
-
     path = _stack_path(args.stack, args.stack_file)
     resolve(args.from_phase), resolve(args.to_phase)  # unknown phase ids fail before any recording
-    before = record(args.stack, phase=args.from_phase, stack_path=path)
-    after = record(args.stack, phase=args.to_phase, stack_path=path)
+    before = harness.record(args.stack, phase=args.from_phase, stack_path=path)
+    after = harness.record(args.stack, phase=args.to_phase, stack_path=path)
     result = diff_plans(before, after)
     undone = irreversible_between(args.from_phase, args.to_phase)
     if args.json:
@@ -95,14 +85,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from migrate import automation
-
     return automation.status(args.stack, checks=args.checks)
 
 
 def cmd_move(args: argparse.Namespace) -> int:
-    from migrate import automation
-
     if args.command == "forward":
         return automation.forward(
             args.stack, yes=args.yes, to=args.to, allow_skip=args.allow_skip, override_gate=args.override_gate
@@ -162,8 +148,6 @@ def build_parser() -> argparse.ArgumentParser:
     p_diff.add_argument("--to", dest="to_phase", required=True, help="phase to move to")
     p_diff.set_defaults(func=cmd_diff)
 
-    from migrate import policy_runner  # light: it imports pulumi_policy only when it runs
-
     p_check = sub.add_parser("check", help="the policy pack on recorded plans, offline (exit 1 on mandatory)")
     policy_runner.add_arguments(p_check)
     p_check.set_defaults(func=policy_runner.run_from_args)
@@ -181,11 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except Exception as exc:
-        from migrate.harness import ResourceInApplyError
-
-        if not isinstance(exc, ResourceInApplyError):
-            raise
+    except harness.ResourceInApplyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:

@@ -25,18 +25,31 @@ import contextvars
 import functools
 import json
 import runpy
+import sys
 import types
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import yaml
+from pulumi import Output, Resource
+from pulumi.dynamic import dynamic
+from pulumi.runtime import rpc
+from pulumi.runtime import settings as runtime_settings
+from pulumi.runtime import stack as runtime_stack
+from pulumi.runtime.mocks import MockEngine, MockMonitor, MockResourceArgs, MockSettings
+from pulumi.runtime.proto import resource_pb2
+from pulumi.runtime.stack import run_in_stack
+from pulumi.runtime.sync_await import _sync_await
 
 from components.config.load import SECRET_KEYS
 from components.config.schema import NAMESPACE
 from components.core.engine import WIRE_UNKNOWN, contains_unknown, is_unknown
 from components.core.errors import ConfigError
+from migrate import mocks
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "gpu-platform"
@@ -163,8 +176,6 @@ class RecordedPlan:
 
 def _clean(value: Any, path: str, secrets: list[str]) -> Any:
     """Plain JSON-able data from a deserialised property value, noting where secrets were."""
-    from pulumi import Resource
-
     if isinstance(value, Mapping):
         if value.get(_SIG) == _SECRET_SIG:
             secrets.append(path)
@@ -212,8 +223,6 @@ def _plain(value: Any) -> Any:
 def _wire(value: Any) -> Any:
     """The value as the engine marshals it for an analyzer: secrets wrapped (real value inside),
     unknowns as the wire sentinel, resource references as their URN, plain JSON otherwise."""
-    from pulumi import Resource
-
     if isinstance(value, Mapping):
         return {str(k): _wire(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -255,112 +264,106 @@ def _provider_urn(ref: str) -> str:
 # --- the monitor --------------------------------------------------------------------------------
 
 
-def _capturing_monitor_class() -> type:
-    from pulumi.runtime import rpc
-    from pulumi.runtime.mocks import MockMonitor
-    from pulumi.runtime.proto import resource_pb2
-    from pulumi.runtime.sync_await import _sync_await
+class CapturingMonitor(MockMonitor):
+    """A MockMonitor that keeps every registration request, in order."""
 
-    from migrate.mocks import Mocks
+    def __init__(self, rules: mocks.Mocks, preview: bool) -> None:
+        super().__init__(rules)
+        self.preview = preview
+        self.recorded: dict[str, RecordedResource] = {}
+        self.stack_outputs: dict[str, Any] = {}
+        self.stack_wire_outputs: dict[str, Any] = {}
+        self.secret_stack_outputs: list[str] = []
 
-    class CapturingMonitor(MockMonitor):
-        """A MockMonitor that keeps every registration request, in order."""
+    def _provider_config_unknown(self, provider_ref: str) -> bool:
+        provider = self.recorded.get(_provider_urn(provider_ref))
+        return provider is not None and contains_unknown(provider.wire_inputs)
 
-        def __init__(self, mocks: Mocks, preview: bool) -> None:
-            super().__init__(mocks)
-            self.preview = preview
-            self.recorded: dict[str, RecordedResource] = {}
-            self.stack_outputs: dict[str, Any] = {}
-            self.stack_wire_outputs: dict[str, Any] = {}
-            self.secret_stack_outputs: list[str] = []
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        if request.type == "pulumi:pulumi:Stack":
+            return super().RegisterResource(request)
+        raw = rpc.deserialize_properties(request.object, keep_unknowns=True)
+        raw.pop("__provider", None)  # the engine's analyzers skip internal keys too
+        secret_paths: list[str] = []
+        inputs = _clean(raw, "", secret_paths)
+        urn = self.make_urn(request.parent, request.type, request.name)
+        id_, state = self._mock_state(request, _plain(raw))
+        obj_proto = _sync_await(rpc.serialize_properties(state, {}))
+        self.resources[urn] = MockMonitor.ResourceRegistration(urn, id_, state)
+        self.recorded[urn] = _recorded_resource(
+            request, urn, raw=raw, inputs=inputs, secret_paths=secret_paths, state=state
+        )
+        return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj_proto)
 
-        def _provider_config_unknown(self, provider_ref: str) -> bool:
-            provider = self.recorded.get(_provider_urn(provider_ref))
-            return provider is not None and contains_unknown(provider.wire_inputs)
+    def _mock_state(self, request: Any, plain_inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The id and output state the mocks give the resource in this view."""
+        args = MockResourceArgs(
+            typ=request.type,
+            name=request.name,
+            inputs=plain_inputs,
+            provider=request.provider,
+            resource_id=request.importId,
+            custom=request.custom or False,
+        )
+        id_, state = self.mocks.new_resource(args)
+        id_ = id_ or ""
+        # A preview's create answers with inputs and unknown computed outputs; an import reads
+        # the real object even in a preview, so its outputs stay known.
+        if self.preview and request.custom and not request.importId:
+            unknown_config = self._provider_config_unknown(request.provider)
+            state = mocks.preview_outputs(request.type, plain_inputs, state, provider_config_unknown=unknown_config)
+            id_ = ""
+        return id_, state
 
-        def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
-            if request.type == "pulumi:pulumi:Stack":
-                return super().RegisterResource(request)
-            raw = rpc.deserialize_properties(request.object, keep_unknowns=True)
-            raw.pop("__provider", None)  # the engine's analyzers skip internal keys too
-            secret_paths: list[str] = []
-            inputs = _clean(raw, "", secret_paths)
-            urn = self.make_urn(request.parent, request.type, request.name)
-            from pulumi.runtime.mocks import MockResourceArgs
+    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802
+        if "::pulumi:pulumi:Stack::" in request.urn:
+            raw = rpc.deserialize_properties(request.outputs, keep_unknowns=True)
+            secrets: list[str] = []
+            self.stack_outputs = _clean(raw, "", secrets)
+            self.stack_wire_outputs = _wire(raw)
+            self.secret_stack_outputs = sorted({s.split(".")[0].split("[")[0] for s in secrets})
+        return super().RegisterResourceOutputs(request)
 
-            plain_inputs = _plain(raw)
-            args = MockResourceArgs(
-                typ=request.type,
-                name=request.name,
-                inputs=plain_inputs,
-                provider=request.provider,
-                resource_id=request.importId,
-                custom=request.custom or False,
-            )
-            id_, state = self.mocks.new_resource(args)
-            id_ = id_ or ""
-            # A preview's create answers with inputs and unknown computed outputs; an import reads
-            # the real object even in a preview, so its outputs stay known.
-            if self.preview and request.custom and not request.importId:
-                from migrate.mocks import preview_outputs
 
-                unknown_config = self._provider_config_unknown(request.provider)
-                state = preview_outputs(request.type, plain_inputs, state, provider_config_unknown=unknown_config)
-                id_ = ""
-            obj_proto = _sync_await(rpc.serialize_properties(state, {}))
-            self.resources[urn] = MockMonitor.ResourceRegistration(urn, id_, state)
-
-            out_secrets: list[str] = []
-            outputs = _clean(state, "", out_secrets)
-            secret_top = {p.split(".")[0].split("[")[0] for p in secret_paths + out_secrets}
-            secret_top |= set(request.additionalSecretOutputs)
-            timeouts = request.customTimeouts
-            self.recorded[urn] = RecordedResource(
-                urn=urn,
-                type=request.type,
-                name=request.name,
-                parent=request.parent,
-                custom=bool(request.custom),
-                inputs=inputs,
-                secret_inputs=tuple(secret_paths),
-                # The SDK gathers dependencies in sets; sorted, two recordings compare equal.
-                dependencies=tuple(sorted(request.dependencies)),
-                property_dependencies={
-                    k: tuple(sorted(v.urns))
-                    for k, v in sorted(request.propertyDependencies.items())
-                    if k != "__provider"
-                },
-                provider=_provider_urn(request.provider),
-                protect=bool(request.protect),
-                retain_on_delete=bool(request.retainOnDelete),
-                ignore_changes=tuple(request.ignoreChanges),
-                delete_before_replace=bool(request.deleteBeforeReplace),
-                replace_on_changes=tuple(request.replaceOnChanges),
-                additional_secret_outputs=tuple(request.additionalSecretOutputs),
-                deleted_with=request.deletedWith,
-                aliases=tuple(_alias(a) for a in request.aliases),
-                custom_timeouts={
-                    k: getattr(timeouts, k) for k in ("create", "update", "delete") if getattr(timeouts, k, "")
-                },
-                import_id=request.importId,
-                outputs=outputs if request.custom else {},
-                secret_outputs=tuple(sorted(secret_top)) if request.custom else (),
-                version=request.version,
-                wire_inputs=_wire(raw),
-                wire_outputs=_wire(state) if request.custom else {},
-            )
-            return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj_proto)
-
-        def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802
-            if "::pulumi:pulumi:Stack::" in request.urn:
-                raw = rpc.deserialize_properties(request.outputs, keep_unknowns=True)
-                secrets: list[str] = []
-                self.stack_outputs = _clean(raw, "", secrets)
-                self.stack_wire_outputs = _wire(raw)
-                self.secret_stack_outputs = sorted({s.split(".")[0].split("[")[0] for s in secrets})
-            return super().RegisterResourceOutputs(request)
-
-    return CapturingMonitor
+def _recorded_resource(
+    request: Any, urn: str, *, raw: dict[str, Any], inputs: Any, secret_paths: list[str], state: dict[str, Any]
+) -> RecordedResource:
+    """What the engine would see of one RegisterResource request, given the mocks' answer `state`."""
+    out_secrets: list[str] = []
+    outputs = _clean(state, "", out_secrets)
+    secret_top = {p.split(".")[0].split("[")[0] for p in secret_paths + out_secrets}
+    secret_top |= set(request.additionalSecretOutputs)
+    timeouts = request.customTimeouts
+    return RecordedResource(
+        urn=urn,
+        type=request.type,
+        name=request.name,
+        parent=request.parent,
+        custom=bool(request.custom),
+        inputs=inputs,
+        secret_inputs=tuple(secret_paths),
+        # The SDK gathers dependencies in sets; sorted, two recordings compare equal.
+        dependencies=tuple(sorted(request.dependencies)),
+        property_dependencies={
+            k: tuple(sorted(v.urns)) for k, v in sorted(request.propertyDependencies.items()) if k != "__provider"
+        },
+        provider=_provider_urn(request.provider),
+        protect=bool(request.protect),
+        retain_on_delete=bool(request.retainOnDelete),
+        ignore_changes=tuple(request.ignoreChanges),
+        delete_before_replace=bool(request.deleteBeforeReplace),
+        replace_on_changes=tuple(request.replaceOnChanges),
+        additional_secret_outputs=tuple(request.additionalSecretOutputs),
+        deleted_with=request.deletedWith,
+        aliases=tuple(_alias(a) for a in request.aliases),
+        custom_timeouts={k: getattr(timeouts, k) for k in ("create", "update", "delete") if getattr(timeouts, k, "")},
+        import_id=request.importId,
+        outputs=outputs if request.custom else {},
+        secret_outputs=tuple(sorted(secret_top)) if request.custom else (),
+        version=request.version,
+        wire_inputs=_wire(raw),
+        wire_outputs=_wire(state) if request.custom else {},
+    )
 
 
 # --- reading stack files ------------------------------------------------------------------------
@@ -428,9 +431,7 @@ PATCHED_PULUMI = "3.272.0"
 
 
 def _require_patched_pulumi() -> None:
-    from importlib.metadata import version
-
-    found = version("pulumi")
+    found = metadata.version("pulumi")
     if found != PATCHED_PULUMI:
         raise RuntimeError(
             f"migrate/harness.py replaces pulumi internals written against pulumi {PATCHED_PULUMI}, but "
@@ -451,7 +452,6 @@ def _cheap_dynamic_provider_serialisation() -> Iterator[None]:
     name. `tests/test_dynamic_providers.py` pickles every provider for real, so a provider that
     cannot be serialised, or that would carry a plain secret into state, still fails a test.
     """
-    from pulumi.dynamic import dynamic
 
     def by_name(provider: object) -> str:
         return f"{type(provider).__module__}.{type(provider).__qualname__}"
@@ -476,8 +476,6 @@ def _drain_outputs_all_at_once() -> Iterator[None]:
     exception surfaces; only the moment the first failure is noticed changes, which an offline
     recording does not depend on.
     """
-    from pulumi.runtime import stack as runtime_stack
-
     real_asyncio = runtime_stack.asyncio
 
     async def wait_for_all(tasks: Any, *, return_when: str = asyncio.ALL_COMPLETED) -> Any:
@@ -496,8 +494,6 @@ def _drain_outputs_all_at_once() -> Iterator[None]:
 
 def _apply_callback_code() -> Any:
     """The code object of the coroutine in which `Output.apply` calls the program's callback."""
-    from pulumi import Output
-
     found = [c for c in Output.apply.__code__.co_consts if getattr(c, "co_name", "") == "run"]
     if len(found) != 1:
         raise RuntimeError(
@@ -514,10 +510,6 @@ def _note_resources_in_applies(found: list[str]) -> None:
     Python call stack at that moment shows whether an apply's callback is constructing it. The
     recording fails afterwards (raising here would only fail that apply's Output).
     """
-    import sys
-
-    import pulumi
-
     run_code = _apply_callback_code()
 
     def check(args: pulumi.ResourceTransformationArgs) -> None:
@@ -534,15 +526,8 @@ def _note_resources_in_applies(found: list[str]) -> None:
 def _run(
     stack: str, config: dict[str, str], secret_keys: list[str], phase: str, program_path: Path, *, preview: bool
 ) -> RecordedPlan:
-    import pulumi
-    from pulumi.runtime import settings as runtime_settings
-    from pulumi.runtime.mocks import MockEngine, MockSettings
-    from pulumi.runtime.stack import run_in_stack
-    from pulumi.runtime.sync_await import _sync_await
-
-    from migrate.mocks import Mocks
-
-    monitor = _capturing_monitor_class()(Mocks(), preview)
+    # Looked up at each run, not bound at import: tests/test_k3s_plan.py swaps in a subclass.
+    monitor = CapturingMonitor(mocks.Mocks(), preview)
     runtime_settings.ROOT.set(None)
     runtime_settings.configure(
         MockSettings(

@@ -8,12 +8,16 @@ parts), so two recordings of one stack and phase are identical.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import struct
 from collections.abc import Callable
 from typing import Any
 
 from pulumi.runtime.mocks import MockCallArgs, MockResourceArgs
 from pulumi.runtime.mocks import Mocks as _PulumiMocks
+
+from components.core.engine import WIRE_UNKNOWN
 
 Rule = Callable[[str, dict[str, Any]], dict[str, Any]]
 
@@ -95,25 +99,18 @@ def _provider(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     return dict(inputs)
 
 
-def _wire_unknown() -> str:
-    from components.core.engine import WIRE_UNKNOWN
-
-    return WIRE_UNKNOWN
-
-
 def _k8s_preview(inputs: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Any]:
     # The provider's Check auto-names an object before the preview, so metadata.name is known;
     # what the API server assigns (uid, status) is not.
     if "metadata" not in outputs:  # a Helm release: no object of its own
         return _planned(inputs, outputs)
     out = {k: outputs[k] for k in inputs if k in outputs}
-    out["metadata"] = {**dict(outputs.get("metadata") or {}), "uid": _wire_unknown()}
+    out["metadata"] = {**dict(outputs.get("metadata") or {}), "uid": WIRE_UNKNOWN}
     return out
 
 
 def _planned(inputs: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Any]:
-    unknown = _wire_unknown()
-    return {k: (v if k in inputs else unknown) for k, v in outputs.items()}
+    return {k: (v if k in inputs else WIRE_UNKNOWN) for k, v in outputs.items()}
 
 
 # What a provider's preview of a create reports differs from the default (inputs known, every
@@ -446,9 +443,6 @@ def _secret_value(value: Any) -> dict[str, Any]:
 
 def _mock_ed25519(name: str) -> tuple[str, str]:
     """(public_key_openssh, private_key_openssh) of a fake ED25519 key named `name`."""
-    import base64
-    import struct
-
     raw = bytes.fromhex(digest("ed25519", name, length=64))
     kind = b"ssh-ed25519"
     wire = struct.pack(">I", len(kind)) + kind + struct.pack(">I", len(raw)) + raw

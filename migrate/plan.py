@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.catalog.images import ImagePin, digest_pending_reason, pinned_images
 from migrate.harness import RecordedPlan, RecordedResource
 
 # Types that hold data: deleting or replacing one loses it unless a backup says otherwise.
@@ -316,8 +317,6 @@ def _image_refs(res: RecordedResource, known: frozenset[str]) -> set[str]:
 
 def images(plan: RecordedPlan) -> list[ImageUse]:
     """Every image the plan runs, sorted by reference."""
-    from components.catalog.images import ImagePin, digest_pending_reason, pinned_images
-
     known = frozenset(p.ref for p in pinned_images().values())
     users: dict[str, list[str]] = {}
     for res in plan.resources:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from components.config.phases import STACKS_DIR, Phase, load_phases
+from migrate.checks import CHECKS
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -39,8 +40,6 @@ TROUBLESHOOTING = {
 
 
 def _check_descriptions() -> dict[str, str]:
-    from migrate.checks import CHECKS
-
     return {name: check.description for name, check in CHECKS.items()}
 
 
@@ -66,15 +65,26 @@ def _cell(text: str) -> str:
 def render_phase(phase: Phase, phases: Sequence[Phase]) -> str:
     previous = phases[phase.index - 1] if phase.index > 0 else None
     following = phases[phase.index + 1] if phase.index + 1 < len(phases) else None
-    checks = _check_descriptions()
     lines = [
+        *_heading(phase, len(phases), previous, following),
+        *_what_changes(phase, previous),
+        *_moving_here(phase),
+        *_exit_criteria(phase),
+        *_rolling_back(phase, previous),
+        *_troubleshooting_links(phase),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _heading(phase: Phase, count: int, previous: Phase | None, following: Phase | None) -> list[str]:
+    return [
         HEADER.format(source=f"stacks/{phase.path.name}"),
         "",
         f"# {phase.id}: {phase.title}",
         "",
         " · ".join(
             [
-                f"Phase {phase.index + 1} of {len(phases)}",
+                f"Phase {phase.index + 1} of {count}",
                 f"previous: [{previous.id}]({previous.id}.md)" if previous else "first phase",
                 f"next: [{following.id}]({following.id}.md)" if following else "last phase",
                 "[all phases](../index.md)",
@@ -83,9 +93,11 @@ def render_phase(phase: Phase, phases: Sequence[Phase]) -> str:
         "",
         " ".join(phase.summary.split()),
         "",
-        "## What changes",
-        "",
     ]
+
+
+def _what_changes(phase: Phase, previous: Phase | None) -> list[str]:
+    lines = ["## What changes", ""]
     rows = _flatten(phase.changes)
     if rows:
         relative = f"relative to [{previous.id}]({previous.id}.md)" if previous else "relative to the estate as it is"
@@ -93,7 +105,11 @@ def render_phase(phase: Phase, phases: Sequence[Phase]) -> str:
         lines += [f"| `{key}` | {_value(value)} |" for key, value in rows]
     else:
         lines.append("Nothing in the phase state; this phase only changes what the checks look at.")
-    lines += [
+    return lines
+
+
+def _moving_here(phase: Phase) -> list[str]:
+    lines = [
         "",
         "## Moving here",
         "",
@@ -112,10 +128,15 @@ def render_phase(phase: Phase, phases: Sequence[Phase]) -> str:
             "",
             f"> **Irreversible.** Once deployed, this phase cannot be rolled back: {', '.join(phase.irreversible)}.",
         ]
-    lines += ["", "## Exit criteria", "", "Checked by hand:", ""]
+    return lines
+
+
+def _exit_criteria(phase: Phase) -> list[str]:
+    lines = ["", "## Exit criteria", "", "Checked by hand:", ""]
     lines += [f"- [ ] {_cell(item)}" for item in phase.exit_criteria.checklist]
     lines.append("")
     if phase.exit_criteria.checks:
+        checks = _check_descriptions()
         lines += [
             "Machine checks, run by `forward` after the update and by `python -m migrate status --stack <stack> "
             "--checks` at any time:",
@@ -142,7 +163,11 @@ def render_phase(phase: Phase, phases: Sequence[Phase]) -> str:
             'checks pass. `--override-gate "<reason>"` moves anyway; the reason is printed, logged and written '
             "into the update message in the stack history. Rolling back needs no gate.",
         ]
-    lines += ["", "## Rolling back", "", _cell(phase.rollback) or "No rollback notes.", ""]
+    return lines
+
+
+def _rolling_back(phase: Phase, previous: Phase | None) -> list[str]:
+    lines = ["", "## Rolling back", "", _cell(phase.rollback) or "No rollback notes.", ""]
     if previous is None:
         lines.append("There is no earlier phase; `rollback` refuses.")
     elif phase.irreversible:
@@ -158,15 +183,19 @@ def render_phase(phase: Phase, phases: Sequence[Phase]) -> str:
         lines += [f"- `{step}`" for step in phase.irreversible]
     else:
         lines.append("Nothing: every step of this phase can be undone by rolling back.")
+    return lines
+
+
+def _troubleshooting_links(phase: Phase) -> list[str]:
     links = []
     for key in phase.changes:
         for title, anchor in TROUBLESHOOTING.get(key, []):
             if (title, anchor) not in links:
                 links.append((title, anchor))
-    lines += ["", "## When something goes wrong", ""]
+    lines = ["", "## When something goes wrong", ""]
     lines += [f"- [{title}](../troubleshooting.md#{anchor})" for title, anchor in links]
     lines.append("- [All troubleshooting notes](../troubleshooting.md)")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _thresholds(phase: Phase) -> list[str]:

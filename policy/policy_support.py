@@ -29,6 +29,7 @@ import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+import pulumi.runtime
 from pulumi_policy import PolicyConfigSchema
 from pulumi_policy.proxy import UnknownValueError
 
@@ -65,8 +66,6 @@ OFFLINE_ONLY: dict[str, str] = {
 def is_preview() -> bool:
     """Whether the pack is judging a preview: the engine sets PULUMI_DRY_RUN for the pack's process
     and the SDK configures `pulumi.runtime` from it before each request; offline the runner does."""
-    import pulumi.runtime
-
     return pulumi.runtime.is_dry_run()
 
 

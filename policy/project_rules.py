@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+import pulumi
 from k8s_objects import manifests
 from policy_support import (
     SECRET_MARKER,
@@ -373,8 +374,6 @@ def _environment_of(args: Any) -> str:
             stack = str(res.name or "")
     if not stack:
         try:
-            import pulumi
-
             stack = pulumi.get_stack()
         except Exception:  # no runtime settings: the name is unknown, which counts as prod below
             stack = ""
