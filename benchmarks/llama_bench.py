@@ -301,7 +301,7 @@ def load_router_config(path: str | Path) -> dict[str, Any]:
         doc = json.loads(text)
     except json.JSONDecodeError:
         try:
-            import yaml
+            import yaml  # noqa: PLC0415 (optional: the benchmark is stdlib-only and runs where PyYAML may be missing)
         except ImportError:
             raise RouterConfigError(f"--router-config {path}: not JSON, and PyYAML is not installed") from None
         try:
