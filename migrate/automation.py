@@ -131,7 +131,7 @@ def offline_check(stack: str, phase: str) -> int:
     try:
         # Imported here for behaviour, not speed: a runner that cannot be imported must refuse the move
         # with this message before anything changes (tests/test_automation.py pins it).
-        from migrate.policy_runner import run_check  # noqa: PLC0415, RUF100
+        from migrate.policy_runner import run_check  # noqa: PLC0415
     except ImportError as exc:
         raise Refused(
             f"the offline policy runner (migrate/policy_runner.py) is not available: {exc}. "

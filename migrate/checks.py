@@ -643,7 +643,7 @@ def _s3(ctx: CheckContext) -> Any:
         return ctx.s3_client
     # Only this check needs boto3, the heaviest import here: +118 ms (160 modules) for every importer
     # of this module (runbooks, every `python -m migrate` command), measured after a whole prod plan.
-    import boto3  # noqa: PLC0415, RUF100
+    import boto3  # noqa: PLC0415
 
     key_id, secret = ctx.s3_credentials or (None, None)
     return boto3.client(

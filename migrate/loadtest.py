@@ -56,7 +56,7 @@ class Plan:
     def __post_init__(self) -> None:
         # Imported here, not at the top: the child imports Locust (and gevent's patches) first, and
         # this module loads pydantic, pulumi and grpc (+436 modules, 0.37 s) that must come after them.
-        from components.config.phases import (  # noqa: PLC0415, RUF100
+        from components.config.phases import (  # noqa: PLC0415
             LOAD_TEST_MAX_REQUESTS,
             LOAD_TEST_MAX_SECONDS,
             LOAD_TEST_MAX_USERS,
@@ -234,10 +234,10 @@ def _pin_addresses(connect_to: Mapping[str, str]) -> None:
 def _locust_run(plan: Plan) -> dict[str, Any]:
     # Only in the child (see the module docstring): importing Locust monkey-patches sockets, ssl and
     # threads for gevent (+522 modules, 0.6 s), which the parent must never inherit.
-    import gevent  # noqa: PLC0415, RUF100
-    from locust import HttpUser, constant, task  # noqa: PLC0415, RUF100
-    from locust.env import Environment  # noqa: PLC0415, RUF100
-    from locust.exception import StopUser  # noqa: PLC0415, RUF100
+    import gevent  # noqa: PLC0415
+    from locust import HttpUser, constant, task  # noqa: PLC0415
+    from locust.env import Environment  # noqa: PLC0415
+    from locust.exception import StopUser  # noqa: PLC0415
 
     _pin_addresses(plan.connect_to)
     budget = _Budget(plan.max_requests)

@@ -123,7 +123,7 @@ def resolve_settings(
     """
     # Only `check` needs jsonschema; `python -m migrate` imports this module for its parser, and at the
     # top jsonschema would add 57 ms (43 modules) to every `plan` and `diff`, measured after a prod plan.
-    import jsonschema  # noqa: PLC0415, RUF100
+    import jsonschema  # noqa: PLC0415
 
     pack = load_pack()
     raw = dict(raw or {})
