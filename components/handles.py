@@ -2,7 +2,12 @@
 
 Components do not reach into each other's children: a `GpuHost` yields a `HostHandle`, a
 `K3sCluster` a `ClusterHandle`, the backups a `BackupHandle`. The wiring in `components/stack.py`
-passes these along, so each component's Args stay small and typed.
+passes these along, so each component's Args stay small and typed. A handle is complete when it
+is made: `ready` is a tuple, and a component that adds a dependency (ClusterPeers, the peer rules)
+returns a new handle rather than changing the one it was given.
+
+Handles are frozen dataclasses, not `Args`: they are built by components from their own Outputs and
+resources, so there is nothing of a user's to validate in them.
 """
 
 from __future__ import annotations
