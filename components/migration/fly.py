@@ -33,7 +33,7 @@ import json
 import time
 import zlib
 from collections.abc import Iterator, Mapping
-from typing import Any, Literal
+from typing import Any
 
 import pulumi
 import pulumi.dynamic as dyn
@@ -51,6 +51,7 @@ from components.clouds.fly_api import (
     FlyNotFoundError,
     FlySettings,
 )
+from components.config.phases import FlyAppsState
 from components.core.engine import changed, contains_unknown, credential, is_unknown, known_inputs
 from components.core.errors import ConfigError
 from components.core.model import Args
@@ -67,8 +68,6 @@ from components.migration.backups import (
     verified_backup,
     verify_objects,
 )
-
-FlyAppsState = Literal["running", "stopped", "destroyed"]
 
 EXPORT_MOUNT = "/export"  # where fly-volume-export.sh expects the restored volume
 EXPORT_END = b"#FLY-EXPORT-OK"  # the last line fly-volume-export.sh prints after a clean tarball
