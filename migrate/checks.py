@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import importlib
 import math
 import os
 import re
@@ -35,6 +34,7 @@ import yaml
 from botocore.exceptions import BotoCoreError, ClientError
 
 from benchmarks import llama_bench as bench
+from components.cluster.nvidia import smoke_pod_manifest
 from components.config.phases import CHECK_THRESHOLDS
 from migrate import loadtest
 
@@ -399,25 +399,9 @@ def nodes_ready_gpu(ctx: CheckContext, deadline: Deadline) -> str:
         return deadline.poll(attempt)
 
 
-def _smoke_manifest() -> dict[str, Any]:
-    try:
-        nvidia = importlib.import_module("components.cluster.nvidia")
-    except ImportError as exc:
-        raise _FinalError(
-            f"components/cluster/nvidia.py is not available ({exc}); cannot render the nvidia-smi pod"
-        ) from None
-    render = getattr(nvidia, "smoke_pod_manifest", None)
-    if render is None:
-        raise _FinalError("components/cluster/nvidia.py has no smoke_pod_manifest(); cannot render the nvidia-smi pod")
-    manifest = render()
-    if not isinstance(manifest, dict) or manifest.get("kind") != "Pod":
-        raise _FinalError("components.cluster.nvidia.smoke_pod_manifest() did not return a Pod manifest")
-    return manifest
-
-
 @_check("nvidia-smi-smoke", "a pod with nvidia.com/gpu: 1 on the nvidia runtime runs nvidia-smi")
 def nvidia_smi_smoke(ctx: CheckContext, deadline: Deadline) -> str:
-    manifest = ctx.overrides.get("smoke_manifest") or _smoke_manifest()
+    manifest = ctx.overrides.get("smoke_manifest") or smoke_pod_manifest()
     namespace = manifest["metadata"].get("namespace", "default")
     name = manifest["metadata"]["name"]
     pods = f"/api/v1/namespaces/{quote(namespace)}/pods"

@@ -413,8 +413,8 @@ def test_nvidia_smi_smoke_unschedulable_pod_says_why(pki: Pki) -> None:
 
 
 def test_nvidia_smi_smoke_uses_the_manifest_from_components_nvidia() -> None:
-    manifest = checks._smoke_manifest()
-    assert manifest == nvidia.smoke_pod_manifest()
+    assert checks.smoke_pod_manifest is nvidia.smoke_pod_manifest  # one manifest, not a copy
+    manifest = nvidia.smoke_pod_manifest()
     container = manifest["spec"]["containers"][0]
     assert manifest["spec"].get("runtimeClassName") == "nvidia"
     assert str(container["resources"]["limits"]["nvidia.com/gpu"]) == "1"
