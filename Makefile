@@ -19,12 +19,19 @@ venv: $(STAMP)
 
 # Debian packages for the binaries the tests run, installed only when a binary is missing (a fresh
 # machine may have no package lists yet, hence the update): $(call apt-missing,binary:package ...).
+# Root installs them itself; any other user through sudo, never asking for a password (a GitHub
+# runner's user has passwordless sudo). sudo resets the environment, hence `env` for DEBIAN_FRONTEND.
+AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo -n)
 apt-missing = missing=""; \
 	for pair in $(1); do command -v "$${pair%%:*}" >/dev/null || missing="$$missing $${pair\#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing from the Debian archive"; \
-	  apt-get -o DPkg::Lock::Timeout=600 update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $$missing; \
+	  if [ -n "$(AS_ROOT)" ] && ! sudo -n true 2>/dev/null; then \
+	    echo "error: installing$$missing needs root: run make as root, give $$(id -un) passwordless sudo, or install them yourself" >&2; \
+	    exit 1; \
+	  fi; \
+	  $(AS_ROOT) apt-get -o DPkg::Lock::Timeout=600 update -qq && \
+	  $(AS_ROOT) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $$missing; \
 	fi
 
 # The scanners (zizmor, checkov) in their own venv: checkov's dependencies clash with
@@ -80,11 +87,11 @@ pytest: venv tools-traffic tools-validators tools-scan tools-datastores llm-tool
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 # The real llama-server (built from source) and LiteLLM proxy that tests/real runs, cached per version
-# under $(CACHE_DIR). First the Debian tools they need (the build's, and unshare for the router's
-# read-only root), then both jobs in the background, so lint and the fast tests run meanwhile; the
+# under $(CACHE_DIR). First the Debian tools they need (the build's, and unshare and setpriv for the
+# router's read-only root), then both jobs in the background, so lint and the fast tests run meanwhile; the
 # real-server tests wait for them (tests/real/tools.py). A no-op once cached.
 tools-llm:
-	@$(call apt-missing,curl:curl cmake:cmake g++:g++ ccache:ccache flock:util-linux unshare:util-linux mount:mount)
+	@$(call apt-missing,curl:curl cmake:cmake g++:g++ ccache:ccache flock:util-linux unshare:util-linux setpriv:util-linux mount:mount)
 
 llm-tools-start: venv tools-llm
 	@PYTHON=$(abspath $(BIN)/python) scripts/background.sh llama-server scripts/build-llama-server.sh

@@ -78,24 +78,66 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _as_root() -> list[str]:
+    """The prefix that runs a command as root: none for root; `sudo -n` for anyone else (a GitHub
+    runner's user has passwordless sudo). Ubuntu 24.04 (GitHub's ubuntu-24.04) denies mounts in an
+    unprivileged user namespace through AppArmor (actions/runner-images#10443), so `unshare -r` is
+    no alternative there."""
+    if os.geteuid() == 0:
+        return []
+    probe = subprocess.run(["sudo", "-n", "true"], capture_output=True, text=True, timeout=30, check=False)
+    if probe.returncode != 0:
+        pytest.fail(
+            "the router's read-only root needs a mount namespace, which needs root: run the tests as root or "
+            f"give this user passwordless sudo (`sudo -n true` said: {probe.stderr.strip() or probe.returncode})"
+        )
+    return ["sudo", "-n", "--"]
+
+
 def read_only_root(
-    argv: Sequence[str], *, scratch: Path, config_dir: Path, config_at: str = "/mnt", keep: Sequence[Path] = ()
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    scratch: Path,
+    config_dir: Path,
+    config_at: str = "/mnt",
+    keep: Sequence[Path] = (),
 ) -> list[str]:
-    """`argv` as a container with `readOnlyRootFilesystem` runs it: in a private mount namespace whose
-    root is read-only, `scratch` the one writable /tmp (the emptyDir) and `config_dir` read-only at
-    `config_at` (the ConfigMap). `keep` are folders the program itself lives in (the image's files):
-    one under /tmp (a cache dir there) stays visible, read-only, at its path inside the new /tmp.
-    unshare and mount are util-linux's; `make test` runs as root, which a mount namespace needs."""
+    """`argv` with `env` as a container with `readOnlyRootFilesystem` runs it: in a private mount
+    namespace whose root is read-only, `scratch` the one writable /tmp (the emptyDir) and `config_dir`
+    read-only at `config_at` (the ConfigMap). `keep` are folders the program itself lives in (the
+    image's files): one under /tmp (a cache dir there) stays visible, read-only, at its path inside
+    the new /tmp.
+
+    The namespace needs root: as root it runs directly, otherwise through sudo, and the program then
+    drops back to this user (setpriv). sudo resets the environment, so `env` travels in a file (not on
+    the command line, where `ps` shows it) that is opened before /tmp is replaced and read from fd 3.
+    unshare, mount and setpriv are util-linux's."""
+    for name, value in env.items():
+        if "\n" in value or "=" in name:
+            raise ValueError(f"read_only_root: {name} cannot travel in the env file (a newline or '=')")
+    env_file = scratch.parent / f"{scratch.name}.env"
+    env_file.touch(mode=0o600)
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     under_tmp = [str(p.resolve()) for p in keep if p.resolve().is_relative_to("/tmp")]
+    as_user = (
+        [] if os.geteuid() == 0 else ["setpriv", f"--reuid={os.getuid()}", f"--regid={os.getgid()}", "--clear-groups"]
+    )
     script = (
-        'set -e; cfg=$1; scratch=$2; at=$3; n=$4; shift 4; mount --bind "$cfg" "$at"; mount -o remount,bind,ro "$at"; '
+        'set -e; envf=$1; cfg=$2; scratch=$3; at=$4; n=$5; shift 5; exec 3<"$envf"; '
+        'mount --bind "$cfg" "$at"; mount -o remount,bind,ro "$at"; '
         'while [ "$n" -gt 0 ]; do inner="$scratch${1#/tmp}"; mkdir -p "$inner"; mount --bind "$1" "$inner"; '
         'mount -o remount,bind,ro "$inner"; shift; n=$((n - 1)); done; '
         'mount --rbind "$scratch" /tmp; mount -o remount,bind,ro /; exec "$@"'
     )
+    # After the mounts, as the user again: an empty environment, then `env`'s lines exported.
+    load = 'while IFS= read -r line <&3; do export "$line"; done; exec 3<&-; exec "$@"'
     return [
+        *_as_root(),
         *("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"),
-        *(str(config_dir), str(scratch), config_at, str(len(under_tmp)), *under_tmp, *argv),
+        *(str(env_file), str(config_dir), str(scratch), config_at, str(len(under_tmp)), *under_tmp),
+        *as_user,
+        *("env", "-i", "sh", "-c", load, "sh", *argv),
     ]
 
 
