@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 STACK  ?= dev
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv plan test lint typecheck pytest check diff-all clean tools-traffic upstream specs tools-validators tools-scan scan actionlint tools-actionlint digests tools-datastores tools-llm llm-tools-start llama-server litellm
+.PHONY: venv plan test lint typecheck pytest check diff-all clean tools-traffic upstream specs tools-validators tools-scan scan actionlint tools-actionlint digests tools-datastores tools-llm llm-tools-start llama-server litellm tools tool-cache-keys
 
 $(STAMP): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,12 +36,14 @@ apt-missing = missing=""; \
 
 # The scanners (zizmor, checkov) in their own venv: checkov's dependencies clash with
 # requirements.txt. Cached outside the work tree, keyed by the pins in security/scanners.txt
-# (migrate/scan.py computes the same path).
+# (migrate/scan.py computes the same path). The built tools' stamps have no file prerequisites: their
+# paths already carry the pins' hashes, and a copy restored by CI's cache is older than the fresh
+# checkout, which make would take for a change and rebuild.
 CACHE_DIR  := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/gpu-platform
 SCANNERS   := $(CACHE_DIR)/scanners-$(shell sha256sum security/scanners.txt | cut -c1-12)
 SCAN_STAMP := $(SCANNERS)/.installed
 
-$(SCAN_STAMP): security/scanners.txt
+$(SCAN_STAMP):
 	@test -x $(SCANNERS)/bin/python || $(PYTHON) -m venv $(SCANNERS)
 	$(SCANNERS)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r security/scanners.txt
 	@touch $@
@@ -67,7 +69,7 @@ tools-actionlint: $(ACTIONLINT_STAMP)
 DATASTORE_TOOLS := $(CACHE_DIR)/datastore-tools
 DATASTORE_STAMP := $(DATASTORE_TOOLS)/.installed-$(shell cksum tests/realdb/requirements.txt | cut -d' ' -f1)
 
-$(DATASTORE_STAMP): tests/realdb/requirements.txt
+$(DATASTORE_STAMP):
 	@test -x $(DATASTORE_TOOLS)/bin/python || $(PYTHON) -m venv $(DATASTORE_TOOLS)
 	$(DATASTORE_TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check -r tests/realdb/requirements.txt
 	@rm -f $(DATASTORE_TOOLS)/.installed-* && touch $@
@@ -115,6 +117,25 @@ llama-server: venv tools-llm
 	PYTHON=$(abspath $(BIN)/python) scripts/build-llama-server.sh
 litellm:
 	PYTHON=$(PYTHON) scripts/litellm-venv.sh
+
+## Every tool `make test` builds, in the foreground (the tools-cache workflow runs this before it saves
+## them for CI's pull requests).
+tools: venv tools-traffic tools-validators tools-scan tools-actionlint tools-datastores llama-server litellm upstream specs
+
+# Where the built tools live and what decides each build besides its files, as name=value lines for
+# $GITHUB_OUTPUT: the runner image, the Python the venvs link to, each cached folder, the pinned
+# llama.cpp sdist and LiteLLM versions (.github/workflows/ci.yml and tools-cache.yml key on these).
+tool-cache-keys:
+	@. /etc/os-release; echo "image=$${ImageOS:-$$ID$$VERSION_ID}-$$(uname -m)"
+	@echo "python=$$($(PYTHON) -c 'import platform; print(platform.python_version())')"
+	@echo "pip=$$($(PYTHON) -m pip cache dir)"
+	@echo "scanners=$(SCANNERS)"
+	@echo "actionlint=$(ACTIONLINT)"
+	@echo "datastore-tools=$(DATASTORE_TOOLS)"
+	@llama=$$(scripts/build-llama-server.sh --path); llama=$${llama%/bin/llama-server}; \
+	  echo "llama-server=$$llama"; echo "llama-server-version=$${llama##*/}"
+	@litellm=$$(scripts/litellm-venv.sh --path); litellm=$${litellm%/bin/python}; \
+	  echo "litellm=$$litellm"; echo "litellm-version=$${litellm##*/}"
 
 ## The offline policy check on every phase of both stacks.
 check: venv
