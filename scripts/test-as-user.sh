@@ -71,6 +71,9 @@ cleanup() {
   exit "$status"
 }
 trap cleanup EXIT
+# A signal ends the script through exit, so the EXIT trap cleans up then too.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 useradd --create-home --shell /bin/bash "$user"
 echo "$user ALL=(ALL) NOPASSWD:ALL" > "$sudoers.tmp"
 chmod 0440 "$sudoers.tmp"
