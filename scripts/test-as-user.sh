@@ -3,7 +3,7 @@
 # GitHub's runners), an empty tool cache, a clone of the committed state with no ../shared beside it,
 # the upstream files from a mirror named by GPU_PLATFORM_MIRROR.
 #
-#   sudo scripts/test-as-user.sh [--with-shared] [--shared DIR] [--keep-log FILE]
+#   sudo scripts/test-as-user.sh [--with-shared] [--shared DIR] [--keep-log FILE] [--warm]
 #
 # Creates the user gpu-platform-test (refuses if it exists, so no real account is ever touched) with
 # a sudoers entry, clones this repository's HEAD into its home, copies DIR (default: ../shared) to
@@ -11,7 +11,8 @@
 # user, its home (clone, mirror, cache) and the sudoers entry are removed on exit, however it exits.
 # --with-shared puts a `shared` link to the mirror beside the clone instead of setting
 # GPU_PLATFORM_MIRROR (the layout this machine's CI has). The full log goes to --keep-log FILE
-# (default: /tmp/gpu-platform-test-as-user.log), outside the home that is removed. PYTHON, when set,
+# (default: /tmp/gpu-platform-test-as-user.log), outside the home that is removed. --warm runs make
+# test a second time when the first passed, with everything built, and times that too. PYTHON, when set,
 # is passed to make (the interpreter the venvs are built from; it must be readable by that user).
 set -euo pipefail
 
@@ -19,10 +20,12 @@ user=gpu-platform-test
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 shared="$repo/../shared"
 beside=0
+warm=0
 log=/tmp/gpu-platform-test-as-user.log
 while [ $# -gt 0 ]; do
   case "$1" in
     --with-shared) beside=1 ;;
+    --warm) warm=1 ;;
     --shared) shared="$2"; shift ;;
     --keep-log) log="$2"; shift ;;
     *) echo "test-as-user: unknown argument $1 (see the comment at the top of $0)" >&2; exit 2 ;;
@@ -83,7 +86,7 @@ home="$(getent passwd "$user" | cut -d: -f6)"
 
 commit="$(git -C "$repo" rev-parse HEAD)"
 git clone --quiet --no-hardlinks "$repo" "$home/gpu-platform"
-git -C "$home/gpu-platform" checkout --quiet --detach "$commit"
+git -C "$home/gpu-platform" -c advice.detachedHead=false checkout --quiet --detach "$commit"
 cp -R "$shared" "$home/mirror"
 make_env=("GPU_PLATFORM_MIRROR=$home/mirror")
 [ -n "${PYTHON:-}" ] && make_env+=("PYTHON=$PYTHON")
@@ -96,17 +99,26 @@ chown -R "$user:" "$home"
 where="GPU_PLATFORM_MIRROR=$home/mirror, no ../shared"
 [ "$beside" = 1 ] && where="../shared -> $home/mirror"
 echo "test-as-user: make test as $user (uid $(id -u "$user"), passwordless sudo) in a clone of ${commit:0:12}, $where"
-echo "test-as-user: load before: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores; log: $log"
-start=$(date +%s)
-set +e
-# The inner shell expands $HOME: the user's own.
-# shellcheck disable=SC2016
-runuser -u "$user" -- env -i HOME="$home" USER="$user" LOGNAME="$user" SHELL=/bin/bash LANG=C.UTF-8 \
-  PATH=/usr/local/bin:/usr/bin:/bin "${make_env[@]}" \
-  bash -c 'cd "$HOME/gpu-platform" && make test' 2>&1 | tee "$log"
-rc=${PIPESTATUS[0]}
-set -e
-elapsed=$(($(date +%s) - start))
-echo "test-as-user: make test as $user exited $rc after $((elapsed / 60)) min $((elapsed % 60)) s" \
-  "(load after: $(cut -d' ' -f1-3 /proc/loadavg))"
-exit "$rc"
+run_make_test() {
+  local what=$1 start rc elapsed
+  echo "test-as-user: $what make test; load before: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores; log: $log"
+  start=$(date +%s)
+  set +e
+  # The inner shell expands $HOME: the user's own.
+  # shellcheck disable=SC2016
+  runuser -u "$user" -- env -i HOME="$home" USER="$user" LOGNAME="$user" SHELL=/bin/bash LANG=C.UTF-8 \
+    PATH=/usr/local/bin:/usr/bin:/bin "${make_env[@]}" \
+    bash -c 'cd "$HOME/gpu-platform" && make test' 2>&1 | tee -a "$log"
+  rc=${PIPESTATUS[0]}
+  set -e
+  elapsed=$(($(date +%s) - start))
+  echo "test-as-user: $what make test as $user exited $rc after $((elapsed / 60)) min $((elapsed % 60)) s" \
+    "(load after: $(cut -d' ' -f1-3 /proc/loadavg))"
+  return "$rc"
+}
+
+: > "$log"
+run_make_test cold
+if [ "$warm" = 1 ]; then
+  run_make_test warm
+fi
