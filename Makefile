@@ -128,7 +128,7 @@ tools: venv tools-traffic tools-validators tools-scan tools-actionlint tools-dat
 tool-cache-keys:
 	@. /etc/os-release; echo "image=$${ImageOS:-$$ID$$VERSION_ID}-$$(uname -m)"
 	@echo "python=$$($(PYTHON) -c 'import platform; print(platform.python_version())')"
-	@echo "pip=$$($(PYTHON) -m pip cache dir)"
+	@echo "pip=$${PIP_CACHE_DIR:-$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/pip}"
 	@echo "scanners=$(SCANNERS)"
 	@echo "actionlint=$(ACTIONLINT)"
 	@echo "datastore-tools=$(DATASTORE_TOOLS)"

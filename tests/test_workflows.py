@@ -360,7 +360,7 @@ def test_the_keys_step_prints_every_output_the_keys_use(tmp_path: Path) -> None:
     out = subprocess.run(
         ["make", "-s", "--no-print-directory", "tool-cache-keys"],
         cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
-        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)},
+        env={**{k: v for k, v in os.environ.items() if k != "PIP_CACHE_DIR"}, "XDG_CACHE_HOME": str(tmp_path)},
     )  # fmt: skip
     printed = dict(line.split("=", 1) for line in out.stdout.splitlines())
     used = {o for s in cache_steps() for o in _OUTPUT.findall(f"{s.key} {s.path}")}
@@ -369,6 +369,7 @@ def test_the_keys_step_prints_every_output_the_keys_use(tmp_path: Path) -> None:
     # The folders are the ones the tools are built into (XDG_CACHE_HOME respected, as the builds do).
     for name in ("scanners", "actionlint", "datastore-tools", "llama-server", "litellm"):
         assert printed[name].startswith(f"{tmp_path}/gpu-platform/"), (name, printed[name])
+    assert printed["pip"] == f"{tmp_path}/pip"  # pip's own default on Linux
     assert printed["llama-server-version"] == versions.LLAMA_CPP_TEST_SOURCE["sdist"].split("==")[1]
     for name, doc in _all().items():
         for job, step in _steps(doc):
