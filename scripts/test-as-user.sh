@@ -56,6 +56,11 @@ sudoers="/etc/sudoers.d/$user"
 # shellcheck disable=SC2329  # the EXIT trap below runs it
 cleanup() {
   status=$?
+  # The background builds' logs (the llama-server build, the LiteLLM install) go beside the log.
+  if [ -n "${home:-}" ] && [ -d "$home/.cache/gpu-platform/jobs" ]; then
+    mkdir -p "${log%.log}-jobs"
+    cp "$home/.cache/gpu-platform/jobs/"*.log "${log%.log}-jobs/" 2>/dev/null || true
+  fi
   # Everything still running as the user (the background llama-server build that make test starts
   # outlives make by design), by process id, then the user and its home.
   for _ in 1 2 3; do
@@ -88,7 +93,8 @@ commit="$(git -C "$repo" rev-parse HEAD)"
 git clone --quiet --no-hardlinks "$repo" "$home/gpu-platform"
 git -C "$home/gpu-platform" -c advice.detachedHead=false checkout --quiet --detach "$commit"
 cp -R "$shared" "$home/mirror"
-make_env=("GPU_PLATFORM_MIRROR=$home/mirror")
+# PYTHONUNBUFFERED: pytest's progress reaches the log as it happens, not when a buffer fills.
+make_env=("GPU_PLATFORM_MIRROR=$home/mirror" PYTHONUNBUFFERED=1)
 [ -n "${PYTHON:-}" ] && make_env+=("PYTHON=$PYTHON")
 if [ "$beside" = 1 ]; then
   ln -s mirror "$home/shared"
