@@ -90,7 +90,7 @@ mv "$sudoers.tmp" "$sudoers"
 home="$(getent passwd "$user" | cut -d: -f6)"
 
 commit="$(git -C "$repo" rev-parse HEAD)"
-git clone --quiet --no-hardlinks "$repo" "$home/gpu-platform"
+git -c advice.detachedHead=false clone --quiet --no-hardlinks "$repo" "$home/gpu-platform"
 git -C "$home/gpu-platform" -c advice.detachedHead=false checkout --quiet --detach "$commit"
 cp -R "$shared" "$home/mirror"
 # PYTHONUNBUFFERED: pytest's progress reaches the log as it happens, not when a buffer fills.
