@@ -1,8 +1,13 @@
 # Two commands matter: `make plan` and `make test`. Both build .venv from requirements.txt on
-# first use and need only Python 3.11, make and the package index (no Pulumi CLI, no cloud);
-# `make test` also fetches the upstream files of tools/upstream.lock (`make upstream`).
+# first use and need CPython 3.11, 3.12 or 3.13, make and the package index (no Pulumi CLI, no
+# cloud); `make test` also fetches the upstream files of tools/upstream.lock (`make upstream`).
 
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# The first supported interpreter on PATH (scripts/find-python.sh), or PYTHON=... checked the same
+# way; an unsupported one stops make here with one line, before anything is installed.
+override PYTHON := $(shell scripts/find-python.sh $(PYTHON))
+ifeq ($(firstword $(PYTHON)),no)
+$(error $(PYTHON))
+endif
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
