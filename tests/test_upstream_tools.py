@@ -213,7 +213,7 @@ def test_the_spec_names_are_the_ones_the_fakes_read() -> None:
 def _project(tmp_path: Path, urls: str | None = None) -> Path:
     """tools/fetch.py and the lock in `tmp_path/repo` (`urls`: a base that replaces each URL's scheme and host)."""
     repo = tmp_path / "repo"
-    (repo / "tools").mkdir(parents=True)
+    (repo / "tools").mkdir(parents=True, exist_ok=True)
     for name in ("__init__.py", "fetch.py"):
         shutil.copy(ROOT / "tools" / name, repo / "tools" / name)
     text = fetch.LOCK.read_text()
@@ -310,6 +310,33 @@ def test_no_mirror_and_no_network_fails_at_once_with_one_line(tmp_path: Path) ->
         "(upstream/, specs/)"
     ]
     assert elapsed < 60
+
+
+def test_make_test_stops_before_anything_else_runs(tmp_path: Path) -> None:
+    """`make test` in a copy of the checkout, no ../shared, no mirror, no network: the one line, nothing ran."""
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT, repo, ignore=shutil.ignore_patterns(".git", ".venv", ".*_cache", "__pycache__"))
+    base = f"http://127.0.0.1:{_closed_port()}"
+    _project(tmp_path, urls=base)  # the lock in the copy, its URLs on a closed port
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    started = time.monotonic()
+    stopped = subprocess.run(
+        ["make", "test", f"PYTHON={sys.executable}"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert time.monotonic() - started < 60
+    assert stopped.returncode == 2
+    first = fetch.read_lock()[0]
+    ours, makes = stopped.stderr.splitlines()
+    assert ours.startswith(f"make upstream: {first.path} is missing: no mirror has it and {_moved(first.url, base)}")
+    assert makes.startswith("make: *** [Makefile:") and makes.endswith(": upstream] Error 1")
+    assert stopped.stdout == "", "no other step printed anything: none ran"
+    assert not (repo / ".venv").exists()
 
 
 def test_a_host_that_never_answers_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -95,10 +95,14 @@ def _sha256(path: Path) -> str | None:
         return None
 
 
-def _write(target: Path, data: bytes) -> None:
-    """Atomically: a test (or a second `make`) never reads half a file."""
+def _write(root: Path, entry: Entry, data: bytes) -> None:
+    """Atomically: a test (or a second `make`) never reads half a file. The temporary file is beside
+    the cache root, not in it, where a concurrent run's stray sweep would take it for a stray."""
+    target = root / entry.path
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
+    spool = root.with_name(f".{root.name}.partial")
+    spool.mkdir(exist_ok=True)
+    temporary = spool / f"{os.getpid()}.{threading.get_ident()}"
     temporary.write_bytes(data)
     os.replace(temporary, target)
 
@@ -190,7 +194,7 @@ def fetch(lock: Path = LOCK) -> tuple[Path, dict[str, int]]:
         for name, folder in offline:
             data = _read(folder / entry.path)
             if data is not None:
-                _write(root / entry.path, _check(entry, data, f"{name} ({folder / entry.path})"))
+                _write(root, entry, _check(entry, data, f"{name} ({folder / entry.path})"))
                 counts[name] = counts.get(name, 0) + 1
                 break
         else:
@@ -198,7 +202,7 @@ def fetch(lock: Path = LOCK) -> tuple[Path, dict[str, int]]:
     # The first file alone: without a network it is the one the error names, and nothing else is tried.
     for batch in (network[:1], network[1:]):
         for entry, data in _download_all(batch).items():
-            _write(root / entry.path, data)
+            _write(root, entry, data)
     if network:
         counts["the network"] = len(network)
     _remove_strays(root, {e.path for e in entries})
