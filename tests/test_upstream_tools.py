@@ -229,13 +229,18 @@ def _moved(url: str, base: str) -> str:
     return f"{base}/{parts.netloc}{parts.path}"
 
 
-def _run(repo: Path, tmp_path: Path, mirror: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """`make upstream`'s command, with HOME and the cache in tmp_path."""
+def _run(
+    repo: Path,
+    tmp_path: Path,
+    mirror: Path | None = None,
+    command: tuple[str, ...] = (sys.executable, "-m", "tools.fetch"),
+) -> subprocess.CompletedProcess[str]:
+    """`make upstream`'s command (or `command`), with HOME and the cache in tmp_path."""
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
     if mirror is not None:
         env[fetch.MIRROR_VARIABLE] = str(mirror)
     return subprocess.run(
-        [sys.executable, "-m", "tools.fetch"],
+        command,
         cwd=repo,
         env=env,
         capture_output=True,
@@ -318,17 +323,8 @@ def test_make_test_stops_before_anything_else_runs(tmp_path: Path) -> None:
     shutil.copytree(ROOT, repo, ignore=shutil.ignore_patterns(".git", ".venv", ".*_cache", "__pycache__"))
     base = f"http://127.0.0.1:{_closed_port()}"
     _project(tmp_path, urls=base)  # the lock in the copy, its URLs on a closed port
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
     started = time.monotonic()
-    stopped = subprocess.run(
-        ["make", "test", f"PYTHON={sys.executable}"],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    stopped = _run(repo, tmp_path, command=("make", "test", f"PYTHON={sys.executable}"))
     assert time.monotonic() - started < 60
     assert stopped.returncode == 2
     first = fetch.read_lock()[0]
