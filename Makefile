@@ -135,8 +135,8 @@ diff-all: venv
 	done
 
 ## The upstream files the tests read (charts, CRDs, API specs, dcgm-exporter's metric list), each
-## checked against its sha256 in tools/upstream.lock, into $(CACHE_DIR)/upstream-<lock hash>: from
-## ../shared, else $$GPU_PLATFORM_MIRROR (laid out like it), else the lock's URLs. Standard library
+## checked against its sha256 in tools/upstream.lock, into the cache (gpu-platform/upstream-<lock hash>):
+## from ../shared, else $GPU_PLATFORM_MIRROR (laid out like it), else the lock's URLs. Standard library
 ## only, so it runs before the venv exists; a re-hash of the cache once complete.
 upstream:
 	@$(PYTHON) -m tools.fetch
