@@ -159,6 +159,44 @@ def test_the_lock_is_what_the_mirror_gives() -> None:
         assert upstream.render(entries) == fetch.LOCK.read_text()
 
 
+def _mirror_with_sources(tmp_path: Path, rows: list[upstream.Source]) -> Path:
+    """The verified files as a mirror, with a SOURCES.tsv of `rows`."""
+    mirror = tmp_path / "mirror"
+    shutil.copytree(fetch.verified_root(), mirror)
+    lines = ["what\trepository\ttag\tpath"] + [f"{r.what}\t{r.repository}\t{r.tag}\t{r.path}" for r in rows]
+    (mirror / "upstream" / "SOURCES.tsv").write_text("\n".join(lines) + "\n")
+    return mirror
+
+
+def test_the_lock_command_checks_the_mirror_against_the_pins(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = list(upstream.all_sources(upstream_root()))
+    mirror = _mirror_with_sources(tmp_path, rows)
+    written = tmp_path / "upstream.lock"
+    assert upstream.main(["--mirror", str(mirror), "--lock", str(written)]) == 0
+    assert written.read_text() == fetch.LOCK.read_text()
+
+    # A mirror whose loki files are another tag's than the pin's.
+    loki = next(r for r in rows if r.what.startswith("loki-"))
+    wrong = [r if r != loki else upstream.Source(r.what, r.repository, "loki-6.55.0", r.path) for r in rows]
+    _mirror_with_sources(tmp_path / "b", wrong)
+    assert upstream.main(["--mirror", str(tmp_path / "b" / "mirror"), "--lock", str(written)]) == 1
+    assert f"has {loki.what} from " in capsys.readouterr().err
+
+    # A file the lock names that the mirror lacks; and a mirror file the committed lock lacks.
+    (mirror / "upstream/crds/traefik.io/IngressRoute.yaml").unlink()
+    assert upstream.main(["--mirror", str(mirror), "--check"]) == 1
+    assert "upstream/crds/traefik.io/IngressRoute.yaml is missing from the mirror" in capsys.readouterr().err
+    shutil.copy(
+        mirror / "upstream/crds/traefik.io/TraefikService.yaml", mirror / "upstream/crds/traefik.io/IngressRoute.yaml"
+    )
+    (mirror / "upstream/charts/loki-6.56.1/templates/new.yaml").write_text("kind: New\n")
+    assert upstream.main(["--mirror", str(mirror), "--check"]) == 1
+    err = capsys.readouterr().err
+    assert "is out of date for 2 files" in err and "run `make upstream-lock`" in err
+
+
 @pytest.fixture
 def opened() -> Iterator[list[Path]]:
     """Every file opened while the fixture is in use (an audit hook cannot be removed, so it is switched)."""
