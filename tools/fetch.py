@@ -78,7 +78,8 @@ def mirrors() -> list[tuple[str, Path]]:
     """The offline sources, in the order they are tried: ../shared, then $GPU_PLATFORM_MIRROR."""
     found = []
     shared = ROOT.parent / "shared"
-    if shared.is_dir():
+    # Only the project's own: a checkout may well sit beside some other folder called `shared`.
+    if (shared / "upstream" / "SOURCES.tsv").is_file():
         found.append(("../shared", shared))
     named = os.environ.get(MIRROR_VARIABLE)
     if named:
