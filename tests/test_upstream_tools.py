@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
@@ -387,6 +388,26 @@ def test_a_host_that_never_answers_is_bounded(tmp_path: Path, monkeypatch: pytes
         with pytest.raises(fetch.FetchError, match=r"is missing: no mirror has it and .* failed \(timed out\)"):
             fetch.fetch(repo / "tools" / "upstream.lock")
         assert time.monotonic() - started < 5
+
+
+def test_a_resolver_that_never_answers_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """urllib's timeout does not cover name resolution; the per-download deadline does (a stuck getaddrinfo)."""
+    stuck = threading.Event()
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: stuck.wait())
+    repo = _project(tmp_path, urls="http://upstream.invalid")
+    monkeypatch.setattr(fetch, "ROOT", repo)
+    monkeypatch.setattr(fetch, "DEADLINE_S", 0.5)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv(fetch.MIRROR_VARIABLE, raising=False)
+    started = time.monotonic()
+    try:
+        with pytest.raises(
+            fetch.FetchError, match=r"is missing: no mirror has it and .* failed \(no answer within 0.5 s\)"
+        ):
+            fetch.fetch(repo / "tools" / "upstream.lock")
+    finally:
+        stuck.set()
+    assert time.monotonic() - started < 5
 
 
 @pytest.fixture

@@ -160,7 +160,7 @@ def _download_all(entries: list[Entry]) -> dict[Entry, bytes]:
             entry, result = done.get(timeout=DEADLINE_S)
         except queue.Empty:
             pending = [e for e in entries if e not in got and e not in failed]
-            failed[pending[0]] = f"no answer within {DEADLINE_S:.0f} s"
+            failed[pending[0]] = f"no answer within {DEADLINE_S:g} s"
             break
         if isinstance(result, BaseException):
             failed[entry] = _reason(result)
