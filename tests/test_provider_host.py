@@ -12,7 +12,8 @@ What is proven here, for every dynamic resource type:
   once: Check reports no failure and hands the unknowns back, Diff neither raises nor fails, an
   unknown counts as a possible change, and it replaces only where a known change would;
 - for every phase of both stacks, each recorded dynamic resource passes Check and Diff with the
-  unknowns of a first preview.
+  unknowns of a first preview, and Diff answers against the previous phase as the inputs require
+  (diff_problems: which change, which replacement, deleted before or after).
 """
 
 from __future__ import annotations
@@ -43,12 +44,12 @@ from components.config.phases import phase_ids
 from components.core.engine import unknown_paths, unwrap_secrets
 from components.migration.backups import BackupVerificationProvider
 from components.migration.fly import FlyAppExportProvider, FlyAppProvider, FlyDestroyProvider, FlyFreezeProvider
-from migrate.harness import RecordedResource
+from migrate.harness import SECRET, RecordedResource
 from tests.conftest import STACKS, recorded, recorded_preview
 from tests.fakes.fly_server import FakeFly, fake_fly
 from tests.fakes.lambda_server import FakeClock, FakeLambda, fake_lambda
 from tests.fakes.s3 import FakeS3, moto_s3
-from tests.provider_host import PROVIDER_KEY, ProviderError, ProviderHost, provider_host, with_provider
+from tests.provider_host import PROVIDER_KEY, Diffed, ProviderError, ProviderHost, provider_host, with_provider
 from tests.test_dynamic_providers import LEGACY_STATE_PATHS, pickled_globals
 
 pytestmark = pytest.mark.network
@@ -126,6 +127,20 @@ REPLACES: dict[str, dict[str, list[str]]] = {
     VERIFY: {"objects": ["objects"], "location": ["objects"]},
     FREEZE: {"app": ["app"]},
     DESTROY: {"app": ["app"]},
+}
+# Whether a replacement deletes the old resource first, as each provider's diff answers it (the
+# Lambda providers say why beside their diff: the replacement carries the same name, and a new
+# instance would adopt the old one). The host must carry the answer through unchanged.
+DELETE_BEFORE_REPLACE: dict[str, bool] = {
+    KEY: True,
+    RULESET: True,
+    RULES: True,
+    INSTANCE: True,
+    APP: False,
+    EXPORT: False,
+    VERIFY: False,
+    FREEZE: True,
+    DESTROY: False,
 }
 IGNORED: dict[str, frozenset[str]] = {
     KEY: frozenset(),
@@ -443,6 +458,8 @@ def preview_problems(host: ProviderHost, m: Made) -> list[str]:
             problems.append(f"{where}: Diff replaces {diff.replaces}; a known change replaces only {allowed}")
         if label == key and key != "*" and diff.replaces != allowed:
             problems.append(f"{where}: Diff replaces {diff.replaces}, a known change would replace {allowed}")
+        if diff.replaces and diff.delete_before_replace != DELETE_BEFORE_REPLACE[type_]:
+            problems.append(f"{where}: Diff says deleteBeforeReplace={diff.delete_before_replace} for {diff.replaces}")
     return problems
 
 
@@ -486,11 +503,60 @@ def _verdict(host: ProviderHost, call: str, r: RecordedResource, news: dict[str,
                 problems += [f"Check failed {failures}"] if failures else []
             else:
                 olds = {**old.outputs, PROVIDER_KEY: wire[PROVIDER_KEY]}
-                host.diff(r.type, r.name, r.urn, old_outputs=olds, news=wire, old_inputs=old.inputs)
+                diff = host.diff(r.type, r.name, r.urn, old_outputs=olds, news=wire, old_inputs=old.inputs)
+                problems += diff_problems(r.type, news, old.inputs, diff)
         except ProviderError as exc:
             problems.append(f"{call}: {str(exc).strip().splitlines()[-1]}")
         _VERDICTS[key] = [f"{r.name} ({r.type}) {p}" for p in problems]
     return _VERDICTS[key]
+
+
+def diff_problems(type_: str, news: dict[str, Any], old_inputs: dict[str, Any], diff: Diffed) -> list[str]:
+    """What is wrong with a Diff answer, given the inputs before and now (REPLACES and IGNORED say
+    what each input's change means): a possible change of an input the provider does not ignore is
+    DIFF_SOME, replacing only what that input replaces; nothing that matters moved is DIFF_NONE with
+    no replacement; a replacement is ordered as the type's provider orders it."""
+    keys = (set(news) | set(old_inputs)) - {PROVIDER_KEY}
+    unknown = {p.split(".")[0].split("[")[0] for p in unknown_paths(news)}
+    moved = {k for k in keys - unknown if news.get(k) != old_inputs.get(k)}
+    matters = (unknown | moved) - IGNORED[type_]
+    # A secret the recording hides is the same placeholder in both phases, while a provider may
+    # compare the real value (user_data against its sha256): this test cannot tell either way.
+    hidden = {k for k in keys if news.get(k) == SECRET} - IGNORED[type_] - matters
+    allowed = {x for k in matters | hidden for x in REPLACES[type_].get(k, [])}
+    problems = []
+    if matters and diff.changes != SOME:
+        problems.append(f"Diff says {diff.changes} (not DIFF_SOME) though {sorted(matters)} may have changed")
+    if not matters and not hidden and (diff.changes, diff.replaces) != (NONE, []):
+        problems.append(f"Diff says {diff.changes} replacing {diff.replaces}; no input that matters changed")
+    if not set(diff.replaces) <= allowed:
+        problems.append(f"Diff replaces {diff.replaces}; what may have changed replaces only {sorted(allowed)}")
+    if diff.replaces and diff.delete_before_replace != DELETE_BEFORE_REPLACE[type_]:
+        problems.append(f"Diff says deleteBeforeReplace={diff.delete_before_replace}; {type_} replaces the other way")
+    return problems
+
+
+def test_diff_problems_catches_every_wrong_answer() -> None:
+    old = {"app": "web", "org": "example", "allow_absent": False, "token": SECRET}
+    moved, unknown = {**old, "app": "api"}, {**old, "org": WIRE_UNKNOWN}
+    right = [
+        (old, Diffed(NONE, [], False)),
+        ({**old, "token": "rotated"}, Diffed(NONE, [], False)),  # APP ignores the token
+        (moved, Diffed(SOME, ["app"], False)),
+        (unknown, Diffed(SOME, [], False)),
+    ]
+    for news, diff in right:
+        assert diff_problems(APP, news, old, diff) == [], (news, diff)
+    wrong = [
+        (old, Diffed(SOME, [], False), "no input that matters changed"),
+        (old, Diffed(NONE, ["app"], False), "no input that matters changed"),
+        (moved, Diffed(NONE, [], False), "not DIFF_SOME"),
+        (moved, Diffed(SOME, ["app"], True), "deleteBeforeReplace=True"),
+        (unknown, Diffed(SOME, ["app"], False), "replaces only []"),
+        (unknown, Diffed(NONE, [], False), "not DIFF_SOME"),
+    ]
+    for news, diff, message in wrong:
+        assert any(message in p for p in diff_problems(APP, news, old, diff)), (news, diff)
 
 
 _BLOBS: dict[str, str] = {}
