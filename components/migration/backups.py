@@ -7,13 +7,17 @@ cannot run it before the verification, and the providers of those steps check on
 before the destructive call (see `components/migration/fly.py`).
 
 What lands in the bucket:
-- `fly/<app>/<stamp>/…`: each Fly app's manifest (machine configs, volume list) and one tarball per
+- `fly/<app>/<stamp>-<attempt>/…`: each Fly app's manifest (machine configs, volume list) and one tarball per
   volume, exported from an on-demand snapshot (p1-fly-freeze);
-- `compose/<service>/<stamp>.<ext>`: the Compose host's Qdrant snapshot, Redis RDB and Postgres
+- `compose/<service>/<stamp>-<attempt>.<ext>`: the Compose host's Qdrant snapshot, Redis RDB and Postgres
   custom-format dump (p2b-services), which the restore Jobs in K3s read.
 
 The bucket speaks S3: AWS itself, or any S3-compatible endpoint (GCS interoperability, R2, MinIO)
 through `backups.endpoint`. Verification reads with boto3 against the same endpoint.
+
+Every key carries the second it was taken at and 48 random bits of its own attempt: a retried
+export or dump never lands on an object whose hash an earlier attempt recorded (a conditional put,
+`If-None-Match: *`, would say the same only on stores that honour it).
 """
 
 from __future__ import annotations

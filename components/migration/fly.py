@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import secrets
 import time
 import zlib
 from collections.abc import Iterator, Mapping
@@ -452,7 +453,11 @@ class FlyAppExportProvider(_FlyProvider):
         s3, location = bucket_client(props)
         retention = int(props.get("retention_days") or 60)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        prefix = f"{props.get('prefix') or 'fly'}/{app}/{stamp}"
+        # The second alone is not unique: a create the engine runs again (after a crash, or a
+        # failed volume halfway) can start within the same second and would overwrite objects
+        # whose hashes an earlier attempt recorded. 48 random bits make every attempt's keys its own.
+        attempt = f"{stamp}-{secrets.token_hex(6)}"
+        prefix = f"{props.get('prefix') or 'fly'}/{app}/{attempt}"
         machines = client.list_machines(app)
         exported: list[dict[str, Any]] = []
         records: list[ObjectRecord] = []
@@ -500,7 +505,7 @@ class FlyAppExportProvider(_FlyProvider):
             "volumes": exported,
             "objects": [manifest_record.to_dict(), *(r.to_dict() for r in records)],
         }
-        return dyn.CreateResult(id_=f"{app}-{stamp}", outs=outs)
+        return dyn.CreateResult(id_=f"{app}-{attempt}", outs=outs)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dyn.DiffResult:
         # Only another app is a new export; a token or bucket-key rotation changes nothing taken.
