@@ -652,6 +652,51 @@ def test_a_rotated_key_in_the_environment_refreshes_and_destroys_what_state_hold
     assert key.id_ not in fakes.lam.ssh_keys
 
 
+def test_a_rotated_backup_key_pair_in_the_environment_refreshes_and_destroys_the_backup_resources(
+    host: ProviderHost, fakes: Fakes
+) -> None:
+    """Issue 27: the backup bucket's keys follow the same rule. moto checks every signature against
+    its own IAM here, so the pair stored in state stops working once the rotation deletes it."""
+    s3 = fakes.s3
+    old, new = s3.iam_key_pair("backups"), s3.iam_key_pair("backups")
+    app = "rotated-backups"
+    fakes.fly.add_app(app, machines=("started",), volume_files=FILES)
+    engine = Engine(host, fakes)
+    with s3.signed_requests_only():
+        stored_keys = {"access_key_id": old[0], "secret_access_key": old[1]}
+        props = {**s3.props(BUCKET), **stored_keys}
+        export = engine.create(
+            EXPORT, "rot-export", {"app": app, "org": "example", "token": FLY_TOKEN, **props, "prefix": "fly"}
+        )
+        verify = engine.create(VERIFY, "rot-verify", {"label": app, **props, "objects": export.outputs["objects"]})
+        assert verify.outputs["verified"] is True and verify.outputs["access_key_id"] == old[0]
+        s3.iam(new).delete_access_key(UserName="backups", AccessKeyId=old[0])  # the rotation
+
+        # Without the new pair in the environment the stored one is refused: the refresh marks the
+        # backup unverified (which would stop the next `up`), so the stored pair really is stale.
+        _, seen = host.read(VERIFY, verify.name, verify.id_, outputs=verify.outputs, inputs=verify.inputs)
+        assert seen["verified"] is False and "InvalidAccessKeyId" in " ".join(seen["problems"])
+
+        half = {"BACKUP_ACCESS_KEY_ID": new[0]}
+        with provider_host(half) as broken, pytest.raises(ProviderError, match="BACKUP_SECRET_ACCESS_KEY is not"):
+            broken.read(VERIFY, verify.name, verify.id_, outputs=verify.outputs, inputs=verify.inputs)
+
+        rotated_env = {"BACKUP_ACCESS_KEY_ID": new[0], "BACKUP_SECRET_ACCESS_KEY": new[1]}
+        with provider_host(rotated_env) as rotated:
+            # pulumi refresh: every recorded object read back with the new pair
+            _, seen = rotated.read(VERIFY, verify.name, verify.id_, outputs=verify.outputs, inputs=verify.inputs)
+            assert seen["verified"] is True and seen["problems"] == []
+            # pulumi up before the config holds the new pair: the freeze checks the backup with it
+            backup = {"verified": seen["verified"], "objects": seen["objects"]}
+            freeze = Engine(rotated, fakes).create(
+                FREEZE, "rot-freeze", {"app": app, "token": FLY_TOKEN, **props, "backup": backup}
+            )
+            # pulumi destroy
+            for made in (freeze, verify, export):
+                rotated.delete(made.type_, made.name, made.id_, outputs=made.outputs, old_inputs=made.inputs)
+    assert {fakes.fly.state_of(app, m) for m in freeze.outputs["was_running"]} == {"started"}
+
+
 # --- state written before the layout move (issue 18) -----------------------------------------------
 
 
