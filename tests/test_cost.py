@@ -22,7 +22,7 @@ from components.clouds.lambda_api import LambdaClient
 from components.config.load import parse
 from components.config.phases import load_phases, resolve
 from components.core.errors import ConfigError
-from migrate import affected_cost, cost, cost_checks, harness, prices
+from migrate import affected, affected_cost, cost, cost_checks, harness, prices
 from migrate.checks import CheckContext, run_check
 from migrate.cli import main as cli_main
 from migrate.policy_runner import evaluate
@@ -230,6 +230,19 @@ def test_a_stack_file_change_moves_the_total_by_the_price_times_the_hours(
     )
     assert f"| +{cost.usd(expected)} |" in summary
     assert resource in summary
+
+
+def test_the_pull_request_summary_prices_a_phase_move_and_leaves_unchanged_stack_files_out() -> None:
+    found = affected.Affected(pairs={"dev": ["p2a-k3s"]}, moves=[affected.PhaseMove("dev", "p1-fly-freeze", "p2a-k3s")])
+    same = harness.stack_file("dev").read_text()
+    summary = affected.cost_section(found, lambda _: same, lambda _: same)
+    before = cost.estimate(recorded("dev", "p1-fly-freeze")).monthly_usd
+    after = cost.estimate(recorded("dev", "p2a-k3s")).monthly_usd
+    rows = [line for line in summary.splitlines() if line.startswith("| dev |")]
+    change = f"+{cost.usd(after - before)}"
+    assert rows == [f"| dev | move p1-fly-freeze -> p2a-k3s | {cost.usd(before)} | {cost.usd(after)} | {change} |"]
+    assert "dev-gpu-1-instance" in summary
+    assert affected.cost_section(affected.Affected(pairs={"dev": ["p2a-k3s"]}), lambda _: same, lambda _: same) == ""
 
 
 # --- cost in review ----------------------------------------------------------------------------------
