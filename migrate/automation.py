@@ -183,6 +183,7 @@ def exit_checks(
 def _with_config(outputs: Mapping[str, Any], stack: StackHandle) -> dict[str, Any]:
     """The outputs plus what the checks need that lives in stack config rather than in outputs."""
     merged = dict(outputs)
+    merged.setdefault("stackName", stack.name)  # cost-reduction records the stack's plans offline
     if checks.OUT_FLY_APPS not in merged:
         apps = _config_json(stack, FLY_APPS_KEY)
         if isinstance(apps, list):
@@ -222,6 +223,22 @@ def _confirm(prompt: str) -> bool:
     return Confirm.ask(prompt, default=False)
 
 
+def cost_drift(stack: StackHandle, phase: str) -> list[str]:
+    """issue 24: the Lambda instances running for `stack` at their API prices against the estimate."""
+    key = os.environ.get("LAMBDA_API_KEY") or _config_value(stack, "gpu-platform:lambdaApiKey")
+    if not key:
+        return ["cost drift: not compared (no LAMBDA_API_KEY and no gpu-platform:lambdaApiKey to list instances with)"]
+    # Records a plan and talks to Lambda: only `status --checks` pays for these imports (about 400 ms
+    # measured under load, the harness and the estimate).
+    from components.clouds.lambda_api import LambdaClient, LambdaError  # noqa: PLC0415
+    from migrate import cost_checks  # noqa: PLC0415
+
+    try:
+        return cost_checks.drift_report(stack.name, phase, LambdaClient(str(key)).list_instances())
+    except (LambdaError, ConfigError) as exc:
+        return [f"cost drift: not compared ({exc})"]
+
+
 @dataclass
 class Deps:
     """Everything a move touches outside this module. Tests replace these at the boundary."""
@@ -229,6 +246,7 @@ class Deps:
     open_stack: Callable[[str, bool], StackHandle] = open_stack
     offline_check: Callable[[str, str], int] = offline_check
     exit_checks: Callable[..., list[Any]] = exit_checks  # (names, outputs, stack, console, thresholds=...)
+    cost_drift: Callable[[StackHandle, str], list[str]] = cost_drift
     confirm: Callable[[str], bool] = _confirm
     interactive: Callable[[], bool] = _interactive
     console: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
@@ -426,7 +444,11 @@ def status(stack: str, checks: bool = False, deps: Deps | None = None) -> int:
         reason = forward_gate(current, [following]) if following is not None else None
         if reason is not None:
             console.print(f"  gate:     `forward` runs these checks first and stops if one fails ({reason})")
-        if not checks or not names:
+        if not checks:
+            return EXIT_OK
+        for line in deps.cost_drift(handle, current.id):
+            console.print(f"  {line}", markup=False, highlight=False)
+        if not names:
             return EXIT_OK
         results = deps.exit_checks(
             names, _plain_outputs(handle.outputs()), handle, console, thresholds=_thresholds(current)

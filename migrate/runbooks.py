@@ -93,6 +93,17 @@ def _heading(phase: Phase, count: int, previous: Phase | None, following: Phase 
         "",
         " ".join(phase.summary.split()),
         "",
+        *_expected_duration(phase),
+    ]
+
+
+def _expected_duration(phase: Phase) -> list[str]:
+    # issue 24: `python -m migrate cost` prices the migration window's overlap over these days.
+    if phase.expected_days is None:
+        return []
+    return [
+        f"Planned duration: {phase.expected_days} days (`expectedDays`; the cost of the migration window uses it).",
+        "",
     ]
 
 

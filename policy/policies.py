@@ -11,6 +11,7 @@ the analyzer when the Pulumi engine runs the pack).
 
 from __future__ import annotations
 
+import budget_rules as budget_rule
 import project_rules as project
 import workload_rules as workload
 from policy_support import fail_closed, schema, string_list
@@ -371,6 +372,27 @@ route_listeners = StackValidationPolicy(
     tags=["kubernetes", "security", "network"],
 )
 
+budget = StackValidationPolicy(
+    name="budget",
+    description=(
+        "A phase's estimated monthly run rate (policy/costing.py, priced with the stack's costBasis output) "
+        "stays within gpu-platform:budget.monthlyUsd."
+    ),
+    validate=fail_closed(budget_rule.check_budget),
+    # Advisory by default (dev); config.prod.json makes it mandatory.
+    enforcement_level=ADVISORY,
+    config_schema=schema(
+        {
+            "largestLines": {
+                "type": "integer",
+                "description": "How many of the largest cost lines the message names",
+                "default": budget_rule.DEFAULT_LARGEST_LINES,
+            },
+        }
+    ),
+    tags=["cost"],
+)
+
 POLICIES: list[Policy] = [
     image_pinned,
     image_digest,
@@ -395,4 +417,5 @@ POLICIES: list[Policy] = [
     backup_before_destroy,
     secret_stack_outputs,
     route_listeners,
+    budget,
 ]

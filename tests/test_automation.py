@@ -170,6 +170,7 @@ class Harness:
             open_stack=open_stack,
             offline_check=offline_check,
             exit_checks=exit_checks,
+            cost_drift=lambda handle, phase: [f"cost drift (Lambda): {handle.name} at {phase}"],
             confirm=confirm,
             interactive=lambda: interactive,
             console=Console(file=self.out, width=200, color_system=None, force_terminal=False),
@@ -198,6 +199,7 @@ def test_status_prints_deployed_previous_and_next_without_changing_anything() ->
     assert "next:     p2b-services" in h.text
     assert "nodes-ready-gpu, nvidia-smi-smoke" in h.text
     assert h.checked == []  # checks only on request
+    assert "cost drift" not in h.text
 
 
 def test_status_warns_when_config_points_elsewhere_and_flags_blocked_rollback() -> None:
@@ -224,6 +226,7 @@ def test_status_with_checks_runs_the_deployed_phases_checks_and_fails_on_one() -
     names, outputs = h.checked[0]
     assert names == ["backups-verified", "restore-jobs-complete", "public-routes-200"]
     assert outputs == {"phase": "p2b-services", "publicUrls": ["https://app.example.com"]}  # plain values
+    assert "cost drift (Lambda): dev at p2b-services" in h.text  # issue 24: the estimate against what runs
 
 
 def test_status_of_a_missing_stack_says_how_to_create_it() -> None:
@@ -598,6 +601,7 @@ def test_exit_checks_read_fly_apps_and_backup_location_from_stack_config(monkeyp
         "flyApps": ["web", "jobs"],
         "backupRegion": "eu-west-1",  # an exported value wins over config
         "backupEndpoint": "https://r2.example.com",
+        "stackName": "dev",  # cost-reduction records this stack's plans
     }
     assert got["creds"] == ("AKID", "s3cr3t")
     assert got["fly"] == "http://127.0.0.1:9/v1"

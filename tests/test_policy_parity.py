@@ -39,7 +39,7 @@ from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 from components.config.phases import phase_ids
 from components.core.engine import WIRE_UNKNOWN
 from components.core.errors import ConfigError
-from migrate.harness import PROJECT, SECRET, UNKNOWN, RecordedPlan, RecordedResource
+from migrate.harness import PROJECT, SECRET, UNKNOWN, RecordedPlan, RecordedResource, record
 from migrate.policy_runner import (
     POLICY_DIR,
     STACK_TYPE,
@@ -419,6 +419,19 @@ def test_the_pack_runs_from_the_virtualenv_its_manifest_declares(pack: Path, eng
     ).stdout
     versions = {canonicalize_name(p["name"]): p["version"] for p in json.loads(listed)}
     assert {name: versions.get(canonicalize_name(name)) for name in pins} == pins
+
+
+def test_the_budget_gets_the_same_verdict_under_the_engine(engines: dict[bool, Engine]) -> None:
+    """issue 24: a prod phase over its budget fails the pack under the engine as offline, in both
+    views: the rule prices the plan from the stack's costBasis output, which a first preview knows."""
+    for preview in (True, False):
+        plan = record("prod", phase="p2a-k3s", overrides={"budget": {"monthlyUsd": 1000}}, preview=preview)
+        engine = engines[preview].diagnostics(plan, stack_config("prod"))
+        problems = compare(engine, offline(plan, stack_config("prod")))
+        assert not problems, "\n".join(problems[:20])
+        (budget,) = [d for d in engine if d[0] == "budget"]
+        assert budget[1] == "mandatory" and budget[2] == stack_urn(plan)
+        assert "over the budget of $1,000.00; largest: gpu-agent-gcp-vm $" in budget[3]
 
 
 def test_offline_only_parts_are_listed_in_the_readme() -> None:
