@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.tool_versions import require
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gpu-platform"
 JOBS = CACHE / "jobs"
@@ -112,7 +114,11 @@ def read_only_root(
     The namespace needs root: as root it runs directly, otherwise through sudo, and the program then
     drops back to this user (setpriv). sudo resets the environment, so `env` travels in a file (not on
     the command line, where `ps` shows it) that is opened before /tmp is replaced and read from fd 3.
-    unshare, mount and setpriv are util-linux's."""
+    unshare, mount and setpriv are util-linux's; tests/tool_versions.py says which releases do the job."""
+    require("unshare")
+    require("mount")
+    if os.geteuid() != 0:
+        require("setpriv")
     for name, value in env.items():
         if "\n" in value or "=" in name:
             raise ValueError(f"read_only_root: {name} cannot travel in the env file (a newline or '=')")
