@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.local import as_caller, as_root
 from tests.tool_versions import require
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -80,22 +81,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _as_root() -> list[str]:
-    """The prefix that runs a command as root: none for root; `sudo -n` for anyone else (a GitHub
-    runner's user has passwordless sudo). Ubuntu 24.04 (GitHub's ubuntu-24.04) denies mounts in an
-    unprivileged user namespace through AppArmor (actions/runner-images#10443), so `unshare -r` is
-    no alternative there."""
-    if os.geteuid() == 0:
-        return []
-    probe = subprocess.run(["sudo", "-n", "true"], capture_output=True, text=True, timeout=30, check=False)
-    if probe.returncode != 0:
-        pytest.fail(
-            "the router's read-only root needs a mount namespace, which needs root: run the tests as root or "
-            f"give this user passwordless sudo (`sudo -n true` said: {probe.stderr.strip() or probe.returncode})"
-        )
-    return ["sudo", "-n", "--"]
-
-
 def read_only_root(
     argv: Sequence[str],
     *,
@@ -126,9 +111,6 @@ def read_only_root(
     env_file.touch(mode=0o600)
     env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     under_tmp = [str(p.resolve()) for p in keep if p.resolve().is_relative_to("/tmp")]
-    as_user = (
-        [] if os.geteuid() == 0 else ["setpriv", f"--reuid={os.getuid()}", f"--regid={os.getgid()}", "--clear-groups"]
-    )
     script = (
         'set -e; envf=$1; cfg=$2; scratch=$3; at=$4; n=$5; shift 5; exec 3<"$envf"; '
         'mount --bind "$cfg" "$at"; mount -o remount,bind,ro "$at"; '
@@ -139,10 +121,10 @@ def read_only_root(
     # After the mounts, as the user again: an empty environment, then `env`'s lines exported.
     load = 'while IFS= read -r line <&3; do export "$line"; done; exec 3<&-; exec "$@"'
     return [
-        *_as_root(),
+        *as_root("the router's read-only root (a mount namespace)"),
         *("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"),
         *(str(env_file), str(config_dir), str(scratch), config_at, str(len(under_tmp)), *under_tmp),
-        *as_user,
+        *as_caller(),
         *("env", "-i", "sh", "-c", load, "sh", *argv),
     ]
 
