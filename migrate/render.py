@@ -11,7 +11,8 @@ from rich.tree import Tree
 
 from components.config.phases import Phase
 from migrate.harness import SECRET, UNKNOWN, RecordedPlan, RecordedResource
-from migrate.plan import PlanDiff, counts, critical_path, images, tree
+from migrate.output import nested
+from migrate.plan import PlanDiff, counts, critical_path, images, is_mock, mock_values, tree
 
 _KIND_STYLE = {"create": ("+", "green"), "update": ("~", "yellow"), "replace": ("±", "magenta"), "delete": ("-", "red")}
 
@@ -78,7 +79,7 @@ def plan(console: Console, p: RecordedPlan, phase: Phase) -> None:
     path = critical_path(p)
     console.print(Text(f"\nCritical path ({path.length} resources, created one after another):", style="bold"))
     for i, urn in enumerate(path.urns, 1):
-        console.print(f"  {i:>2}. {_short(urn)}")
+        console.print(Text(f"  {i:>2}. {_short(urn)}"))
 
     uses = images(p)
     if uses:
@@ -97,11 +98,45 @@ def plan(console: Console, p: RecordedPlan, phase: Phase) -> None:
     for check in phase.exit_criteria.checks:
         console.print(f"  machine check: {check}")
 
-    if p.outputs:
-        console.print(Text("\nOutputs", style="bold"))
-        for key, value in p.outputs.items():
-            shown = SECRET if key in p.secret_stack_outputs else value
-            console.print(f"  {key} = {shown}", markup=False)
+    outputs(console, p)
+
+
+def mock_output_keys(p: RecordedPlan) -> list[str]:
+    """The stack outputs that hold a value the offline mocks made up (for --json)."""
+    invented = mock_values(p)
+
+    def walk(value: Any) -> bool:
+        if isinstance(value, dict):
+            return any(walk(v) for v in value.values())
+        if isinstance(value, list):
+            return any(walk(v) for v in value)
+        return is_mock(value, invented)
+
+    return sorted(k for k, v in p.outputs.items() if k not in p.secret_stack_outputs and walk(v))
+
+
+def outputs(console: Console, p: RecordedPlan) -> None:
+    """The stack outputs, nested as `pulumi up` prints them, each value the offline mocks made up
+    (an address, a key, a backup object) marked so that nobody takes it for the real one."""
+    if not p.outputs:
+        return
+    invented = mock_values(p)
+
+    def mark(value: Any) -> str:
+        return "  # offline mock value" if is_mock(value, invented) else ""
+
+    console.print(Text(f"\nOutputs ({len(p.outputs)}), computed offline under mocks", style="bold"))
+    console.print(
+        Text(
+            "  values marked '# offline mock value' were made up by migrate/mocks.py in place of a provider's "
+            "answer; `pulumi up` returns the real ones",
+            style="dim",
+        )
+    )
+    for key in sorted(p.outputs):
+        value = SECRET if key in p.secret_stack_outputs else p.outputs[key]
+        for line in nested(key, value, mark=mark):
+            console.print(Text(line))
 
 
 def diff(console: Console, stack: str, d: PlanDiff) -> None:
