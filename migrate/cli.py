@@ -150,6 +150,12 @@ def cmd_diff(args: argparse.Namespace) -> int:
         console = _console()
         review.render_text(console, result)
         _print_secrets(console, sr)
+    for phase, step in result.undone:
+        output.error(f"{args.from_phase} -> {args.to_phase} would undo {step} ({phase})", prefix="refused")
+    if result.diff.deletes_protected:
+        output.error(
+            f"{len(result.diff.deletes_protected)} protected resource(s) would be deleted or replaced", "refused"
+        )
     if failed:
         output.error(f"--fail-on {','.join(args.fail_on)}: {', '.join(failed)}", prefix="failed")
     return code

@@ -509,8 +509,10 @@ def _print_text(
         for name, vs in by_policy(r.violations).items():
             _print_policy(name, vs, out, verbose)
     mandatory = sum(r.mandatory for r in results)
-    advisory = sum(r.advisory for r in results)
-    out.write(f"result: {mandatory} mandatory, {advisory} advisory violation(s); exit {code}\n")
+    notes = sum(1 for r in results for v in r.violations if v.message.startswith(CANT_RUN))
+    advisory = sum(r.advisory for r in results) - notes
+    tail = f", {notes} can't-run note(s) of a preview" if notes else ""
+    out.write(f"result: {mandatory} mandatory, {advisory} advisory violation(s){tail}; exit {code}\n")
     out.write(
         "offline-only rule parts (not enforced by `pulumi preview --policy-pack`, enforced here): "
         + ", ".join(offline_only())

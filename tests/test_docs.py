@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import pytest
 import yaml
 
 from components.config.phases import Phase, load_phases
-from migrate import runbooks
+from migrate import affected, cli, runbooks
+from tests.conftest import recorded
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -175,8 +177,6 @@ def test_readme_starts_with_what_the_project_does_then_phases_review_deploy_test
 
 
 def test_readme_phase_table_counts_are_the_plans_counts() -> None:
-    from tests.conftest import recorded  # noqa: PLC0415 - records the real program, only this test needs it
-
     rows = re.findall(r"^\| `(p[^`]+)` \| .+ \| (\d+) \| (\d+) \|$", README.read_text(), re.MULTILINE)
     assert [phase for phase, _, _ in rows] == [p.id for p in PHASES]
     for phase, dev, prod in rows:
@@ -185,10 +185,6 @@ def test_readme_phase_table_counts_are_the_plans_counts() -> None:
 
 
 def test_every_review_command_in_the_readme_parses() -> None:
-    import shlex  # noqa: PLC0415
-
-    from migrate import affected, cli  # noqa: PLC0415 - the parsers, nothing is run
-
     found = 0
     for line in README.read_text().splitlines():
         match = re.match(r"^\.venv/bin/python -m (migrate(?:\.affected)?) (.+?)(?:\s+#.*)?$", line)

@@ -17,11 +17,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+from components.config.load import SECRET_KEYS
 from components.config.phases import load_phases, phase_ids, resolve
 from components.core.errors import ConfigError
-from migrate import cli, harness, output, policy_runner, render, review, stack_review
+from components.platform import platform
+from migrate import automation, cli, harness, output, policy_runner, render, review, stack_review
+from migrate.affected import PhaseMove, affected, markdown, run_offline
 from migrate.plan import diff_plans
+from migrate.policy_runner import PhaseResult, Violation, _print_text
 from tests.conftest import ROOT, STACKS, recorded, recorded_preview
+from tests.test_policy_rules import fixture_files, violations_of
 
 PHASES = phase_ids()
 
@@ -49,28 +54,34 @@ def cached_record(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(harness, "record", fake)
 
 
-def _plan_text(stack: str, phase: str) -> str:
+def _plan_text(stack: str, phase: str, *, preview: bool = False) -> str:
     buffer = io.StringIO()  # not a terminal, as in a CI log
-    render.plan(output.console(buffer), recorded(stack, phase), resolve(phase))
+    plan = (recorded_preview if preview else recorded)(stack, phase)
+    render.plan(output.console(buffer), plan, resolve(phase))
     return buffer.getvalue()
 
 
 # --- 1. nothing cut, nothing invented -------------------------------------------------------------
 
 
+@pytest.mark.parametrize("preview", [False, True], ids=["update", "preview"])
 @pytest.mark.parametrize("stack", STACKS)
-def test_piped_plan_keeps_every_line_whole_in_every_phase(stack: str) -> None:
+def test_piped_plan_keeps_every_line_whole_in_every_phase(stack: str, preview: bool) -> None:
     for phase in PHASES:
-        text = _plan_text(stack, phase)
+        text = _plan_text(stack, phase, preview=preview)
         body, outputs = text.split("\nOutputs (", 1)
         lines = body.splitlines()
-        for res in recorded(stack, phase).resources:
+        for res in (recorded_preview if preview else recorded)(stack, phase).resources:
             # The tree line ends with the safety flags: the name, type and every flag are on it.
             flags = [f for f, on in (("protect", res.protect), ("retain", res.retain_on_delete)) if on]
             if res.import_id:
                 flags.append(f"import {res.import_id}")
             wanted = f"{res.name}  {res.type}" + (f"  [{', '.join(flags)}]" if flags else "")
-            assert any(wanted in line for line in lines), f"{stack} {phase}: {wanted!r} is cut"
+            line = next((line for line in lines if wanted in line), None)
+            assert line is not None, f"{stack} {phase}: {wanted!r} is cut"
+            if res.unknown_inputs:  # a preview: which inputs wait for another resource, all of them
+                unknown = sorted({p.split(".")[0].split("[")[0] for p in res.unknown_inputs})
+                assert line.endswith(f"[unknown] {', '.join(unknown)}"), line
         for line in lines:
             assert line.count("[") == line.count("]"), f"{stack} {phase}: line ends inside a bracket: {line!r}"
             assert line.count("(") == line.count(")"), f"{stack} {phase}: line ends inside a bracket: {line!r}"
@@ -229,11 +240,18 @@ def test_fail_on_makes_ci_fail(cached_record: None, capsys: pytest.CaptureFixtur
     assert exc.value.code == 2
 
 
-def test_rollback_past_p4_exits_3_from_diff_and_from_rollback(cached_record: None) -> None:
+def test_rollback_past_p4_exits_3_from_diff_and_from_rollback(
+    cached_record: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert cli.main(["diff", "--stack", "prod", "--from", "p4-decommission", "--to", "p3-local-brain"]) == 3
-    # migrate rollback's refusal (tests/test_automation.py drives it against a fake stack) uses the same code.
-    from migrate import automation  # noqa: PLC0415 - the Automation API module is only needed here
-
+    err = capsys.readouterr().err
+    protected = _review("prod", "p4-decommission", "p3-local-brain").diff.deletes_protected
+    assert protected and err.splitlines() == [
+        "refused: p4-decommission -> p3-local-brain would undo fly-destroy (p4-decommission)",
+        f"refused: {len(protected)} protected resource(s) would be deleted or replaced",
+    ]
+    # migrate rollback's refusal (tests/test_automation.py drives it against a fake stack, exit 3) is
+    # the same verdict.
     with pytest.raises(automation.IrreversibleRefused):
         automation.plan_move(
             load_phases(),
@@ -311,12 +329,8 @@ def test_plan_says_which_secrets_are_missing(cached_record: None, capsys: pytest
 
 
 def test_every_secret_key_the_program_reads_is_declared_secret_in_pulumi_yaml() -> None:
-    from components.config.load import SECRET_KEYS  # noqa: PLC0415 - only this test needs the table
-
     declared = stack_review.declared_keys()
     assert {name for name, _ in SECRET_KEYS} == {k for k, secret in declared.items() if secret}
-    from components.platform import platform  # noqa: PLC0415
-
     assert stack_review.APP_SECRET_CONFIG == platform._APP_SECRET_CONFIG
 
 
@@ -342,8 +356,6 @@ def test_check_all_phases_preview_is_short(cached_record: None) -> None:
 
 
 def test_a_failing_policy_explains_once_then_names_each_resource() -> None:
-    from migrate.policy_runner import PhaseResult, Violation, _print_text  # noqa: PLC0415
-
     why = "Why: a tag moves. Fix: pin it."
     found = [
         Violation("image-digest-pinned", "mandatory", f"urn:a{i}", f"image 'x{i}' is tag only. {why}") for i in range(9)
@@ -357,8 +369,6 @@ def test_a_failing_policy_explains_once_then_names_each_resource() -> None:
 
 
 def test_the_platforms_own_images_get_the_stack_config_fix() -> None:
-    from tests.test_policy_rules import fixture_files, violations_of  # noqa: PLC0415 - the pack's fixture loader
-
     cases = fixture_files()["image-digest-pinned"]["fail"]
     own = next(c for c in cases if c["case"].startswith("one of the platform's own images"))
     [found] = violations_of("image-digest-pinned", own)
@@ -369,8 +379,6 @@ def test_the_platforms_own_images_get_the_stack_config_fix() -> None:
 
 
 def test_the_pull_request_report_shows_the_diffs_marks_and_counts(cached_record: None) -> None:
-    from migrate.affected import PhaseMove, affected, markdown, run_offline  # noqa: PLC0415
-
     found = affected([], ["prod"], load_phases())
     found.moves.append(PhaseMove("prod", "p3-local-brain", "p4-decommission"))
     outcomes = run_offline(found, load_phases())
