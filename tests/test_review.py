@@ -115,6 +115,24 @@ def test_outputs_mark_what_the_mocks_made_up() -> None:
     assert "k3sApiUrl" in doc_keys and "environment" not in doc_keys
 
 
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_narrow_terminal_wraps_instead_of_cutting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "60")
+    buffer = _Terminal()
+    console = output.console(buffer)
+    assert console.width == 60
+    render.plan(console, recorded("prod", "p0-baseline"), resolve("p0-baseline"))
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", buffer.getvalue()).splitlines()  # a terminal gets colours
+    assert max(len(line.rstrip()) for line in lines) <= 60
+    text = " ".join(" ".join(line.strip(" │├└─") for line in lines).split())
+    # The flags at the end of a line wrap onto the next one, whole.
+    assert "backups-bucket aws:s3/bucket:Bucket [protect, retain]" in text
+
+
 def test_names_are_not_read_as_markup_or_emoji() -> None:
     text = _plan_text("prod", "p3-local-brain")
     assert "gpu-platform:llama:LlamaServer" in text
