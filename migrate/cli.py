@@ -148,7 +148,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
     else:
         console = _console()
-        review.render_text(console, result)
+        review.render_text(console, result)  # issue 24 adds its cost lines through review.sections
         _print_secrets(console, sr)
     for phase, step in result.undone:
         output.error(f"{args.from_phase} -> {args.to_phase} would undo {step} ({phase})", prefix="refused")
@@ -168,7 +168,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     for phase_id in ids:
         resolve(phase_id)
     first: dict[str, str] = {}
-    sr = None
     for phase_id in ids or [None]:
         sr = _stack_review(args, phase_id)
         for name in sr.missing:

@@ -10,11 +10,10 @@ from rich.text import Text
 from rich.tree import Tree
 
 from components.config.phases import Phase
+from migrate import review
 from migrate.harness import SECRET, UNKNOWN, RecordedPlan, RecordedResource
 from migrate.output import nested
 from migrate.plan import PlanDiff, counts, critical_path, images, is_mock, mock_values, tree
-
-_KIND_STYLE = {"create": ("+", "green"), "update": ("~", "yellow"), "replace": ("±", "magenta"), "delete": ("-", "red")}
 
 
 def _label(res: RecordedResource) -> Text:
@@ -140,30 +139,5 @@ def outputs(console: Console, p: RecordedPlan) -> None:
 
 
 def diff(console: Console, stack: str, d: PlanDiff) -> None:
-    console.print(Text(f"Diff for stack {stack}: {d.before} -> {d.after}", style="bold"))
-    if not d.changes:
-        console.print("  no changes")
-    for c in d.changes:
-        sign, style = _KIND_STYLE[c.kind]
-        line = Text(f"  {sign} {c.kind:<8}", style=style)
-        line.append(f"{c.name}  ", style="bold")
-        line.append(c.type, style="dim")
-        if c.changed:
-            shown = ", ".join(c.changed[:6]) + (f", … {len(c.changed) - 6} more" if len(c.changed) > 6 else "")
-            line.append(f"  ({shown})")
-        if c.options:
-            line.append(f"  options: {', '.join(c.options)}", style="cyan")
-        if c.kind in ("delete", "replace") and (c.protected or c.stateful):
-            line.append(
-                "  !! " + ("PROTECTED " if c.protected else "") + ("STATEFUL" if c.stateful else ""), "bold red"
-            )
-        console.print(line)
-    summary = ", ".join(f"{len(d.of_kind(k))} {k}" for k in ("create", "update", "replace", "delete"))
-    console.print(f"\n{summary}")
-    if d.deletes_protected:
-        console.print(
-            Text(
-                f"refused: this transition would delete or replace {len(d.deletes_protected)} protected resource(s)",
-                style="bold red",
-            )
-        )
+    """The diff as a review (migrate/review.py: values, irreversible steps, skipped phases)."""
+    review.render_text(console, review.review(stack, d))
