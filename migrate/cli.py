@@ -168,14 +168,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     for phase_id in ids:
         resolve(phase_id)
     first: dict[str, str] = {}
+    file_name = ""
     for phase_id in ids or [None]:
         sr = _stack_review(args, phase_id)
+        file_name = sr.path.name
         for name in sr.missing:
-            first.setdefault(name, sr.needed[name] if phase_id is None else f"from {phase_id}: {sr.needed[name]}")
+            first.setdefault(name, f"{phase_id or 'the configured phase'} needs it ({sr.needed[name]})")
     for name, why in first.items():
-        output.error(
-            f"{stack_review.NAMESPACE}:{name} ({why}) has no secure: value in the stack file", prefix="warning"
-        )
+        output.error(f"{stack_review.NAMESPACE}:{name}: no secure: value in {file_name}; {why}", "warning")
     code: int = policy_runner.run_from_args(args)
     return code
 

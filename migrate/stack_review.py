@@ -64,10 +64,10 @@ def needed_secrets(phase: Phase, raw: Mapping[str, Any]) -> dict[str, str]:
     if state.platform.services_stateless:
         for key, required in app_secret_keys().items():
             if required and key in APP_SECRET_CONFIG:
-                needed.setdefault(APP_SECRET_CONFIG[key], "platform.servicesStateless (a service's app Secret)")
+                needed.setdefault(APP_SECRET_CONFIG[key], "platform.servicesStateless: a service's app Secret")
     if state.platform.restore_from_backup:
         for name in ("backupAccessKeyId", "backupSecretAccessKey"):
-            needed[name] = "platform.restoreFromBackup (the restore Jobs read the bucket)"
+            needed[name] = "platform.restoreFromBackup: the restore Jobs read the bucket"
     return needed
 
 

@@ -408,3 +408,14 @@ def test_the_pull_request_report_shows_the_diffs_marks_and_counts(cached_record:
     )
     assert "**IRREVERSIBLE: 8 step(s) of fly-destroy (p4-decommission) cannot be undone**" in row
     assert "8 irreversible, " in row
+
+
+def test_check_warns_about_missing_secrets_on_stderr(cached_record: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["check", "--stack", "prod", "--phase", "p0-baseline", "--phase", "p2b-services"]) == 0
+    captured = capsys.readouterr()
+    warnings = captured.err.splitlines()
+    assert (
+        "warning: gpu-platform:composeSshPrivateKey: no secure: value in Pulumi.prod.yaml; p2b-services needs it "
+        "(p2b-services logs in to the Compose host)" in warnings
+    )
+    assert "warning:" not in captured.out
