@@ -35,11 +35,17 @@ EXIT_CODES_HELP = """exit codes (every subcommand):
 errors go to stderr; a closed pipe (`| head`) ends quietly with 141"""
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        # rich's own handler exits 1, which this contract reserves for a failed check.
+        raise BrokenPipeError
+
+
 def console(file: IO[str] | None = None) -> Console:
     """A rich console for the review: no markup, no emoji codes, full lines when not a terminal."""
     out = file if file is not None else sys.stdout
     terminal = bool(getattr(out, "isatty", lambda: False)())
-    return Console(
+    return _Console(
         file=out,
         highlight=False,
         markup=False,
