@@ -19,7 +19,7 @@ from rich.text import Text
 
 from components.config.phases import phase_ids, resolve
 from components.core.errors import ConfigError
-from migrate import automation, harness, output, policy_runner, render, review, stack_review
+from migrate import automation, cost, harness, output, policy_runner, render, review, stack_review
 from migrate.output import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_PROTECTED
 from migrate.plan import counts, critical_path, diff_plans, images
 
@@ -39,6 +39,7 @@ EXAMPLES = {
         "python -m migrate check --stack prod --all-phases",
         "python -m migrate check --stack prod --all-phases --preview --verbose",
     ],
+    "cost": ["python -m migrate cost --stack prod --phase p3-local-brain"],
     "status": ["python -m migrate status --stack prod --checks"],
     "forward": ["python -m migrate forward --stack prod", "python -m migrate forward --stack dev --yes"],
     "rollback": ["python -m migrate rollback --stack prod"],
@@ -113,11 +114,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
         }
         doc["secrets"] = sr.to_json()
         doc["mockOutputs"] = render.mock_output_keys(recorded)
+        doc["cost"] = plan_cost_json(recorded)
         print(json.dumps(doc, indent=2, sort_keys=False))
     else:
         console = _console()
         render.plan(console, recorded, phase)
         _print_secrets(console, sr)
+        print_plan_cost(recorded)
     return EXIT_OK
 
 
@@ -145,10 +148,12 @@ def cmd_diff(args: argparse.Namespace) -> int:
         doc["failOn"] = {"conditions": list(args.fail_on), "met": failed}
         doc["exitCode"] = code
         doc["secrets"] = sr.to_json()
+        doc["cost"] = diff_cost_json(before, after)
         print(json.dumps(doc, indent=2))
     else:
         console = _console()
-        review.render_text(console, result)  # issue 24 adds its cost lines through review.sections
+        review.render_text(console, result)
+        print_diff_cost(before, after)
         _print_secrets(console, sr)
     for phase, step in result.undone:
         output.error(f"{args.from_phase} -> {args.to_phase} would undo {step} ({phase})", prefix="refused")
@@ -178,6 +183,64 @@ def cmd_check(args: argparse.Namespace) -> int:
         output.error(f"{stack_review.NAMESPACE}:{name}: no secure: value in {file_name}; {why}", "warning")
     code: int = policy_runner.run_from_args(args)
     return code
+
+
+# --- issue 24: what a phase costs (migrate/cost.py) ------------------------------------------------
+
+
+# A plan or diff whose cost cannot be estimated (a price the catalog lacks) still shows the plan and
+# keeps its exit code; the line says why. `migrate cost` and the `budget` policy fail on it.
+
+
+def print_plan_cost(recorded: harness.RecordedPlan) -> None:
+    print()
+    try:
+        lines = cost.total_lines(recorded)
+    except ConfigError as exc:
+        lines = [f"Monthly cost: not estimated: {exc}"]
+    for line in lines:
+        print(line)
+
+
+def plan_cost_json(recorded: harness.RecordedPlan) -> dict[str, object]:
+    try:
+        est = cost.estimate(recorded)
+    except ConfigError as exc:
+        return {"error": str(exc)}
+    return {"monthlyUsd": round(est.monthly_usd, 2), "budgetMonthlyUsd": est.budget_usd}
+
+
+def print_diff_cost(before: harness.RecordedPlan, after: harness.RecordedPlan) -> None:
+    print()
+    try:
+        lines = cost.change_lines(before, after)
+    except ConfigError as exc:
+        lines = [f"Monthly cost: not estimated: {exc}"]
+    for line in lines:
+        print(line)
+
+
+def diff_cost_json(before: harness.RecordedPlan, after: harness.RecordedPlan) -> dict[str, object]:
+    try:
+        a, b = cost.estimate(before), cost.estimate(after)
+    except ConfigError as exc:
+        return {"error": str(exc)}
+    changes = cost.costing().compare(a, b)
+    return {
+        "beforeMonthlyUsd": round(a.monthly_usd, 2),
+        "afterMonthlyUsd": round(b.monthly_usd, 2),
+        "deltaMonthlyUsd": round(b.monthly_usd - a.monthly_usd, 2),
+        "changes": [
+            {"urn": c.line.urn, "priceKey": c.line.price_key, "deltaMonthlyUsd": round(c.delta_usd, 2)} for c in changes
+        ],
+    }
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    return cost.cmd_cost(args, _stack_path(args.stack, args.stack_file))
+
+
+# --- end of issue 24 ---------------------------------------------------------------------------------
 
 
 # --- issue 9: real phase moves on the Automation API (migrate/automation.py) -----------------
@@ -214,7 +277,10 @@ def add_move_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
             p_move.add_argument(
                 "--override-gate",
                 metavar="REASON",
-                help="leave a traffic phase even though its exit checks fail; the reason goes into the update message",
+                help=(
+                    "move on although the gate's exit checks fail (leaving a traffic phase, entering one with "
+                    "irreversible steps); the reason goes into the update message"
+                ),
             )
         p_move.set_defaults(func=cmd_move)
 
@@ -259,6 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(3 for irreversible or protected, 1 for the others), e.g. --fail-on irreversible,protected,skipped",
     )
     p_diff.set_defaults(func=cmd_diff)
+
+    p_cost = sub.add_parser("cost", help="a phase's monthly cost estimate, per resource, provider and in total")
+    stack_args(p_cost)
+    cost.add_arguments(p_cost)
+    p_cost.set_defaults(func=cmd_cost)
 
     p_check = sub.add_parser("check", help="the policy pack on recorded plans, offline (exit 1 on mandatory)")
     policy_runner.add_arguments(p_check)

@@ -23,7 +23,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from components.config.phases import Phase, irreversible_between, load_phases, resolve
+from components.config.phases import Phase, forward_gate, irreversible_between, load_phases, resolve
 from migrate.output import EXIT_FAILED, EXIT_OK, EXIT_PROTECTED, scalar
 from migrate.plan import ABSENT, Change, PlanDiff, summarise
 
@@ -45,7 +45,9 @@ class DiffReview:
     irreversible: dict[str, tuple[str, str]] = field(default_factory=dict)  # urn -> (phase, step), done by the move
     undone: tuple[tuple[str, str], ...] = ()  # (phase, step) a move back would have to undo
     skipped: tuple[Phase, ...] = ()
-    leaving_gate: Phase | None = None  # a forward move out of a traffic phase runs its gate
+    # A forward move out of a traffic phase, or into one with irreversible steps, runs the exit checks
+    # of the phase it leaves first (components/config/phases.py forward_gate): (phase, why).
+    leaving_gate: tuple[Phase, str] | None = None
 
     @property
     def skipped_gates(self) -> tuple[Phase, ...]:
@@ -92,7 +94,9 @@ class DiffReview:
         ]
         doc["skipped"] = [p.id for p in self.skipped]
         doc["skippedGates"] = [p.id for p in self.skipped_gates]
-        doc["leavingGate"] = self.leaving_gate.id if self.leaving_gate else None
+        doc["leavingGate"] = (
+            {"phase": self.leaving_gate[0].id, "why": self.leaving_gate[1]} if self.leaving_gate else None
+        )
         doc["summary"].update(self.counts())
         return doc
 
@@ -124,8 +128,13 @@ def review(stack: str, diff: PlanDiff) -> DiffReview:
         irreversible=irreversible,
         undone=tuple(irreversible_between(diff.before, diff.after)),
         skipped=tuple(skipped),
-        leaving_gate=start if direction == "forward" and start.gated else None,
+        leaving_gate=_gate(start, phases[start.index + 1 : end.index + 1]) if direction == "forward" else None,
     )
+
+
+def _gate(start: Phase, entered: Sequence[Phase]) -> tuple[Phase, str] | None:
+    why = forward_gate(start, entered)
+    return (start, why) if why is not None else None
 
 
 # --- text ------------------------------------------------------------------------------------------
@@ -198,10 +207,9 @@ def header(console: Console, r: DiffReview) -> None:
             )
         )
     if r.leaving_gate:
-        checks = ", ".join(r.leaving_gate.exit_criteria.checks)
-        console.print(
-            Text(f"gate: leaving {r.leaving_gate.id} (it moves traffic): `migrate forward` first runs {checks}")
-        )
+        left, why = r.leaving_gate
+        checks = ", ".join(left.exit_criteria.checks)
+        console.print(Text(f"gate: leaving {left.id} ({why}): `migrate forward` first runs {checks}"))
 
 
 def changes(console: Console, r: DiffReview) -> None:

