@@ -203,6 +203,11 @@ def test_diff_into_p4_marks_and_counts_the_irreversible_steps(stack: str) -> Non
     for c in destroys:
         assert any(c.name in line and "!! IRREVERSIBLE (fly-destroy, p4-decommission)" in line for line in lines)
     assert f"review: {len(destroys)} irreversible," in text
+    # migrate forward's last gate (components/config/phases.py forward_gate) is named before the move.
+    assert lines[2].startswith(
+        f"gate: leaving p3-local-brain (p4-decommission has irreversible step(s): fly-destroy): `migrate forward` "
+        f"first runs {', '.join(resolve('p3-local-brain').exit_criteria.checks)}"
+    )
     doc = r.to_json()
     assert doc["summary"]["irreversible"] == len(destroys)
     assert {s["urn"] for s in doc["irreversibleSteps"]} == {c.urn for c in destroys}
