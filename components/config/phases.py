@@ -11,6 +11,7 @@ offline tools, the policy pack and the tests share it without a runtime.
 
 from __future__ import annotations
 
+import difflib
 import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -392,8 +393,10 @@ def resolve(phase_id: str, stacks_dir: Path = STACKS_DIR) -> Phase:
     for phase in load_phases(stacks_dir):
         if phase.id == phase_id:
             return phase
-    allowed = ", ".join(phase_ids(stacks_dir))
-    raise ConfigError(f"gpu-platform:phase: unknown phase {phase_id!r}; expected one of: {allowed}")
+    ids = phase_ids(stacks_dir)
+    close = difflib.get_close_matches(phase_id, ids, n=1, cutoff=0.5)
+    hint = f"did you mean {close[0]}? " if close else ""
+    raise ConfigError(f"gpu-platform:phase: unknown phase {phase_id!r}; {hint}expected one of: {', '.join(ids)}")
 
 
 def irreversible_between(from_id: str, to_id: str, stacks_dir: Path = STACKS_DIR) -> list[tuple[str, str]]:
