@@ -39,6 +39,8 @@ EXPECTED = {
     ("loki-6.56.1", "grafana-community/helm-charts", "loki-6.56.1", "charts/loki"),
     ("alloy-1.5.1", "grafana/alloy", "helm-chart/1.5.1", "operations/helm/charts/alloy"),
     ("traefik-39.0.8", "traefik/traefik-helm-chart", "v39.0.8", "traefik"),
+    # The tag carries the DCGM release the image pin names, then the chart's version.
+    ("dcgm-exporter-4.8.2", "NVIDIA/dcgm-exporter", "4.5.3-4.8.2", "deployment"),
     (
         "cert-manager.io/Certificate",
         "cert-manager/cert-manager",

@@ -50,6 +50,8 @@ CHART_REPOSITORIES: dict[str, tuple[str, str, str]] = {
     "alloy": ("grafana/alloy", "helm-chart/{version}", "operations/helm/charts/alloy"),
     "grafana": ("grafana-community/helm-charts", "grafana-{version}", "charts/grafana"),
     "traefik": ("traefik/traefik-helm-chart", "v{version}", "traefik"),
+    # The chart's tag names the DCGM release too (4.5.3-4.8.2); the image pin carries that prefix.
+    "dcgm-exporter": ("NVIDIA/dcgm-exporter", "{dcgm}-{version}", "deployment"),
 }
 # Subcharts the program gives values to: parent chart -> dependency names (read from its Chart.yaml).
 SUBCHARTS: dict[str, tuple[str, ...]] = {"kube-prometheus-stack": ("grafana",)}
@@ -105,12 +107,15 @@ def _releases() -> tuple[tuple[str, str, str], ...]:
         versions.KUBE_PROMETHEUS_STACK_CHART,
         versions.LOKI_CHART,
         versions.ALLOY_CHART,
+        versions.DCGM_EXPORTER_CHART,
     )
 
 
 def chart_source(chart: str, version: str) -> Source:
     repository, tag, path = CHART_REPOSITORIES[chart]
-    return Source(f"{chart}-{version}", repository, tag.format(version=version), path)
+    # dcgm-exporter's tags are `<DCGM release>-<chart version>`: the DCGM release is the image pin's prefix.
+    dcgm = versions.DCGM_EXPORTER_IMAGE.rsplit(":", 1)[1].split("-", 1)[0]
+    return Source(f"{chart}-{version}", repository, tag.format(version=version, dcgm=dcgm), path)
 
 
 def sources() -> tuple[Source, ...]:
