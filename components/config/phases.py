@@ -98,11 +98,16 @@ class LlamaBenchThresholds(Frozen):
     ttft_p95_seconds: float = Field(default=1.0, gt=0, le=60)  # time to the first token, p95
     latency_p95_seconds: float = Field(default=5.0, gt=0, le=600)  # a whole answer, p95
     decode_tokens_per_second: float = Field(default=40, ge=0, le=100_000)  # per request, p50
+    # With monitoring, the decode rate Prometheus recorded over this range must meet the target too:
+    # the series the local-brain dashboard and the LlamaDecodeRateLow alert watch afterwards.
+    window: str = Field(default="5m", pattern=_PROMQL_RANGE)
 
 
 class RouterLocalShareThresholds(Frozen):
     """`exitCriteria.thresholds.router-local-share`: the share of the router's answers its local
-    model groups must serve, counted from LiteLLM's Prometheus counters over a window."""
+    model groups must serve, counted from LiteLLM's Prometheus counters over a window: the window
+    just past in the cluster's Prometheus where the stack has monitoring, else read from the router
+    at the window's start and end."""
 
     min_share: float = Field(default=0.9, ge=0, le=1)
     # Counters are read at the start and the end of the window; 0 counts since the router started.

@@ -705,6 +705,10 @@ def _cluster_server(
             "fullOffload": placement.sizing.full_offload,
             "sizing": placement.sizing.summary(),
         }
+        if monitor_labels is not None:
+            # The target labels its ServiceMonitor gives the series (the Service's namespace and name):
+            # the llama-bench-targets check reads the decode rate by them.
+            outputs["llamaCluster"]["metrics"] = {"namespace": server.namespace, "service": "llama"}
         outputs["llamaClusterApiKey"] = server.api_key
     return server, outputs
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from components.config.phases import AlertThresholds
 from components.observability import series as s
-from components.observability.dashboards import Concern, Scope, local_share_expr
+from components.observability.dashboards import Concern, Scope
 
 
 def _rule(alert: str, expr: str, for_: str, severity: str, summary: str) -> dict[str, Any]:
@@ -65,11 +65,7 @@ def gpu_rules(t: AlertThresholds, expected_gpus: int) -> list[dict[str, Any]]:
 def brain_rules(t: AlertThresholds, scope: Scope) -> list[dict[str, Any]]:
     m = f'namespace="{scope.llm_namespace}"'
     w = t.settings.rate_window
-    by = "namespace, service"
-    decode = (
-        f"sum by ({by}) (rate({s.LLAMA_TOKENS_PREDICTED}{{{m}}}[{w}])) / "
-        f"sum by ({by}) (rate({s.LLAMA_TOKENS_PREDICTED_SECONDS}{{{m}}}[{w}]))"
-    )
+    decode = s.decode_rate_expr(m, w)
     return [
         _rule(
             "LlamaServerDown",
@@ -102,7 +98,7 @@ def router_rules(t: AlertThresholds, scope: Scope) -> list[dict[str, Any]]:
         ),
         _rule(
             "RouterLocalShareLow",
-            f"{local_share_expr(scope.local_groups, w)} < {t.min_local_share:g}",
+            f"{s.local_share_expr(scope.local_groups, w)} < {t.min_local_share:g}",
             t.settings.sustained,
             "warning",
             f"Under {t.min_local_share:.0%} of the router's requests were served locally",

@@ -66,6 +66,7 @@ class Board:
     uid: str
     title: str
     purpose: str  # what an operator watches it for (README, runbooks)
+    healthy: str  # what a healthy picture looks like, with the phase's targets (runbooks)
     panels: tuple[Panel, ...]
 
 
@@ -91,6 +92,8 @@ def gpu_board() -> Board:
         "gpu-platform-gpus",
         "GPUs",
         "each GPU's load, memory, power, heat and XID errors, per node and per pod using it",
+        "every GPU of every GPU node has a line; the last XID error is 0 everywhere; temperatures stay "
+        "below the alert's limit; the pods using GPUs are the llama server's",
         (
             Panel(
                 "Utilisation per GPU",
@@ -129,7 +132,7 @@ def gpu_board() -> Board:
 def brain_board(t: AlertThresholds, scope: Scope) -> Board:
     by = "namespace, service"
     m = f'namespace="{scope.llm_namespace}"'
-    per_request = f"{_sum_rate(s.LLAMA_TOKENS_PREDICTED, by, m)} / {_sum_rate(s.LLAMA_TOKENS_PREDICTED_SECONDS, by, m)}"
+    per_request = s.decode_rate_expr(m, RATE, by)
     prompt = f"{_sum_rate(s.LLAMA_PROMPT_TOKENS, by, m)} / {_sum_rate(s.LLAMA_PROMPT_SECONDS, by, m)}"
     return Board(
         "brain",
@@ -137,6 +140,8 @@ def brain_board(t: AlertThresholds, scope: Scope) -> Board:
         "Local brain",
         f"llama-server's decode and prompt speed against the {t.decode_tokens_per_second:g} tokens/s target, "
         "and its queue: requests processing and deferred, busy slots",
+        f"decode tokens/s per request stays above the {t.decode_tokens_per_second:g} tokens/s line while "
+        "requests are served; requests deferred stays at 0 or returns to 0 within minutes",
         (
             Panel(
                 "Decode tokens/s per request",
@@ -167,17 +172,6 @@ def brain_board(t: AlertThresholds, scope: Scope) -> Board:
     )
 
 
-def local_share_expr(local_groups: tuple[str, ...], window: str) -> str:
-    """The share of the router's requests its local model groups answered over `window`: what the
-    router-local-share check and the RouterLocalShareLow alert judge. A request the proxy failed counts
-    against the share; LiteLLM creates that counter only at the first failure, hence the `or vector(0)`."""
-    local = "|".join(local_groups)
-    return (
-        f'sum(rate({s.LITELLM_SUCCESS}{{model_group=~"{local}"}}[{window}])) / '
-        f"(sum(rate({s.LITELLM_SUCCESS}[{window}])) + (sum(rate({s.LITELLM_PROXY_FAILED}[{window}])) or vector(0)))"
-    )
-
-
 def router_board(t: AlertThresholds, scope: Scope) -> Board:
     return Board(
         "router",
@@ -185,6 +179,8 @@ def router_board(t: AlertThresholds, scope: Scope) -> Board:
         "Router",
         f"requests per model group, the local share against its {t.min_local_share:.0%} target, "
         "fallbacks to the cloud and why, errors, and the latency the router adds",
+        f"the local share stays above the {t.min_local_share:.0%} line; fallbacks are rare and none fails; "
+        "the router fails no request",
         (
             Panel(
                 "Answers per model group",
@@ -194,7 +190,7 @@ def router_board(t: AlertThresholds, scope: Scope) -> Board:
             Panel(
                 "Local share",
                 "percentunit",
-                (Query(local_share_expr(scope.local_groups, RATE), "local"),),
+                (Query(s.local_share_expr(scope.local_groups, RATE), "local"),),
                 threshold=t.min_local_share,
             ),
             Panel(
@@ -250,6 +246,8 @@ def cutover_board(t: AlertThresholds, scope: Scope) -> Board:
         "Cutover",
         f"per public route, K3s beside legacy: requests, 5xx share (limit {t.routes.max_error_ratio:.1%}) "
         f"and p95 latency (limit {t.routes.max_p95_seconds:g}s)",
+        "each K3s backend's 5xx share and p95 stay under their lines and close to its legacy twin's; "
+        "its share of requests follows the phase's weight",
         (
             Panel(
                 "Requests per backend", "reqps", (Query(_sum_rate(s.TRAEFIK_REQUESTS, "service", svc), "{{service}}"),)
@@ -292,6 +290,7 @@ def data_board(scope: Scope) -> Board:
         "Data safety",
         "the restore Jobs that verify each backup's SHA-256 before loading it: when each ran, "
         "which are still running and which failed",
+        "every restore Job ran once, none is still running and none failed",
         (
             Panel(
                 "Hours since each restore Job started",

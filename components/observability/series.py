@@ -60,3 +60,25 @@ KSM_JOB_START: Final = "kube_job_status_start_time"  # unix seconds
 # The jobs the Prometheus Operator gives each scrape (the Service's name), for up{} and absent().
 JOB_LLAMA: Final = "llama"  # components/llm/llama.py: Service and ServiceMonitor `llama`
 JOB_ROUTER: Final = "router"  # components/llm/router.py: Service and ServiceMonitor `router`
+
+
+def local_share_expr(local_groups: tuple[str, ...], window: str) -> str:
+    """The share of the router's requests its local model groups answered over `window`: the router
+    dashboard's line and the RouterLocalShareLow alert. A request the proxy failed counts against the
+    share; LiteLLM creates that counter only at the first failure, hence the `or vector(0)`.
+    (migrate/checks.py's router-local-share reads the same increases per model group.)"""
+    local = "|".join(local_groups)
+    return (
+        f'sum(rate({LITELLM_SUCCESS}{{model_group=~"{local}"}}[{window}])) / '
+        f"(sum(rate({LITELLM_SUCCESS}[{window}])) + (sum(rate({LITELLM_PROXY_FAILED}[{window}])) or vector(0)))"
+    )
+
+
+def decode_rate_expr(matchers: str, window: str, by: str = "namespace, service") -> str:
+    """Decode tokens/s per request, averaged over `window`: tokens generated / time spent generating
+    them (llama-server counts both per finished request). The brain dashboard's first panel, the
+    LlamaDecodeRateLow alert and the llama-bench-targets check."""
+    return (
+        f"sum by ({by}) (rate({LLAMA_TOKENS_PREDICTED}{{{matchers}}}[{window}])) / "
+        f"sum by ({by}) (rate({LLAMA_TOKENS_PREDICTED_SECONDS}{{{matchers}}}[{window}]))"
+    )
