@@ -1096,10 +1096,9 @@ def _router_counts_in_prometheus(ctx: CheckContext, deadline: Deadline, window: 
         )
     finally:
         prometheus.close()
-    return {
-        **{g: v for g, v in answered.items() if math.isfinite(v)},
-        "": sum(v for v in failed.values() if math.isfinite(v)),
-    }
+    # increase() extrapolates to the window's edges: whole requests read better and judge the same.
+    counts = {g: float(round(v)) for g, v in answered.items() if math.isfinite(v)}
+    return {**counts, "": float(round(sum(v for v in failed.values() if math.isfinite(v))))}
 
 
 def _prometheus_samples(text: str, names: set[str]) -> list[tuple[str, dict[str, str], float]]:

@@ -228,7 +228,12 @@ def traefik_values(monitoring: bool) -> dict[str, Any]:
         values["metrics"] = {
             "prometheus": {
                 "service": {"enabled": True},
-                "serviceMonitor": {"enabled": True},
+                # Traefik labels each backend `service`, and so does the Prometheus Operator each
+                # target (the metrics Service's name); without honorLabels Traefik's becomes
+                # exported_service and every query on service=~"platform-..." (the SLO rules, the
+                # routes-slo check, the cutover dashboard) finds nothing. Found by
+                # tests/real/test_observability.py, which scrapes as the operator does.
+                "serviceMonitor": {"enabled": True, "honorLabels": True},
                 # Traefik's default buckets (0.1,0.3,1.2,5) put the 2 s target inside one wide bucket,
                 # where histogram_quantile can only interpolate; a boundary at 2 makes "p95 < 2 s" exact.
                 "buckets": LATENCY_BUCKETS,
