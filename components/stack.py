@@ -25,6 +25,7 @@ import pulumi
 
 from components.cluster.k3s import K3sCluster, K3sClusterArgs, K3sSettings
 from components.cluster.nvidia import NvidiaDevicePlugin, NvidiaDevicePluginArgs
+from components.config.cost_basis import cost_basis
 from components.config.load import Loaded, Secrets
 from components.config.phases import Phase, PhaseState, alert_thresholds
 from components.config.schema import StackConfig
@@ -61,6 +62,7 @@ def build(loaded: Loaded, phase: Phase) -> Outputs:
         "phase": phase.id,
         "environment": cfg.environment,
         "exitChecks": list(phase.exit_criteria.checks),
+        "costBasis": cost_basis(cfg),  # issue 24: what the policy pack's budget rule prices the plan with
         **estate.outputs,
         **hosts.outputs,
         **cluster.outputs,

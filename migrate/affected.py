@@ -232,6 +232,21 @@ def markdown(found: Affected, outcomes: Sequence[Outcome]) -> str:
     return "\n".join(lines)
 
 
+def cost_section(
+    found: Affected, base_text: Callable[[str], str | None], head_text: Callable[[str], str | None]
+) -> str:
+    """issue 24: the monthly cost before and after the change (migrate/affected_cost.py)."""
+    # Records plans like `--run`'s commands do: at the top its 400 ms (measured under load) would slow
+    # listing the touched phases, which records nothing.
+    from migrate.affected_cost import cost_markdown  # noqa: PLC0415
+
+    moves = [(m.stack, m.before, m.after) for m in found.moves]
+    try:
+        return cost_markdown(found.pairs, moves, base_text, head_text)
+    except ConfigError as exc:
+        return f"### Monthly cost (estimate)\n\nerror: {exc}\n"
+
+
 # --- git ----------------------------------------------------------------------------------------
 
 
@@ -289,9 +304,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if found.empty and not found.moves:
         print("no phase touched")
     outcomes = run_offline(found, phases) if args.run else []
+    costs = cost_section(found, base_text, head_text) if args.run else ""
     if args.summary:
         with open(args.summary, "a", encoding="utf-8") as fh:
             fh.write(markdown(found, outcomes))
+            fh.write(costs)
+    elif costs:
+        print(costs)
     failed = [o.label for o in outcomes if not o.ok]
     for label in failed:
         print(f"FAILED: {label}", file=sys.stderr)

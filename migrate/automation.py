@@ -8,9 +8,11 @@ A move is one phase at a time, in this order:
 1. read the deployed phase from the stack's `phase` output (what actually runs, not what config says);
 2. refuse what must not happen: skipping phases without `--to P --allow-skip`, rolling back past an
    irreversible step, running without `--yes` where nobody can answer the prompt, and leaving a
-   traffic phase (one whose file changes `traffic`) forward while its exit checks fail: the cutover
-   gate. `--override-gate "reason"` moves anyway; the reason is printed, logged and written into the
-   update's message in the stack history. Rolling back is never gated;
+   traffic phase (one whose file changes `traffic`) forward while its exit checks fail (the cutover
+   gate), and entering a phase with irreversible steps while the exit checks of the phase being
+   left fail (the last gate before p4-decommission). `--override-gate "reason"` moves anyway; the
+   reason is printed, logged and written into the update's message in the stack history. Rolling
+   back is never gated;
 3. the offline check (the policy pack on the recorded plan) of the target phase; nothing is changed yet;
 4. `gpu-platform:phase` := target in the stack config, `pulumi preview --policy-pack policy`, the change
    summary, a confirmation, `pulumi up --policy-pack policy`;
@@ -43,7 +45,7 @@ from rich.console import Console
 from rich.prompt import Confirm
 from rich.table import Table
 
-from components.config.phases import STACKS_DIR, Phase, irreversible_between, load_phases, resolve
+from components.config.phases import STACKS_DIR, Phase, forward_gate, irreversible_between, load_phases, resolve
 from components.core.errors import ConfigError
 from migrate import checks
 
@@ -181,6 +183,7 @@ def exit_checks(
 def _with_config(outputs: Mapping[str, Any], stack: StackHandle) -> dict[str, Any]:
     """The outputs plus what the checks need that lives in stack config rather than in outputs."""
     merged = dict(outputs)
+    merged.setdefault("stackName", stack.name)  # cost-reduction records the stack's plans offline
     if checks.OUT_FLY_APPS not in merged:
         apps = _config_json(stack, FLY_APPS_KEY)
         if isinstance(apps, list):
@@ -220,6 +223,22 @@ def _confirm(prompt: str) -> bool:
     return Confirm.ask(prompt, default=False)
 
 
+def cost_drift(stack: StackHandle, phase: str) -> list[str]:
+    """issue 24: the Lambda instances running for `stack` at their API prices against the estimate."""
+    key = os.environ.get("LAMBDA_API_KEY") or _config_value(stack, "gpu-platform:lambdaApiKey")
+    if not key:
+        return ["cost drift: not compared (no LAMBDA_API_KEY and no gpu-platform:lambdaApiKey to list instances with)"]
+    # Records a plan and talks to Lambda: only `status --checks` pays for these imports (about 400 ms
+    # measured under load, the harness and the estimate).
+    from components.clouds.lambda_api import LambdaClient, LambdaError  # noqa: PLC0415
+    from migrate import cost_checks  # noqa: PLC0415
+
+    try:
+        return cost_checks.drift_report(stack.name, phase, LambdaClient(str(key)).list_instances())
+    except (LambdaError, ConfigError) as exc:
+        return [f"cost drift: not compared ({exc})"]
+
+
 @dataclass
 class Deps:
     """Everything a move touches outside this module. Tests replace these at the boundary."""
@@ -227,6 +246,7 @@ class Deps:
     open_stack: Callable[[str, bool], StackHandle] = open_stack
     offline_check: Callable[[str, str], int] = offline_check
     exit_checks: Callable[..., list[Any]] = exit_checks  # (names, outputs, stack, console, thresholds=...)
+    cost_drift: Callable[[StackHandle, str], list[str]] = cost_drift
     confirm: Callable[[str], bool] = _confirm
     interactive: Callable[[], bool] = _interactive
     console: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
@@ -421,11 +441,14 @@ def status(stack: str, checks: bool = False, deps: Deps | None = None) -> int:
         )
         names = list(current.exit_criteria.checks)
         console.print(f"  exit checks: {', '.join(names) or 'none'}")
-        if current.gated and following is not None:
-            console.print(
-                f"  gate:     `forward` runs these checks first and stops if one fails ({current.id} moves traffic)"
-            )
-        if not checks or not names:
+        reason = forward_gate(current, [following]) if following is not None else None
+        if reason is not None:
+            console.print(f"  gate:     `forward` runs these checks first and stops if one fails ({reason})")
+        if not checks:
+            return EXIT_OK
+        for line in deps.cost_drift(handle, current.id):
+            console.print(f"  {line}", markup=False, highlight=False)
+        if not names:
             return EXIT_OK
         results = deps.exit_checks(
             names, _plain_outputs(handle.outputs()), handle, console, thresholds=_thresholds(current)
@@ -464,8 +487,9 @@ def _thresholds(phase: Phase) -> dict[str, Any]:
 
 
 def _gate(handle: StackHandle, move: Move, deps: Deps) -> str | None:
-    """The cutover gate of a forward move: None when it passes, else what failed (the move stops
-    there unless --override-gate says why it may go on)."""
+    """The gate of a forward move (leaving a traffic phase, or entering one with irreversible
+    steps): None when it passes, else what failed (the move stops there unless --override-gate
+    says why it may go on)."""
     if move.direction != "forward" or move.current is None:
         return None
     console = deps.console
@@ -473,10 +497,15 @@ def _gate(handle: StackHandle, move: Move, deps: Deps) -> str | None:
     unmeasured = [p.id for p in move.skipped if p.gated]
     if unmeasured:
         failed.append(f"skipped traffic phase(s) never measured: {', '.join(unmeasured)}")
+    final = next((p for p in (*move.skipped, move.target) if p.irreversible), None)
+    unchecked = [p.id for p in move.skipped if final and p.index < final.index and p.id not in unmeasured]
+    if final is not None and unchecked:
+        failed.append(f"skipped phase(s) never checked before the irreversible {final.id}: {', '.join(unchecked)}")
     current = move.current
-    if current.gated:
+    reason = forward_gate(current, (*move.skipped, move.target))
+    if reason is not None:
         names = list(current.exit_criteria.checks)
-        console.print(f"[bold]gate[/] {current.id} is a traffic phase: its exit checks must pass before leaving it")
+        console.print(f"[bold]gate[/] {reason}: the exit checks of {current.id} must pass first", highlight=False)
         results = deps.exit_checks(
             names, _plain_outputs(handle.outputs()), handle, console, thresholds=_thresholds(current)
         )
@@ -518,7 +547,7 @@ def _move(
         note = ""
         if gate is not None and override_gate is None:
             console.print(
-                f"[red]gate closed:[/] {gate}. Nothing was changed. Fix K3s (or wait for the measurements), "
+                f"[red]gate closed:[/] {gate}. Nothing was changed. Fix what failed (or wait for the measurements), "
                 f"roll back with `python -m migrate rollback --stack {stack}`, or move anyway with "
                 '`--override-gate "<reason>"`, which is recorded in the stack history '
                 "(docs/troubleshooting.md#the-cutover-gate-stays-closed).",
@@ -604,9 +633,10 @@ def _apply(handle: StackHandle, move: Move, restore_to: str | None, yes: bool, d
     names = [name for name in target.exit_criteria.checks if name not in measured]
     console.print(f"[bold]4/4[/] exit checks of {target.id}: {', '.join(names) or 'none'}")
     if measured:
+        gated = forward_gate(target, _phases(deps)[target.index + 1 : target.index + 2]) is not None
         console.print(
             f"  {', '.join(measured)}: measured on this phase's own traffic, so they run "
-            + (f"when the stack leaves {target.id} (the cutover gate) and " if target.gated else "")
+            + (f"when the stack leaves {target.id} (the gate) and " if gated else "")
             + f"with `python -m migrate status --stack {move.stack} --checks`"
         )
     outputs = getattr(result, "outputs", None)

@@ -1205,3 +1205,19 @@ def _judge_share(delta: Mapping[str, float], local: Sequence[str], window: str, 
     if share < t.min_share:
         raise _FinalError(f"{detail}; the target is at least {t.min_share:.0%}")
     return detail
+
+
+# --- p4-decommission: the source plans' cost target (issue 24) ------------------------------------
+
+
+@_check("cost-reduction", "the phase's estimated monthly run rate is the threshold below the baseline phase's")
+def cost_reduction(ctx: CheckContext, deadline: Deadline) -> str:
+    # Only this check records plans: the harness and the estimate cost 390 ms (measured under load)
+    # that every other importer of the checks would pay at the top.
+    from components.core.errors import ConfigError  # noqa: PLC0415
+    from migrate import cost_checks  # noqa: PLC0415
+
+    try:
+        return cost_checks.cost_reduction(ctx.outputs, ctx.overrides, _thresholds(ctx, "cost-reduction"))
+    except (cost_checks.CostCheckError, ConfigError) as exc:
+        raise _FinalError(str(exc)) from None

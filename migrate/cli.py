@@ -17,7 +17,7 @@ from rich.console import Console
 
 from components.config.phases import irreversible_between, resolve
 from components.core.errors import ConfigError
-from migrate import automation, harness, policy_runner, render
+from migrate import automation, cost, harness, policy_runner, render
 from migrate.plan import counts, critical_path, diff_plans, images
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PROTECTED = 0, 1, 2, 3
@@ -57,9 +57,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
             "checklist": list(phase.exit_criteria.checklist),
             "checks": list(phase.exit_criteria.checks),
         }
+        doc["cost"] = plan_cost_json(recorded)
         print(json.dumps(doc, indent=2, sort_keys=False))
     else:
         render.plan(_console(), recorded, phase)
+        print_plan_cost(recorded)
     return EXIT_OK
 
 
@@ -73,12 +75,72 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if args.json:
         doc = result.to_json()
         doc["irreversible"] = [{"phase": phase, "step": step} for phase, step in undone]
+        doc["cost"] = diff_cost_json(before, after)
         print(json.dumps(doc, indent=2))
     else:
         render.diff(_console(), args.stack, result)
+        print_diff_cost(before, after)
         for phase, step in undone:
             print(f"refused: {phase} did {step}, which cannot be undone; no rollback goes back past {phase}")
     return EXIT_PROTECTED if result.deletes_protected or undone else EXIT_OK
+
+
+# --- issue 24: what a phase costs (migrate/cost.py) ------------------------------------------------
+
+
+# A plan or diff whose cost cannot be estimated (a price the catalog lacks) still shows the plan and
+# keeps its exit code; the line says why. `migrate cost` and the `budget` policy fail on it.
+
+
+def print_plan_cost(recorded: harness.RecordedPlan) -> None:
+    print()
+    try:
+        lines = cost.total_lines(recorded)
+    except ConfigError as exc:
+        lines = [f"Monthly cost: not estimated: {exc}"]
+    for line in lines:
+        print(line)
+
+
+def plan_cost_json(recorded: harness.RecordedPlan) -> dict[str, object]:
+    try:
+        est = cost.estimate(recorded)
+    except ConfigError as exc:
+        return {"error": str(exc)}
+    return {"monthlyUsd": round(est.monthly_usd, 2), "budgetMonthlyUsd": est.budget_usd}
+
+
+def print_diff_cost(before: harness.RecordedPlan, after: harness.RecordedPlan) -> None:
+    print()
+    try:
+        lines = cost.change_lines(before, after)
+    except ConfigError as exc:
+        lines = [f"Monthly cost: not estimated: {exc}"]
+    for line in lines:
+        print(line)
+
+
+def diff_cost_json(before: harness.RecordedPlan, after: harness.RecordedPlan) -> dict[str, object]:
+    try:
+        a, b = cost.estimate(before), cost.estimate(after)
+    except ConfigError as exc:
+        return {"error": str(exc)}
+    changes = cost.costing().compare(a, b)
+    return {
+        "beforeMonthlyUsd": round(a.monthly_usd, 2),
+        "afterMonthlyUsd": round(b.monthly_usd, 2),
+        "deltaMonthlyUsd": round(b.monthly_usd - a.monthly_usd, 2),
+        "changes": [
+            {"urn": c.line.urn, "priceKey": c.line.price_key, "deltaMonthlyUsd": round(c.delta_usd, 2)} for c in changes
+        ],
+    }
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    return cost.cmd_cost(args, _stack_path(args.stack, args.stack_file))
+
+
+# --- end of issue 24 ---------------------------------------------------------------------------------
 
 
 # --- issue 9: real phase moves on the Automation API (migrate/automation.py) -----------------
@@ -115,7 +177,10 @@ def add_move_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
             p_move.add_argument(
                 "--override-gate",
                 metavar="REASON",
-                help="leave a traffic phase even though its exit checks fail; the reason goes into the update message",
+                help=(
+                    "move on although the gate's exit checks fail (leaving a traffic phase, entering one with "
+                    "irreversible steps); the reason goes into the update message"
+                ),
             )
         p_move.set_defaults(func=cmd_move)
 
@@ -147,6 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_diff.add_argument("--from", dest="from_phase", required=True, help="phase the stack is at")
     p_diff.add_argument("--to", dest="to_phase", required=True, help="phase to move to")
     p_diff.set_defaults(func=cmd_diff)
+
+    p_cost = sub.add_parser("cost", help="a phase's monthly cost estimate, per resource, provider and in total")
+    stack_args(p_cost)
+    cost.add_arguments(p_cost)
+    p_cost.set_defaults(func=cmd_cost)
 
     p_check = sub.add_parser("check", help="the policy pack on recorded plans, offline (exit 1 on mandatory)")
     policy_runner.add_arguments(p_check)

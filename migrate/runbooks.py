@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from components.config.phases import STACKS_DIR, Phase, alert_thresholds, load_phases
+from components.config.phases import STACKS_DIR, Phase, alert_thresholds, forward_gate, load_phases
 from components.observability.dashboards import FOLDER, Scope, boards, concerns_for
 from migrate.checks import CHECKS
 
@@ -70,7 +70,7 @@ def render_phase(phase: Phase, phases: Sequence[Phase], stacks_dir: Path = STACK
         *_heading(phase, len(phases), previous, following),
         *_what_changes(phase, previous),
         *_moving_here(phase),
-        *_exit_criteria(phase),
+        *_exit_criteria(phase, following),
         *_watching(phase, stacks_dir),
         *_rolling_back(phase, previous),
         *_troubleshooting_links(phase),
@@ -94,6 +94,17 @@ def _heading(phase: Phase, count: int, previous: Phase | None, following: Phase 
         ),
         "",
         " ".join(phase.summary.split()),
+        "",
+        *_expected_duration(phase),
+    ]
+
+
+def _expected_duration(phase: Phase) -> list[str]:
+    # issue 24: `python -m migrate cost` prices the migration window's overlap over these days.
+    if phase.expected_days is None:
+        return []
+    return [
+        f"Planned duration: {phase.expected_days} days (`expectedDays`; the cost of the migration window uses it).",
         "",
     ]
 
@@ -133,7 +144,7 @@ def _moving_here(phase: Phase) -> list[str]:
     return lines
 
 
-def _exit_criteria(phase: Phase) -> list[str]:
+def _exit_criteria(phase: Phase, following: Phase | None = None) -> list[str]:
     lines = ["", "## Exit criteria", "", "Checked by hand:", ""]
     lines += [f"- [ ] {_cell(item)}" for item in phase.exit_criteria.checklist]
     lines.append("")
@@ -150,12 +161,13 @@ def _exit_criteria(phase: Phase) -> list[str]:
         lines += _thresholds(phase)
     else:
         lines.append("No machine checks.")
+    gate = forward_gate(phase, [following]) if following is not None else None
     measured = phase.exit_criteria.measurements
     if measured:
         lines += [
             "",
             f"{', '.join(f'`{m}`' for m in measured)} measure this phase's own traffic: they run "
-            + ("when the stack leaves the phase and " if phase.gated else "")
+            + ("when the stack leaves the phase and " if gate is not None else "")
             + "with `status --checks`, not right after the update.",
         ]
     if phase.gated:
@@ -164,6 +176,14 @@ def _exit_criteria(phase: Phase) -> list[str]:
             "**Cutover gate.** This phase moves traffic: `python -m migrate forward` leaves it only when these "
             'checks pass. `--override-gate "<reason>"` moves anyway; the reason is printed, logged and written '
             "into the update message in the stack history. Rolling back needs no gate.",
+        ]
+    elif gate is not None and following is not None and phase.exit_criteria.checks:
+        lines += [
+            "",
+            f"**Last gate before an irreversible step.** `python -m migrate forward` moves from {phase.id} "
+            f"to {following.id} only when these checks pass ({gate}): the same gate as on leaving a traffic phase. "
+            '`--override-gate "<reason>"` moves anyway; the reason is printed, logged and written into the '
+            "update message in the stack history.",
         ]
     return lines
 

@@ -11,6 +11,7 @@ the analyzer when the Pulumi engine runs the pack).
 
 from __future__ import annotations
 
+import budget_rules as budget_rule
 import project_rules as project
 import workload_rules as workload
 from policy_support import fail_closed, schema, string_list
@@ -79,12 +80,17 @@ image_digest = ResourceValidationPolicy(
 
 resources_set = ResourceValidationPolicy(
     name="k8s-resources",
-    description="Containers set CPU and memory requests and a memory limit.",
+    description="Containers set CPU and memory requests and a memory limit (and a CPU limit where configured).",
     validate=fail_closed(workload.check_resources),
     enforcement_level=ADVISORY,
     config_schema=schema(
         {
             "requireCpuLimit": {"type": "boolean", "description": "Also require limits.cpu", "default": False},
+            "cpuLimitExempt": string_list(
+                "Objects that need no limits.cpu even with requireCpuLimit, as 'namespace/name'; they still need "
+                "every request and the memory limit (policy/README.md says why for each)",
+                [],
+            ),
             "exemptObjects": _EXEMPT,
         }
     ),
@@ -366,6 +372,27 @@ route_listeners = StackValidationPolicy(
     tags=["kubernetes", "security", "network"],
 )
 
+budget = StackValidationPolicy(
+    name="budget",
+    description=(
+        "A phase's estimated monthly run rate (policy/costing.py, priced with the stack's costBasis output) "
+        "stays within gpu-platform:budget.monthlyUsd."
+    ),
+    validate=fail_closed(budget_rule.check_budget),
+    # Advisory by default (dev); config.prod.json makes it mandatory.
+    enforcement_level=ADVISORY,
+    config_schema=schema(
+        {
+            "largestLines": {
+                "type": "integer",
+                "description": "How many of the largest cost lines the message names",
+                "default": budget_rule.DEFAULT_LARGEST_LINES,
+            },
+        }
+    ),
+    tags=["cost"],
+)
+
 POLICIES: list[Policy] = [
     image_pinned,
     image_digest,
@@ -390,4 +417,5 @@ POLICIES: list[Policy] = [
     backup_before_destroy,
     secret_stack_outputs,
     route_listeners,
+    budget,
 ]

@@ -184,6 +184,8 @@ class Instance:
     tags: dict[str, str]
     firewall_ruleset_ids: tuple[str, ...]
     gpu_description: str
+    # What Lambda bills for it (the instance type's price_cents_per_hour); None if not given.
+    price_cents_per_hour: int | None = None
 
     @staticmethod
     def from_api(d: Any) -> Instance:
@@ -204,6 +206,7 @@ class Instance:
             tags={t["key"]: t["value"] for t in d.get("tags") or () if isinstance(t, Mapping)},
             firewall_ruleset_ids=tuple(r["id"] for r in d.get("firewall_rulesets") or () if isinstance(r, Mapping)),
             gpu_description=_str(itype, "gpu_description", "an instance type", ""),
+            price_cents_per_hour=price if isinstance(price := itype.get("price_cents_per_hour"), int) else None,
         )
 
 
@@ -438,6 +441,21 @@ class LambdaClient:
         if not isinstance(data, list):
             raise LambdaBadResponseError(f"Lambda API list instances: 'data' is not a list: {_snippet(data)}")
         return [Instance.from_api(d) for d in data]
+
+    def instance_type_prices(self) -> dict[str, int]:
+        """`GET /instance-types`: each type's `price_cents_per_hour` (what `migrate.prices refresh` records)."""
+        data = self._request("GET", "/instance-types", "list instance types")
+        if not isinstance(data, dict):
+            raise LambdaBadResponseError(f"Lambda API list instance types: 'data' is not an object: {_snippet(data)}")
+        out: dict[str, int] = {}
+        for name, item in data.items():
+            price = (item.get("instance_type") or {}).get("price_cents_per_hour") if isinstance(item, dict) else None
+            if not isinstance(price, int) or isinstance(price, bool):
+                raise LambdaBadResponseError(
+                    f"Lambda API list instance types: {name} has no integer price_cents_per_hour"
+                )
+            out[str(name)] = price
+        return out
 
     def get_instance(self, instance_id: str) -> Instance | None:
         """The instance, or None when Lambda no longer knows it."""

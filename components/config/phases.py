@@ -12,7 +12,7 @@ offline tools, the policy pack and the tests share it without a runtime.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,6 +41,7 @@ CHECK_NAMES: frozenset[str] = frozenset(
         "load-test",  # a bounded load test of the public hostnames meets the latency and error targets
         "llama-bench-targets",  # the llama server(s) meet the latency and tokens/s targets under load
         "router-local-share",  # the share of router requests served by local model groups
+        "cost-reduction",  # the phase's estimated monthly run rate against the baseline phase's (issue 24)
     }
 )
 
@@ -116,6 +117,14 @@ class RouterLocalShareThresholds(Frozen):
     min_requests: int = Field(default=20, ge=1, le=10_000_000)  # fewer in the window is not evidence
 
 
+class CostReductionThresholds(Frozen):
+    """`exitCriteria.thresholds.cost-reduction`: how much cheaper per month than the baseline phase
+    the phase's estimate must be (policy/costing.py prices both from the same stack file)."""
+
+    min_reduction: float = Field(default=0.27, ge=0, le=1)  # 0.27: 27% less than the baseline
+    baseline_phase: str = Field(default="p0-baseline", pattern=r"^p[0-9][a-z0-9]*-[a-z0-9-]+$")
+
+
 class CheckThresholds(Frozen):
     """`exitCriteria.thresholds`: one entry per check that takes thresholds, keyed by the check's name."""
 
@@ -123,6 +132,7 @@ class CheckThresholds(Frozen):
     load_test: LoadTestThresholds | None = Field(default=None, alias="load-test")
     llama_bench_targets: LlamaBenchThresholds | None = Field(default=None, alias="llama-bench-targets")
     router_local_share: RouterLocalShareThresholds | None = Field(default=None, alias="router-local-share")
+    cost_reduction: CostReductionThresholds | None = Field(default=None, alias="cost-reduction")
 
 
 # Check name -> the model its thresholds follow (a test keeps this equal to CheckThresholds' fields).
@@ -131,6 +141,7 @@ CHECK_THRESHOLDS: dict[str, type[Frozen]] = {
     "load-test": LoadTestThresholds,
     "llama-bench-targets": LlamaBenchThresholds,
     "router-local-share": RouterLocalShareThresholds,
+    "cost-reduction": CostReductionThresholds,
 }
 
 
@@ -320,6 +331,9 @@ class PhaseFile(Frozen):
     # Steps of this phase that cannot be undone; rolling back past this phase is refused.
     irreversible: tuple[str, ...] = ()
     rollback: str = ""  # what rolling back from this phase does, for the runbook
+    # How long the phase is planned to run before the next one (the runbook shows it; the cost
+    # estimate prices the migration window's overlap of legacy and K3s over these days).
+    expected_days: int | None = Field(default=None, ge=1, le=365)
     exit_criteria: ExitCriteria
     alerts: dict[str, Any] = {}  # AlertSettings, from this phase on
 
@@ -336,6 +350,7 @@ class Phase(Frozen):
     rollback: str
     exit_criteria: ExitCriteria
     state: PhaseState
+    expected_days: int | None = None
     alerts: AlertSettings = AlertSettings()  # the merged `alerts` of phases 0..N
     path: Path
 
@@ -403,6 +418,7 @@ def load_phases(stacks_dir: Path = STACKS_DIR) -> tuple[Phase, ...]:
                 rollback=spec.rollback,
                 exit_criteria=spec.exit_criteria,
                 state=state,
+                expected_days=spec.expected_days,
                 alerts=alert_settings,
                 path=path,
             )
@@ -450,3 +466,19 @@ def irreversible_between(from_id: str, to_id: str, stacks_dir: Path = STACKS_DIR
         for phase in load_phases(stacks_dir)[end.index + 1 : start.index + 1]
         for step in phase.irreversible
     ]
+
+
+def forward_gate(current: Phase, entered: Sequence[Phase]) -> str | None:
+    """Why `migrate forward` runs `current`'s exit checks before moving through `entered` (the
+    phases the move deploys, in order) and stops when one fails; None when leaving is not gated.
+
+    Two moves are gated: leaving a traffic phase (the cutover gate), and entering a phase with
+    irreversible steps (p4-decommission destroys the Fly apps), which nothing undoes if the phase
+    before it was never proven to work.
+    """
+    if current.gated:
+        return f"{current.id} moves traffic"
+    final = next((p for p in entered if p.irreversible), None)
+    if final is not None:
+        return f"{final.id} has irreversible step(s): {', '.join(final.irreversible)}"
+    return None

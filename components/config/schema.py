@@ -409,6 +409,64 @@ class ServiceImages(Frozen):
         return f"{ref}@{digest}" if digest else ref
 
 
+class FlyCost(Frozen):
+    """What each legacy Fly app runs, for the estimate: the recorded plan adopts the apps by name only."""
+
+    machines_per_app: int = Field(default=1, ge=0, le=100)
+    machine_size: str = Field(default="shared-cpu-1x-256mb", pattern=r"^(shared-cpu|performance)-\d+x-\d+(mb|gb)$")
+    region: str = Field(default="iad", pattern=r"^[a-z]{3}$")
+    volume_gb: float = Field(default=1, ge=0, le=500)  # per app
+    rootfs_gb: float = Field(default=1, ge=0, le=100)  # per machine, billed while it is stopped
+
+
+class LegacyVmDisk(Frozen):
+    """The adopted GCP VM's boot disk: the program references it by name, so its size is stated here."""
+
+    size_gb: float = Field(default=10, ge=0, le=65536)
+    type: Literal["pd-standard", "pd-balanced", "pd-ssd"] = "pd-standard"
+
+
+class LlmTraffic(Frozen):
+    """The platform's LLM requests, for the cloud model's line of the estimate."""
+
+    requests_per_day: float = Field(default=0, ge=0, le=1e9)
+    input_tokens: int = Field(default=500, ge=0, le=2_000_000)  # per request
+    output_tokens: int = Field(default=200, ge=0, le=2_000_000)  # per request
+    # The share of requests the local models answer once the router runs (p3 on); the source
+    # plans' target is the router-local-share check's threshold.
+    local_share: float = Field(default=0.9, ge=0, le=1)
+
+
+class CostConfig(Frozen):
+    """`gpu-platform:cost`: the assumptions the monthly estimate multiplies catalog prices by
+    (policy/costing.py; `python -m migrate cost`). Estimates, not invoices: see the README."""
+
+    hours_per_month: float = Field(default=730, gt=0, le=744)  # 8760 h / 12
+    backup_storage_gb: float = Field(default=0, ge=0, le=1e7)
+    # The legacy Compose host runs on Lambda but is adopted by address: its instance type prices it.
+    compose_host_instance_type: str | None = None
+    fly: FlyCost = FlyCost()
+    legacy_vm_disk: LegacyVmDisk = LegacyVmDisk()
+    llm: LlmTraffic = LlmTraffic()
+    # A plan warns when components/catalog/prices.json was last updated longer ago than this.
+    catalog_max_age_days: int = Field(default=90, ge=1, le=3650)
+
+    @field_validator("compose_host_instance_type")
+    @classmethod
+    def _compose_type(cls, v: str | None) -> str | None:
+        if v is not None and v not in LAMBDA_INSTANCE_TYPES:
+            raise ValueError(
+                f"unknown Lambda instance type; expected one of: {', '.join(sorted(LAMBDA_INSTANCE_TYPES))}"
+            )
+        return v
+
+
+class Budget(Frozen):
+    """`gpu-platform:budget`: the monthly run rate the policy pack's `budget` rule holds a phase to."""
+
+    monthly_usd: float | None = Field(default=None, gt=0, le=1e9)
+
+
 def _own_images(by_name: dict[str, str]) -> dict[str, str]:
     """`by_name` when every key names one of the platform's own images."""
     known = own_image_names()
@@ -453,6 +511,8 @@ class StackConfig(Frozen):
     llama: LlamaConfig = LlamaConfig()
     router: RouterConfig = RouterConfig()
     service_images: ServiceImages = ServiceImages()
+    cost: CostConfig = CostConfig()
+    budget: Budget = Budget()
 
     @field_validator("phase")
     @classmethod

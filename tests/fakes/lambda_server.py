@@ -1,7 +1,7 @@
 """A fake Lambda Cloud API: a real HTTP server on 127.0.0.1 (random port) with switchable faults.
 
 It keeps instances, SSH keys and firewall rulesets in memory and answers in the shapes of the
-published spec (`../shared/specs/lambda-cloud-openapi-1.8.3.json`, or `make specs`). Every
+published spec (`specs/lambda-cloud-openapi-1.8.3.json` of tools/upstream.lock, `make upstream`). Every
 request it receives and every response it sends is validated with openapi-core; problems are
 collected in `violations` (tests assert the list is empty). Statuses the spec does not document for
 an operation (429, 5xx faults) are checked against the error envelope the spec's introduction
@@ -28,9 +28,10 @@ from urllib.parse import urlsplit
 import jsonschema
 
 from components.catalog.gpus import LAMBDA_INSTANCE_TYPES, LAMBDA_REGIONS
+from components.catalog.prices import load_catalog
 from tests.fakes.openapi import OpenApiRequest, OpenApiResponse, describe, load_spec, spec_file
 
-SPEC_NAME = "lambda-cloud-openapi-1.8.3.json"  # in ../shared/specs, or `make specs`'s cache (tools/specs.py)
+SPEC_NAME = "lambda-cloud-openapi-1.8.3.json"  # specs/ in the verified cache (tools/fetch.py)
 PREFIX = "/api/v1"
 SPEC_HOST = "https://cloud.lambda.ai"  # the spec's server; validation pretends requests went there
 
@@ -167,13 +168,26 @@ class FakeLambda:
         return {"name": name, "description": f"Region {name}"}
 
     @staticmethod
-    def _itype(name: str) -> dict[str, Any]:
+    def price_cents(name: str) -> int:
+        """The catalog's price of an instance type (the spec requires the field; no made-up figure)."""
+        entry = load_catalog().get(f"lambda/{name}")
+        if entry is None or entry.usd is None:
+            raise AssertionError(f"the price catalog has no price for lambda/{name}; the fake serves real figures only")
+        return round(entry.usd * 100)
+
+    @classmethod
+    def priced_types(cls) -> list[str]:
+        found = {e.key.removeprefix("lambda/") for e in load_catalog().entries if e.key.startswith("lambda/") and e.usd}
+        return sorted(found & set(LAMBDA_INSTANCE_TYPES))
+
+    @classmethod
+    def _itype(cls, name: str) -> dict[str, Any]:
         t = LAMBDA_INSTANCE_TYPES[name]
         return {
             "name": name,
             "description": f"{t.gpu_count}x {t.gpu}",
             "gpu_description": t.gpu,
-            "price_cents_per_hour": 100 * t.gpu_count,
+            "price_cents_per_hour": cls.price_cents(name),
             "specs": {
                 "vcpus": 30 * t.gpu_count,
                 "memory_gib": 200 * t.gpu_count,
@@ -229,6 +243,14 @@ class FakeLambda:
                     if "name" in body:
                         inst["name"] = body["name"]
                     return 200, {"data": self._public_instance(inst)}
+            if parts == ["instance-types"] and method == "GET":
+                regions = [self._region(r) for r in ("us-east-1", "us-west-1")]
+                return 200, {
+                    "data": {
+                        n: {"instance_type": self._itype(n), "regions_with_capacity_available": regions}
+                        for n in self.priced_types()
+                    }
+                }
             if parts == ["instance-operations", "launch"] and method == "POST":
                 return self._launch(body)
             if parts == ["instance-operations", "terminate"] and method == "POST":

@@ -5,7 +5,7 @@ Prometheus (Debian's 2.42, `make tools-traffic`) scrapes, on 127.0.0.1:
   after real requests through the router, then with llama-server stopped so that the router falls
   back to the cloud stand-in, and with that failing too so that a fallback fails;
 - dcgm-exporter's series, synthesised from its default counter list at the pinned tag
-  (../shared/upstream/metrics, through the upstream helper) with the labels its source attaches
+  (the verified upstream files, tests/conftest.py's upstream_root) with the labels its source attaches
   (components/observability/series.py cites the files);
 - Traefik's, as the cutover gate's tests emit them (tests/test_traffic_gate.py's FakeTraefik);
 - kube-state-metrics' Job series, as kube-prometheus-stack's own rules read them.
@@ -36,11 +36,11 @@ from components.config.phases import RouterLocalShareThresholds, alert_threshold
 from components.observability.alerts import rule_groups
 from components.observability.dashboards import CONCERNS, Panel, Query, Scope, boards
 from migrate import checks
+from tests.conftest import upstream_root
 from tests.local import stop
 from tests.real.test_router import LLAMA_KEY, MASTER_KEY, Brain, _ask, brain_up  # noqa: F401  (the fixture)
 from tests.real.tools import free_port
 from tests.test_traffic_gate import Backend, FakeTraefik, Route
-from tools.upstream import locate
 
 pytestmark = [pytest.mark.network, pytest.mark.xdist_group("llm-real")]
 PROMETHEUS_FIX = "make tools-traffic  (apt-get install prometheus)"
@@ -61,7 +61,7 @@ def dcgm_exposition() -> str:
     """dcgm-exporter's /metrics for GPUS: one series per field of the default counter list; `label`
     fields become labels (internal/pkg/collector/gpu_collector.go), the rest series of their type."""
     lines = []
-    for row in (locate() / DCGM_COUNTERS).read_text().splitlines():
+    for row in (upstream_root() / DCGM_COUNTERS).read_text().splitlines():
         if not row.strip() or row.startswith("#"):
             continue
         field, kind, help_ = (part.strip() for part in row.split(",", 2))
