@@ -162,4 +162,6 @@ def test_only_its_namespace_and_the_client_namespaces_reach_the_router() -> None
     assert rule["from"] == [
         {"podSelector": {}},
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "test-clients"}}},
+        # Prometheus, which scrapes /metrics through the router's ServiceMonitor.
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "test-monitoring"}}},
     ]

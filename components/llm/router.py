@@ -33,7 +33,7 @@ from pydantic import Field, InstanceOf, model_validator
 from components.catalog import versions
 from components.core.model import Args
 from components.handles import ClusterHandle
-from components.platform.kube import namespace_ingress_policy
+from components.platform.kube import bearer_monitor_spec, namespace_ingress_policy
 
 PORT = 4000
 CLOUD_GROUP = "cloud-fallback"
@@ -131,6 +131,9 @@ class RouterArgs(Args):
     replicas: int = Field(default=2, ge=1, le=10)
     # Namespaces whose pods may call the router (the platform's services); its own always may.
     client_namespaces: tuple[str, ...] = ()
+    # Where Prometheus runs: a ServiceMonitor scrapes /metrics (the router dashboard, its alerts and
+    # the router-local-share check read those series) and the NetworkPolicy lets it in. None: no monitoring.
+    monitoring_namespace: str | None = None
     depends_on: list[InstanceOf[pulumi.Resource]] = []
 
     @model_validator(mode="after")
@@ -321,7 +324,19 @@ class Router(pulumi.ComponentResource):
         k8s.networking.v1.NetworkPolicy(
             f"{name}-ingress",
             metadata={"name": "router-ingress", "namespace": args.namespace, "labels": LABELS},
-            spec=namespace_ingress_policy(LABELS, args.client_namespaces),
+            spec=namespace_ingress_policy(
+                LABELS, (*args.client_namespaces, *([args.monitoring_namespace] if args.monitoring_namespace else []))
+            ),
             opts=self._opts(args.cluster, depends_on=args.depends_on),
         )
+        if args.monitoring_namespace is not None:
+            k8s.apiextensions.CustomResource(
+                f"{name}-monitor",
+                api_version="monitoring.coreos.com/v1",
+                kind="ServiceMonitor",
+                metadata={"name": "router", "namespace": args.namespace, "labels": LABELS},
+                # /metrics is behind the master key (the check reads it the same way).
+                spec=bearer_monitor_spec(LABELS, "router-keys", "master-key"),
+                opts=self._opts(args.cluster, depends_on=[service]),
+            )
         return service
