@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -152,6 +154,53 @@ def test_the_router_overhead_is_measured_against_the_direct_server(capsys: pytes
     added_p50 = float(line.split()[4])
     assert 15 <= added_p50 <= 60 and "FAIL" in line  # over the 5 ms target given
     assert any(x.startswith("router/direct tokens/s") for x in out.splitlines())
+
+
+def test_the_router_cpu_per_chunk_is_read_from_its_process_tree(capsys: pytest.CaptureFixture[str]) -> None:
+    # The fake router runs in this process: its CPU over the router's parallel run, per chunk streamed.
+    with (
+        FakeLlamaServer(api_key=KEY, token_interval=0.0002) as direct,
+        FakeLlamaServer(api_key="router-key", router=True, token_interval=0.0002) as router,
+    ):
+        rc = bench.main(
+            ["--url", router.url, "--api-key", "router-key", "--direct-url", direct.url, "--direct-api-key", KEY,
+             "--requests", "4", "--clients", "2", "--max-tokens", "10", "--router-pid", str(os.getpid())]
+        )  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0
+    line = next(x for x in out.splitlines() if x.startswith("router CPU: "))
+    assert line.endswith(
+        f"over 40 chunks at {line.split(' at ')[1].split()[0]} tokens/s, pid {os.getpid()} and its children)"
+    )
+    # CPU time comes in clock ticks (10 ms), too coarse for 40 chunks; test_process_tree_cpu_...
+    # checks the reading itself.
+    assert float(line.split()[2]) >= 0
+
+
+def test_process_tree_cpu_counts_the_children() -> None:
+    before = bench.process_tree_cpu(os.getpid())
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\ntime.sleep(30)",
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while bench.process_tree_cpu(os.getpid()) - before < 0.25 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert bench.process_tree_cpu(os.getpid()) - before >= 0.25
+    finally:
+        child.kill()
+        child.wait()
+    with pytest.raises(ProcessLookupError, match="no such process"):
+        bench.process_tree_cpu(2**22 + 1)
+
+
+def test_router_pid_needs_the_direct_run() -> None:
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--url", "http://127.0.0.1:1", "--router-pid", str(os.getpid())])
 
 
 def test_failures_are_counted_and_fail_strict_runs(capsys: pytest.CaptureFixture[str]) -> None:
