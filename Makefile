@@ -1,14 +1,20 @@
 # Two commands matter: `make plan` and `make test`. Both build .venv from requirements.txt on
-# first use and need only Python 3.11, make and the package index (no Pulumi CLI, no cloud).
+# first use and need CPython 3.11, 3.12 or 3.13, make and the package index (no Pulumi CLI, no
+# cloud); `make test` also fetches the upstream files of tools/upstream.lock (`make upstream`).
 
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# The first supported interpreter on PATH (scripts/find-python.sh), or PYTHON=... checked the same
+# way; an unsupported one stops make here with one line, before anything is installed.
+override PYTHON := $(shell scripts/find-python.sh $(PYTHON))
+ifeq ($(firstword $(PYTHON)),no)
+$(error $(PYTHON))
+endif
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 STACK  ?= dev
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv plan test lint typecheck pytest check diff-all clean tools-traffic upstream specs tools-validators tools-scan scan actionlint digests tools-datastores tools-llm llm-tools-start llama-server litellm
+.PHONY: venv plan test lint typecheck pytest check diff-all clean tools-traffic upstream upstream-lock tools-validators tools-scan scan actionlint digests tools-datastores tools-llm llm-tools-start llama-server litellm
 
 $(STAMP): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,8 +65,8 @@ tools-datastores: $(DATASTORE_STAMP)
 plan: venv
 	$(BIN)/python -m migrate plan --stack $(STACK)
 
-## Lint, type-check and run every test.
-test: llm-tools-start lint typecheck pytest
+## Lint, type-check and run every test (the upstream files first: without them nothing starts).
+test: upstream llm-tools-start lint typecheck pytest
 
 lint: venv
 	$(BIN)/ruff check .
@@ -76,7 +82,7 @@ tools-traffic:
 # pytest exits 5 when it collects no test; make treats that as a failure, as CI must.
 # loadgroup: tests marked xdist_group share one worker (and so one set of servers it starts); the
 # real LLM tests (xdist_group "llm-real") run in order on one worker, as they stop llama-server half-way.
-pytest: venv tools-traffic tools-validators tools-scan tools-datastores llm-tools-start
+pytest: upstream venv tools-traffic tools-validators tools-scan tools-datastores llm-tools-start
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 # The real llama-server (built from source) and LiteLLM proxy that tests/real runs, cached per version
@@ -128,15 +134,16 @@ diff-all: venv
 	  done; \
 	done
 
-## The charts' and CRDs' own files at the pinned versions, for the tests, where ../shared/upstream
-## is absent (a user's CI): downloaded from the charts' GitHub repositories into the cache.
-upstream: venv
-	$(BIN)/python -m tools.upstream
+## The upstream files the tests read (charts, CRDs, API specs, dcgm-exporter's metric list), each
+## checked against its sha256 in tools/upstream.lock, into the cache (gpu-platform/upstream-<lock hash>):
+## from ../shared, else $GPU_PLATFORM_MIRROR (laid out like it), else the lock's URLs. Standard library
+## only, so it runs before the venv exists; a re-hash of the cache once complete.
+upstream:
+	@$(PYTHON) -m tools.fetch
 
-## The published Lambda Cloud and Fly Machines API specs the fake servers validate against, where
-## ../shared/specs is absent: downloaded from where each API publishes it into the cache.
-specs: venv
-	$(BIN)/python -m tools.specs
+## Rewrite tools/upstream.lock from the mirror after a pin moved (checked against the pins).
+upstream-lock: venv
+	$(BIN)/python -m tools.upstream
 
 # Real validators the tests run: `cloud-init schema` (Debian's cloud-init) and `promtool`
 # (Debian's prometheus package, 2.42 on bookworm). Installed only when missing.

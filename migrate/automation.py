@@ -8,9 +8,11 @@ A move is one phase at a time, in this order:
 1. read the deployed phase from the stack's `phase` output (what actually runs, not what config says);
 2. refuse what must not happen: skipping phases without `--to P --allow-skip`, rolling back past an
    irreversible step, running without `--yes` where nobody can answer the prompt, and leaving a
-   traffic phase (one whose file changes `traffic`) forward while its exit checks fail: the cutover
-   gate. `--override-gate "reason"` moves anyway; the reason is printed, logged and written into the
-   update's message in the stack history. Rolling back is never gated;
+   traffic phase (one whose file changes `traffic`) forward while its exit checks fail (the cutover
+   gate), and entering a phase with irreversible steps while the exit checks of the phase being
+   left fail (the last gate before p4-decommission). `--override-gate "reason"` moves anyway; the
+   reason is printed, logged and written into the update's message in the stack history. Rolling
+   back is never gated;
 3. the offline check (the policy pack on the recorded plan) of the target phase; nothing is changed yet;
 4. `gpu-platform:phase` := target in the stack config, `pulumi preview --policy-pack policy`, the change
    summary, a confirmation, `pulumi up --policy-pack policy`;
@@ -43,7 +45,7 @@ from rich.console import Console
 from rich.prompt import Confirm
 from rich.table import Table
 
-from components.config.phases import STACKS_DIR, Phase, irreversible_between, load_phases, resolve
+from components.config.phases import STACKS_DIR, Phase, forward_gate, irreversible_between, load_phases, resolve
 from components.core.errors import ConfigError
 from migrate import checks
 
@@ -421,10 +423,9 @@ def status(stack: str, checks: bool = False, deps: Deps | None = None) -> int:
         )
         names = list(current.exit_criteria.checks)
         console.print(f"  exit checks: {', '.join(names) or 'none'}")
-        if current.gated and following is not None:
-            console.print(
-                f"  gate:     `forward` runs these checks first and stops if one fails ({current.id} moves traffic)"
-            )
+        reason = forward_gate(current, [following]) if following is not None else None
+        if reason is not None:
+            console.print(f"  gate:     `forward` runs these checks first and stops if one fails ({reason})")
         if not checks or not names:
             return EXIT_OK
         results = deps.exit_checks(
@@ -464,8 +465,9 @@ def _thresholds(phase: Phase) -> dict[str, Any]:
 
 
 def _gate(handle: StackHandle, move: Move, deps: Deps) -> str | None:
-    """The cutover gate of a forward move: None when it passes, else what failed (the move stops
-    there unless --override-gate says why it may go on)."""
+    """The gate of a forward move (leaving a traffic phase, or entering one with irreversible
+    steps): None when it passes, else what failed (the move stops there unless --override-gate
+    says why it may go on)."""
     if move.direction != "forward" or move.current is None:
         return None
     console = deps.console
@@ -473,10 +475,15 @@ def _gate(handle: StackHandle, move: Move, deps: Deps) -> str | None:
     unmeasured = [p.id for p in move.skipped if p.gated]
     if unmeasured:
         failed.append(f"skipped traffic phase(s) never measured: {', '.join(unmeasured)}")
+    final = next((p for p in (*move.skipped, move.target) if p.irreversible), None)
+    unchecked = [p.id for p in move.skipped if final and p.index < final.index and p.id not in unmeasured]
+    if final is not None and unchecked:
+        failed.append(f"skipped phase(s) never checked before the irreversible {final.id}: {', '.join(unchecked)}")
     current = move.current
-    if current.gated:
+    reason = forward_gate(current, (*move.skipped, move.target))
+    if reason is not None:
         names = list(current.exit_criteria.checks)
-        console.print(f"[bold]gate[/] {current.id} is a traffic phase: its exit checks must pass before leaving it")
+        console.print(f"[bold]gate[/] {reason}: the exit checks of {current.id} must pass first", highlight=False)
         results = deps.exit_checks(
             names, _plain_outputs(handle.outputs()), handle, console, thresholds=_thresholds(current)
         )
@@ -518,7 +525,7 @@ def _move(
         note = ""
         if gate is not None and override_gate is None:
             console.print(
-                f"[red]gate closed:[/] {gate}. Nothing was changed. Fix K3s (or wait for the measurements), "
+                f"[red]gate closed:[/] {gate}. Nothing was changed. Fix what failed (or wait for the measurements), "
                 f"roll back with `python -m migrate rollback --stack {stack}`, or move anyway with "
                 '`--override-gate "<reason>"`, which is recorded in the stack history '
                 "(docs/troubleshooting.md#the-cutover-gate-stays-closed).",
@@ -604,9 +611,10 @@ def _apply(handle: StackHandle, move: Move, restore_to: str | None, yes: bool, d
     names = [name for name in target.exit_criteria.checks if name not in measured]
     console.print(f"[bold]4/4[/] exit checks of {target.id}: {', '.join(names) or 'none'}")
     if measured:
+        gated = forward_gate(target, _phases(deps)[target.index + 1 : target.index + 2]) is not None
         console.print(
             f"  {', '.join(measured)}: measured on this phase's own traffic, so they run "
-            + (f"when the stack leaves {target.id} (the cutover gate) and " if target.gated else "")
+            + (f"when the stack leaves {target.id} (the gate) and " if gated else "")
             + f"with `python -m migrate status --stack {move.stack} --checks`"
         )
     outputs = getattr(result, "outputs", None)

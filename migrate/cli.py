@@ -115,7 +115,10 @@ def add_move_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
             p_move.add_argument(
                 "--override-gate",
                 metavar="REASON",
-                help="leave a traffic phase even though its exit checks fail; the reason goes into the update message",
+                help=(
+                    "move on although the gate's exit checks fail (leaving a traffic phase, entering one with "
+                    "irreversible steps); the reason goes into the update message"
+                ),
             )
         p_move.set_defaults(func=cmd_move)
 

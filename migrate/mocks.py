@@ -367,7 +367,8 @@ def _fly_app(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
 def _fly_app_export(name: str, inputs: dict[str, Any]) -> dict[str, Any]:
     app = str(inputs.get("app"))
     volume = _fly_volume(app)
-    prefix = f"{inputs.get('prefix', 'fly')}/{app}/20250101T000000Z"
+    # The provider's keys carry the second and 48 random bits of the attempt (components/migration/fly.py).
+    prefix = f"{inputs.get('prefix', 'fly')}/{app}/20250101T000000Z-{digest('attempt', app, length=12)}"
     manifest = {"key": f"{prefix}/manifest.json", "size": 2048, "sha256": _sha("manifest", app)}
     data = {"key": f"{prefix}/{volume['id']}.tar.gz", "size": 104857600, "sha256": _sha("volume", app)}
     return {
@@ -419,7 +420,7 @@ def _mock_compose_backup(name: str, inputs: dict[str, Any]) -> str:
     flag = {words[i]: words[i + 1] for i in range(len(words) - 1) if words[i].startswith("--")}
     service, prefix = flag.get("--service", "?"), flag.get("--prefix", "compose")
     ext = {"qdrant": "snapshot", "redis": "rdb", "postgres": "dump"}.get(service, "bin")
-    key = f"{prefix}/{service}/20250101T000000Z.{ext}"
+    key = f"{prefix}/{service}/20250101T000000Z-{digest('attempt', service, length=12)}.{ext}"
     return (
         f'{{"service":"{service}","key":"{key}","size":{int(digest("size", service, length=6), 16)},'
         f'"sha256":"{_sha("dump", service)}"}}\n'

@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from components.config.phases import Phase
+from components.config.phases import Phase, forward_gate, load_phases
 from migrate.harness import SECRET, UNKNOWN, RecordedPlan, RecordedResource
 from migrate.plan import PlanDiff, counts, critical_path, images, tree
 
@@ -96,6 +96,13 @@ def plan(console: Console, p: RecordedPlan, phase: Phase) -> None:
         console.print(f"  [ ] {item}", markup=False)
     for check in phase.exit_criteria.checks:
         console.print(f"  machine check: {check}")
+    gate = forward_gate(phase, load_phases(phase.path.parent)[phase.index + 1 : phase.index + 2])
+    if gate is not None and phase.exit_criteria.checks:
+        console.print(
+            f"  gate: `migrate forward` leaves {phase.id} only when these checks pass ({gate}); "
+            '`--override-gate "reason"` moves anyway and records the reason',
+            markup=False,
+        )
 
     if p.outputs:
         console.print(Text("\nOutputs", style="bold"))

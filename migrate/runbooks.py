@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from components.config.phases import STACKS_DIR, Phase, load_phases
+from components.config.phases import STACKS_DIR, Phase, forward_gate, load_phases
 from migrate.checks import CHECKS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +69,7 @@ def render_phase(phase: Phase, phases: Sequence[Phase]) -> str:
         *_heading(phase, len(phases), previous, following),
         *_what_changes(phase, previous),
         *_moving_here(phase),
-        *_exit_criteria(phase),
+        *_exit_criteria(phase, following),
         *_rolling_back(phase, previous),
         *_troubleshooting_links(phase),
     ]
@@ -131,7 +131,7 @@ def _moving_here(phase: Phase) -> list[str]:
     return lines
 
 
-def _exit_criteria(phase: Phase) -> list[str]:
+def _exit_criteria(phase: Phase, following: Phase | None = None) -> list[str]:
     lines = ["", "## Exit criteria", "", "Checked by hand:", ""]
     lines += [f"- [ ] {_cell(item)}" for item in phase.exit_criteria.checklist]
     lines.append("")
@@ -148,12 +148,13 @@ def _exit_criteria(phase: Phase) -> list[str]:
         lines += _thresholds(phase)
     else:
         lines.append("No machine checks.")
+    gate = forward_gate(phase, [following]) if following is not None else None
     measured = phase.exit_criteria.measurements
     if measured:
         lines += [
             "",
             f"{', '.join(f'`{m}`' for m in measured)} measure this phase's own traffic: they run "
-            + ("when the stack leaves the phase and " if phase.gated else "")
+            + ("when the stack leaves the phase and " if gate is not None else "")
             + "with `status --checks`, not right after the update.",
         ]
     if phase.gated:
@@ -162,6 +163,14 @@ def _exit_criteria(phase: Phase) -> list[str]:
             "**Cutover gate.** This phase moves traffic: `python -m migrate forward` leaves it only when these "
             'checks pass. `--override-gate "<reason>"` moves anyway; the reason is printed, logged and written '
             "into the update message in the stack history. Rolling back needs no gate.",
+        ]
+    elif gate is not None and following is not None and phase.exit_criteria.checks:
+        lines += [
+            "",
+            f"**Last gate before an irreversible step.** `python -m migrate forward` moves from {phase.id} "
+            f"to {following.id} only when these checks pass ({gate}): the same gate as on leaving a traffic phase. "
+            '`--override-gate "<reason>"` moves anyway; the reason is printed, logged and written into the '
+            "update message in the stack history.",
         ]
     return lines
 

@@ -14,8 +14,8 @@
 
 The tools live in their own venv (security/scanners.txt; `make tools-scan` creates it): checkov's
 dependencies clash with requirements.txt. Exit codes: 0 clean; 1 a finding or a stale
-suppression; 2 a tool is missing (the message says which command installs it) or the suppression
-file is malformed.
+suppression; 2 a tool is missing (the message says which command installs it), the suppression
+file is malformed, or a phase refuses to plan (every phase is scanned or the scan fails).
 """
 
 from __future__ import annotations
@@ -27,14 +27,17 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from components.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from migrate.harness import RecordedPlan
 
 ROOT = Path(__file__).resolve().parent.parent
 SCANNERS = ROOT / "security" / "scanners.txt"
@@ -127,22 +130,39 @@ def triage(findings: Iterable[Finding], suppressions: Sequence[Suppression]) -> 
     return unsuppressed, stale
 
 
+def every_plan(stacks: Sequence[str], record: Callable[[str, str], RecordedPlan]) -> list[RecordedPlan]:
+    """The plan of every phase of `stacks`, made by `record(stack, phase)`.
+
+    A phase that refuses to plan (an irreversible step without its allow flag) is an error here, not
+    a phase to skip: its objects would go unscanned and unchecked while the scan still passed. The
+    error names every refusing phase with the refusal, which says which flag to set.
+    """
+    # Only checkov and the tests need the phases; at the top this would add to `--only zizmor`.
+    from components.config.phases import phase_ids  # noqa: PLC0415
+
+    plans: list[RecordedPlan] = []
+    refused: list[str] = []
+    for stack in stacks:
+        for phase in phase_ids():
+            try:
+                plans.append(record(stack, phase))
+            except ConfigError as exc:
+                refused.append(f"  {stack} {phase}: {exc}")
+    if refused:
+        raise ConfigError(
+            f"{len(refused)} phase(s) refuse to plan, so their objects cannot be scanned:\n" + "\n".join(refused)
+        )
+    return plans
+
+
 def export_manifests(out: Path, stacks: Sequence[str] = STACKS) -> list[Path]:
     """Every Kubernetes object of every phase of `stacks`, as YAML files under `out`."""
     # Only checkov needs the recorded plans; at the top these would add 160-180 ms (65 modules) to
     # `--only zizmor` and `--only actionlint`, which never record one.
-    from components.config.phases import phase_ids  # noqa: PLC0415
     from migrate.harness import record  # noqa: PLC0415
     from migrate.manifests import write_manifests  # noqa: PLC0415
 
-    plans = []
-    for stack in stacks:
-        for phase in phase_ids():
-            try:
-                plans.append(record(stack, phase=phase))
-            except ConfigError:
-                continue  # a phase whose irreversible step is gated refuses to plan; nothing to scan
-    return write_manifests(plans, out)
+    return write_manifests(every_plan(stacks, lambda stack, phase: record(stack, phase=phase)), out)
 
 
 def run_checkov(directory: Path) -> list[Finding]:

@@ -79,12 +79,17 @@ image_digest = ResourceValidationPolicy(
 
 resources_set = ResourceValidationPolicy(
     name="k8s-resources",
-    description="Containers set CPU and memory requests and a memory limit.",
+    description="Containers set CPU and memory requests and a memory limit (and a CPU limit where configured).",
     validate=fail_closed(workload.check_resources),
     enforcement_level=ADVISORY,
     config_schema=schema(
         {
             "requireCpuLimit": {"type": "boolean", "description": "Also require limits.cpu", "default": False},
+            "cpuLimitExempt": string_list(
+                "Objects that need no limits.cpu even with requireCpuLimit, as 'namespace/name'; they still need "
+                "every request and the memory limit (policy/README.md says why for each)",
+                [],
+            ),
             "exemptObjects": _EXEMPT,
         }
     ),

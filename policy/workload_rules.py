@@ -199,7 +199,9 @@ def check_image_digest(args: Any, report: Report) -> None:
 
 def check_resources(args: Any, report: Report) -> None:
     require_cpu_limit = bool(config(args, "requireCpuLimit", False))
+    cpu_exempt = set(config(args, "cpuLimitExempt", []))
     for manifest, spec in workloads(args):
+        needs_cpu_limit = require_cpu_limit and manifest.ident(args.name) not in cpu_exempt
         for c in containers(spec):
             requests = get(c.spec, "resources", "requests", default={})
             limits = get(c.spec, "resources", "limits", default={})
@@ -210,7 +212,7 @@ def check_resources(args: Any, report: Report) -> None:
                     missing.append(f"requests.{key}")
             if get(limits, "memory") is None:
                 missing.append("limits.memory")
-            if require_cpu_limit and get(limits, "cpu") is None:
+            if needs_cpu_limit and get(limits, "cpu") is None:
                 missing.append("limits.cpu")
             if missing:
                 report(
@@ -218,7 +220,7 @@ def check_resources(args: Any, report: Report) -> None:
                         f"{_where(args, manifest, c)} sets no {', '.join(missing)}",
                         "without requests the scheduler packs GPU nodes blindly, and without a memory limit "
                         "one leaking container can push the node into OOM and evict its neighbours",
-                        "set resources.requests.cpu, resources.requests.memory and resources.limits.memory",
+                        "set " + ", ".join(f"resources.{key}" for key in missing),
                     )
                 )
 

@@ -5,7 +5,9 @@
 # The sdist is the only llama.cpp source the package index serves; its CHANGELOG names the upstream commit it
 # vendors, checked below against components/catalog/versions.py LLAMA_CPP_TEST_SOURCE (the server image is that
 # commit's build). ccache keeps a rebuild after a cache wipe short. The binary is never written into the work
-# tree. A cold build takes about 40 minutes on a busy 2-core machine, a few on an idle 16-core one.
+# tree. Measured cold (empty ccache) on the 2-core development machine on 2026-12-06, shared with seven
+# other checkouts at work: 32 minutes (the background job's llama-server.pid written at
+# 01:42:26, its .rc at 02:14:27). An unloaded or larger machine takes less; that was not measured here.
 #
 # Usage: scripts/build-llama-server.sh            build (no-op when the binary exists), print its path
 #        scripts/build-llama-server.sh --path     print where the binary is (or will be), build nothing

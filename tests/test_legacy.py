@@ -224,6 +224,36 @@ esac
     assert not [p for p in os.listdir(tmp) if p.startswith("compose-backup.")]  # temp dir cleaned up
 
 
+def test_a_retried_compose_backup_in_the_same_second_and_with_the_same_pid_writes_a_new_key(
+    sandbox: tuple[Path, Path],
+) -> None:
+    """Issue 27: a fixed clock (the `date` stub) and a fresh PID namespace per run, so the retry has
+    the second and the PID of the first; only the key's own random part keeps it from overwriting
+    the dump whose hash the first run recorded. unshare is util-linux's; `make test` runs as root."""
+    bin_dir, tmp = sandbox
+    _stub(bin_dir, "docker", _docker_stub(DUMPS, tmp))
+    _stub(bin_dir, "date", "echo 20260101T000000Z\n")
+    host = ComposeHost(address="192.0.2.10", host_key=HOST_KEY, compose_dir=str(tmp / "srv"))
+    cmd = compose_backup_command("postgres", host, BucketLocation("b-bucket", "us-east-1"))
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "TMPDIR": str(tmp), "CALLS": str(tmp / "calls.log"), "HOME": str(tmp)}
+    keys = []
+    for _ in range(2):
+        run = subprocess.run(
+            ["unshare", "--pid", "--fork", "bash", "-c", f"echo pid $$ >&2; {cmd}"],
+            input="AKIAEXAMPLE\nsecret-key-value\n",
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr
+        assert "pid 1\n" in run.stderr  # the same PID both times
+        keys.append(json.loads(run.stdout.strip().splitlines()[-1])["key"])
+    assert keys[0] != keys[1]
+    assert all(k.startswith("compose/postgres/20260101T000000Z-") and k.endswith(".dump") for k in keys)
+
+
 def test_compose_backup_refuses_without_keys_and_with_a_bad_dump(sandbox: tuple[Path, Path]) -> None:
     bin_dir, tmp = sandbox
     _stub(bin_dir, "docker", _docker_stub({**DUMPS, "redis": b"NOT-AN-RDB"}, tmp))

@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import pulumi_docker as docker
 import pytest
 
 from migrate.harness import record
-from tests.conftest import shellcheck
+from migrate.plan import diff_plans
+from tests.conftest import recorded, recorded_preview, shellcheck
 from tests.fakes.llama_recording import PROGRAM, brain
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,3 +85,39 @@ def test_the_plan_is_the_same_whatever_the_home_directory(tmp_path: Path, monkey
         plans.append(json.dumps([(r.type, r.name, r.inputs) for r in plan.resources], sort_keys=True, default=str))
         assert sorted(home.rglob("*")) == before  # nothing written into the home directory
     assert plans[0] == plans[1]
+
+
+def test_dropping_identity_file_updates_the_docker_provider_and_replaces_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 27: prod as an earlier version deployed it (ssh got `IdentityFile` + `IdentitiesOnly`
+    for the key file it wrote) against the plan now, in update mode and in a first preview.
+
+    What the engine does with it is the provider's answer: pulumi-docker's DiffConfig is the
+    Terraform bridge's, which replaces a provider (and so every resource it manages) only for a
+    config property marked `ForcesProviderReplace` (pulumi/pulumi-terraform-bridge#1683), and
+    pulumi-docker marks none (its provider/resources.go). So a changed `sshOpts` is an update of the
+    provider, and the volume holding the weights, the image and the container stay as they are.
+    """
+    real = docker.Provider
+    old_opts = ["-o", "IdentityFile=~/.ssh/pulumi-gpu-platform/prod-workstation", "-o", "IdentitiesOnly=yes"]
+
+    def as_before(name: str, **kwargs: Any) -> docker.Provider:
+        opts = list(kwargs.pop("ssh_opts"))
+        at = opts.index("BatchMode=yes") - 1
+        return real(name, ssh_opts=[*opts[:at], *old_opts, *opts[at:]], **kwargs)
+
+    for preview in (False, True):
+        # The plan now, as the other recorded-plan tests record it once per session.
+        now = (recorded_preview if preview else recorded)("prod", "p3-local-brain")
+        with monkeypatch.context() as m:
+            m.setattr(docker, "Provider", as_before)
+            before = record("prod", phase="p3-local-brain", preview=preview)
+        provider = before.named("llama-workstation-docker")
+        opts = provider.inputs["sshOpts"]
+        assert "IdentitiesOnly=yes" in (json.loads(opts) if isinstance(opts, str) else opts)
+        managed = [r.name for r in now.resources if r.provider and r.provider.startswith(provider.urn)]
+        assert {"llama-workstation-models", "llama-workstation-image", "llama-workstation-container"} <= set(managed)
+
+        changes = diff_plans(before, now).changes
+        assert [(c.kind, c.name, c.changed) for c in changes] == [("update", "llama-workstation-docker", ("sshOpts",))]

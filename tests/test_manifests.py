@@ -6,7 +6,7 @@ provider would apply, from its apiVersion/kind/metadata/spec/... inputs. Built-i
 validated with kubernetes-validate's strict schemas for components.versions.KUBERNETES_VERSION
 (unknown fields are errors). kubernetes-validate has no schemas for CRDs, so each custom resource
 is validated against the `openAPIV3Schema` of its upstream CRD at the pinned version
-(../shared/upstream/crds or `make upstream`'s cache), just as strictly; a kind without one fails.
+(`make upstream`'s verified cache, tools/upstream.lock), just as strictly; a kind without one fails.
 What no schema here can check: the CRDs' CEL rules (`x-kubernetes-validations`) and formats.
 """
 
@@ -132,7 +132,7 @@ def crd_problems(obj: dict[str, Any]) -> list[str]:
     key = (obj.get("apiVersion", ""), obj.get("kind", ""))
     validator = crd_validator(*key)
     if validator is None:
-        return [f"no upstream CRD for {key}; add it to tools/upstream.py (CHART_CRDS) and ../shared/upstream"]
+        return [f"no upstream CRD for {key}; add it to CHART_CRDS in tools/upstream.py, then `make upstream-lock`"]
     problems = [f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator.iter_errors(obj)]
     if key == ("helm.cattle.io/v1", "HelmChartConfig"):
         values = yaml.safe_load(obj["spec"]["valuesContent"])

@@ -1,8 +1,9 @@
 """The pack under the engine and offline agree: the Analyzer started as the CLI starts it, asked over gRPC.
 
-`pulumi preview --policy-pack policy` runs a Python pack through the `pulumi-analyzer-policy-python`
-shim: `python -u -m pulumi.policy <engine address> .` in the pack's directory (the shim reads the
-runtime options of PulumiPolicy.yaml itself), with the stack in
+`pulumi preview --policy-pack policy` runs a Python pack through the Python language host:
+`<pack>/venv/bin/python -u -m pulumi.policy <engine address> <pack>` in the pack's directory, the
+venv being the one PulumiPolicy.yaml declares (tests/policy_pack.py: where the CLI does this, and how
+that venv is made here, outside the work tree), with the stack in
 PULUMI_PROJECT/PULUMI_STACK/PULUMI_ORGANIZATION, PULUMI_DRY_RUN=true for a preview and false for
 the update (pkg/resource/plugin/analyzer_plugin.go, constructEnv). The engine then sends Configure
 (each policy's level and properties), an AnalyzeRequest per resource and one AnalyzeStackRequest,
@@ -23,7 +24,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -33,6 +33,7 @@ import grpc
 import pytest
 import yaml
 from google.protobuf import struct_pb2
+from packaging.utils import canonicalize_name
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 
 from components.config.phases import phase_ids
@@ -51,7 +52,8 @@ from migrate.policy_runner import (
     resolve_settings,
     stack_urn,
 )
-from tests.conftest import STACKS, recorded, recorded_preview
+from tests.conftest import ROOT, STACKS, recorded, recorded_preview
+from tests.policy_pack import activated, declared_virtualenv, pack_directory, pack_virtualenv
 from tests.test_policy_rules import all_cases, plan_for
 
 pytestmark = pytest.mark.network
@@ -68,11 +70,14 @@ Diagnostic = tuple[str, str, str, str]  # policy, level, urn, message
 class Engine:
     """One policy pack process as the CLI starts it, and the requests the engine sends it."""
 
-    def __init__(self, *, dry_run: bool) -> None:
-        # The shim consumes the runtime options (`-virtualenv=venv`) itself and runs the pack with
-        # just the engine address and the program directory.
+    def __init__(self, *, dry_run: bool, pack: Path) -> None:
+        # The Python language host reads the runtime options (toolchain pip, virtualenv) itself and
+        # runs the venv's python with the engine address and the pack's directory, in that directory
+        # (tests/policy_pack.py cites where). PYTHONPATH is emptied so that nothing of this test's
+        # own environment can reach the pack: it imports what its venv and its directory hold.
+        self.python = pack / declared_virtualenv() / "bin" / "python"
         env = {
-            **os.environ,
+            **activated(os.environ, pack / declared_virtualenv()),
             "PYTHONPATH": "",
             "PULUMI_ORGANIZATION": "organization",
             "PULUMI_PROJECT": PROJECT,
@@ -80,9 +85,10 @@ class Engine:
             "PULUMI_DRY_RUN": "true" if dry_run else "false",
             "PULUMI_CONFIG": "{}",
         }
+        self.argv = [str(self.python), "-u", "-m", "pulumi.policy", "127.0.0.1:1", str(pack)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-u", "-m", "pulumi.policy", "127.0.0.1:1", "."],
-            cwd=POLICY_DIR,
+            self.argv,
+            cwd=pack,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -320,8 +326,13 @@ def compare(engine: list[Diagnostic], local: list[Diagnostic], *, messages: bool
 
 
 @pytest.fixture(scope="module")
-def engines() -> Iterator[dict[bool, Engine]]:
-    started = {dry_run: Engine(dry_run=dry_run) for dry_run in (True, False)}
+def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return pack_directory(tmp_path_factory.mktemp("pack"), pack_virtualenv())
+
+
+@pytest.fixture(scope="module")
+def engines(pack: Path) -> Iterator[dict[bool, Engine]]:
+    started = {dry_run: Engine(dry_run=dry_run, pack=pack) for dry_run in (True, False)}
     try:
         yield started
     finally:
@@ -377,6 +388,37 @@ def test_bad_resources_get_the_same_diagnostics(engines: dict[bool, Engine]) -> 
             missed_by_engine.add(policy)
     # Each OFFLINE_ONLY entry is real: some fixture fails offline that the engine cannot catch.
     assert missed_by_engine == declared
+
+
+def test_the_pack_runs_from_the_virtualenv_its_manifest_declares(pack: Path, engines: dict[bool, Engine]) -> None:
+    """Not the project's Python: the declared venv, outside the work tree, with the pinned pack SDK."""
+    venv = (pack / declared_virtualenv()).resolve()
+    assert not venv.is_relative_to(ROOT) and (venv / "pyvenv.cfg").exists()
+    for engine in engines.values():
+        assert engine.argv[0] == str(pack / declared_virtualenv() / "bin" / "python")
+    shown = subprocess.run(
+        [
+            str(engines[True].python),
+            "-c",
+            "import sys, pulumi_policy; print(sys.prefix); print(pulumi_policy.__file__)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=activated(os.environ, pack / declared_virtualenv()),
+    ).stdout.split()
+    assert Path(shown[0]).resolve() == venv and Path(shown[1]).resolve().is_relative_to(venv)
+    pins = dict(re.findall(r"^([\w.-]+)==(\S+)", (POLICY_DIR / "requirements.txt").read_text(), re.MULTILINE))
+    listed = subprocess.run(
+        [str(engines[True].python), "-m", "pip", "list", "--format=json", "--disable-pip-version-check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    versions = {canonicalize_name(p["name"]): p["version"] for p in json.loads(listed)}
+    assert {name: versions.get(canonicalize_name(name)) for name in pins} == pins
 
 
 def test_offline_only_parts_are_listed_in_the_readme() -> None:

@@ -73,6 +73,13 @@ def _break_non_root(r: RecordedResource) -> RecordedResource:
     return dataclasses.replace(r, inputs=inputs)
 
 
+def _drop_cpu_limit(r: RecordedResource) -> RecordedResource:
+    inputs = copy.deepcopy(r.inputs)
+    for c in _pod_containers(inputs):
+        c.get("resources", {}).get("limits", {}).pop("cpu", None)
+    return dataclasses.replace(r, inputs=inputs)
+
+
 def _break_k3s_pin(r: RecordedResource) -> RecordedResource:
     inputs = dict(r.inputs, create=re.sub(r"INSTALL_K3S_VERSION=\S+", "INSTALL_K3S_CHANNEL=stable", r.inputs["create"]))
     return dataclasses.replace(r, inputs=inputs)
@@ -85,6 +92,14 @@ BREAKAGES: list[Any] = [
         _break_image,
         "k8s-image-pinned",
         id="deployment-image-latest",
+    ),
+    # prod exempts only the two LLM Deployments from the CPU limit (cpuLimitExempt); any other goes.
+    pytest.param(
+        "p3-local-brain",
+        lambda r: r.type == "kubernetes:apps/v1:Deployment" and r.inputs["metadata"].get("namespace") == "platform",
+        _drop_cpu_limit,
+        "k8s-resources",
+        id="platform-deployment-without-cpu-limit",
     ),
     pytest.param(
         "p2b-services",

@@ -12,7 +12,8 @@ What is proven here, for every dynamic resource type:
   once: Check reports no failure and hands the unknowns back, Diff neither raises nor fails, an
   unknown counts as a possible change, and it replaces only where a known change would;
 - for every phase of both stacks, each recorded dynamic resource passes Check and Diff with the
-  unknowns of a first preview.
+  unknowns of a first preview, and Diff answers against the previous phase as the inputs require
+  (diff_problems: which change, which replacement, deleted before or after).
 """
 
 from __future__ import annotations
@@ -43,12 +44,12 @@ from components.config.phases import phase_ids
 from components.core.engine import unknown_paths, unwrap_secrets
 from components.migration.backups import BackupVerificationProvider
 from components.migration.fly import FlyAppExportProvider, FlyAppProvider, FlyDestroyProvider, FlyFreezeProvider
-from migrate.harness import RecordedResource
+from migrate.harness import SECRET, RecordedResource
 from tests.conftest import STACKS, recorded, recorded_preview
 from tests.fakes.fly_server import FakeFly, fake_fly
 from tests.fakes.lambda_server import FakeClock, FakeLambda, fake_lambda
 from tests.fakes.s3 import FakeS3, moto_s3
-from tests.provider_host import PROVIDER_KEY, ProviderError, ProviderHost, provider_host, with_provider
+from tests.provider_host import PROVIDER_KEY, Diffed, ProviderError, ProviderHost, provider_host, with_provider
 from tests.test_dynamic_providers import LEGACY_STATE_PATHS, pickled_globals
 
 pytestmark = pytest.mark.network
@@ -126,6 +127,20 @@ REPLACES: dict[str, dict[str, list[str]]] = {
     VERIFY: {"objects": ["objects"], "location": ["objects"]},
     FREEZE: {"app": ["app"]},
     DESTROY: {"app": ["app"]},
+}
+# Whether a replacement deletes the old resource first, as each provider's diff answers it (the
+# Lambda providers say why beside their diff: the replacement carries the same name, and a new
+# instance would adopt the old one). The host must carry the answer through unchanged.
+DELETE_BEFORE_REPLACE: dict[str, bool] = {
+    KEY: True,
+    RULESET: True,
+    RULES: True,
+    INSTANCE: True,
+    APP: False,
+    EXPORT: False,
+    VERIFY: False,
+    FREEZE: True,
+    DESTROY: False,
 }
 IGNORED: dict[str, frozenset[str]] = {
     KEY: frozenset(),
@@ -443,6 +458,8 @@ def preview_problems(host: ProviderHost, m: Made) -> list[str]:
             problems.append(f"{where}: Diff replaces {diff.replaces}; a known change replaces only {allowed}")
         if label == key and key != "*" and diff.replaces != allowed:
             problems.append(f"{where}: Diff replaces {diff.replaces}, a known change would replace {allowed}")
+        if diff.replaces and diff.delete_before_replace != DELETE_BEFORE_REPLACE[type_]:
+            problems.append(f"{where}: Diff says deleteBeforeReplace={diff.delete_before_replace} for {diff.replaces}")
     return problems
 
 
@@ -486,11 +503,60 @@ def _verdict(host: ProviderHost, call: str, r: RecordedResource, news: dict[str,
                 problems += [f"Check failed {failures}"] if failures else []
             else:
                 olds = {**old.outputs, PROVIDER_KEY: wire[PROVIDER_KEY]}
-                host.diff(r.type, r.name, r.urn, old_outputs=olds, news=wire, old_inputs=old.inputs)
+                diff = host.diff(r.type, r.name, r.urn, old_outputs=olds, news=wire, old_inputs=old.inputs)
+                problems += diff_problems(r.type, news, old.inputs, diff)
         except ProviderError as exc:
             problems.append(f"{call}: {str(exc).strip().splitlines()[-1]}")
         _VERDICTS[key] = [f"{r.name} ({r.type}) {p}" for p in problems]
     return _VERDICTS[key]
+
+
+def diff_problems(type_: str, news: dict[str, Any], old_inputs: dict[str, Any], diff: Diffed) -> list[str]:
+    """What is wrong with a Diff answer, given the inputs before and now (REPLACES and IGNORED say
+    what each input's change means): a possible change of an input the provider does not ignore is
+    DIFF_SOME, replacing only what that input replaces; nothing that matters moved is DIFF_NONE with
+    no replacement; a replacement is ordered as the type's provider orders it."""
+    keys = (set(news) | set(old_inputs)) - {PROVIDER_KEY}
+    unknown = {p.split(".")[0].split("[")[0] for p in unknown_paths(news)}
+    moved = {k for k in keys - unknown if news.get(k) != old_inputs.get(k)}
+    matters = (unknown | moved) - IGNORED[type_]
+    # A secret the recording hides is the same placeholder in both phases, while a provider may
+    # compare the real value (user_data against its sha256): this test cannot tell either way.
+    hidden = {k for k in keys if news.get(k) == SECRET} - IGNORED[type_] - matters
+    allowed = {x for k in matters | hidden for x in REPLACES[type_].get(k, [])}
+    problems = []
+    if matters and diff.changes != SOME:
+        problems.append(f"Diff says {diff.changes} (not DIFF_SOME) though {sorted(matters)} may have changed")
+    if not matters and not hidden and (diff.changes, diff.replaces) != (NONE, []):
+        problems.append(f"Diff says {diff.changes} replacing {diff.replaces}; no input that matters changed")
+    if not set(diff.replaces) <= allowed:
+        problems.append(f"Diff replaces {diff.replaces}; what may have changed replaces only {sorted(allowed)}")
+    if diff.replaces and diff.delete_before_replace != DELETE_BEFORE_REPLACE[type_]:
+        problems.append(f"Diff says deleteBeforeReplace={diff.delete_before_replace}; {type_} replaces the other way")
+    return problems
+
+
+def test_diff_problems_catches_every_wrong_answer() -> None:
+    old = {"app": "web", "org": "example", "allow_absent": False, "token": SECRET}
+    moved, unknown = {**old, "app": "api"}, {**old, "org": WIRE_UNKNOWN}
+    right = [
+        (old, Diffed(NONE, [], False)),
+        ({**old, "token": "rotated"}, Diffed(NONE, [], False)),  # APP ignores the token
+        (moved, Diffed(SOME, ["app"], False)),
+        (unknown, Diffed(SOME, [], False)),
+    ]
+    for news, diff in right:
+        assert diff_problems(APP, news, old, diff) == [], (news, diff)
+    wrong = [
+        (old, Diffed(SOME, [], False), "no input that matters changed"),
+        (old, Diffed(NONE, ["app"], False), "no input that matters changed"),
+        (moved, Diffed(NONE, [], False), "not DIFF_SOME"),
+        (moved, Diffed(SOME, ["app"], True), "deleteBeforeReplace=True"),
+        (unknown, Diffed(SOME, ["app"], False), "replaces only []"),
+        (unknown, Diffed(NONE, [], False), "not DIFF_SOME"),
+    ]
+    for news, diff, message in wrong:
+        assert any(message in p for p in diff_problems(APP, news, old, diff)), (news, diff)
 
 
 _BLOBS: dict[str, str] = {}
@@ -584,6 +650,51 @@ def test_a_rotated_key_in_the_environment_refreshes_and_destroys_what_state_hold
     was_running = freeze.outputs["was_running"]
     assert {fakes.fly.state_of(freeze.inputs["app"], m) for m in was_running} == {"started"}
     assert key.id_ not in fakes.lam.ssh_keys
+
+
+def test_a_rotated_backup_key_pair_in_the_environment_refreshes_and_destroys_the_backup_resources(
+    host: ProviderHost, fakes: Fakes
+) -> None:
+    """Issue 27: the backup bucket's keys follow the same rule. moto checks every signature against
+    its own IAM here, so the pair stored in state stops working once the rotation deletes it."""
+    s3 = fakes.s3
+    old, new = s3.iam_key_pair("backups"), s3.iam_key_pair("backups")
+    app = "rotated-backups"
+    fakes.fly.add_app(app, machines=("started",), volume_files=FILES)
+    engine = Engine(host, fakes)
+    with s3.signed_requests_only():
+        stored_keys = {"access_key_id": old[0], "secret_access_key": old[1]}
+        props = {**s3.props(BUCKET), **stored_keys}
+        export = engine.create(
+            EXPORT, "rot-export", {"app": app, "org": "example", "token": FLY_TOKEN, **props, "prefix": "fly"}
+        )
+        verify = engine.create(VERIFY, "rot-verify", {"label": app, **props, "objects": export.outputs["objects"]})
+        assert verify.outputs["verified"] is True and verify.outputs["access_key_id"] == old[0]
+        s3.iam(new).delete_access_key(UserName="backups", AccessKeyId=old[0])  # the rotation
+
+        # Without the new pair in the environment the stored one is refused: the refresh marks the
+        # backup unverified (which would stop the next `up`), so the stored pair really is stale.
+        _, seen = host.read(VERIFY, verify.name, verify.id_, outputs=verify.outputs, inputs=verify.inputs)
+        assert seen["verified"] is False and "InvalidAccessKeyId" in " ".join(seen["problems"])
+
+        half = {"BACKUP_ACCESS_KEY_ID": new[0]}
+        with provider_host(half) as broken, pytest.raises(ProviderError, match="BACKUP_SECRET_ACCESS_KEY is not"):
+            broken.read(VERIFY, verify.name, verify.id_, outputs=verify.outputs, inputs=verify.inputs)
+
+        rotated_env = {"BACKUP_ACCESS_KEY_ID": new[0], "BACKUP_SECRET_ACCESS_KEY": new[1]}
+        with provider_host(rotated_env) as rotated:
+            # pulumi refresh: every recorded object read back with the new pair
+            _, seen = rotated.read(VERIFY, verify.name, verify.id_, outputs=verify.outputs, inputs=verify.inputs)
+            assert seen["verified"] is True and seen["problems"] == []
+            # pulumi up before the config holds the new pair: the freeze checks the backup with it
+            backup = {"verified": seen["verified"], "objects": seen["objects"]}
+            freeze = Engine(rotated, fakes).create(
+                FREEZE, "rot-freeze", {"app": app, "token": FLY_TOKEN, **props, "backup": backup}
+            )
+            # pulumi destroy
+            for made in (freeze, verify, export):
+                rotated.delete(made.type_, made.name, made.id_, outputs=made.outputs, old_inputs=made.inputs)
+    assert {fakes.fly.state_of(app, m) for m in freeze.outputs["was_running"]} == {"started"}
 
 
 # --- state written before the layout move (issue 18) -----------------------------------------------

@@ -8,28 +8,24 @@ upstream binary from GitHub at install time, so the ci workflow runs it (`make a
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from components.config.phases import phase_ids
 from components.core.errors import ConfigError
-from migrate import scan
+from migrate import harness, scan
 from migrate.harness import RecordedPlan
 from migrate.manifests import write_manifests
 from migrate.scan import Finding, Suppression, load_suppressions, triage
+from tests import test_images as image_tests
 from tests.conftest import ROOT, STACKS, recorded
 
 
 def _plans() -> list[RecordedPlan]:
-    out = []
-    for stack in STACKS:
-        for phase in phase_ids():
-            try:
-                out.append(recorded(stack, phase))
-            except ConfigError:
-                continue  # a gated irreversible phase refuses to plan (tests/test_phase_safety.py)
-    return out
+    # A phase that refuses to plan fails the scan (scan.every_plan), as `make scan` does.
+    return scan.every_plan(STACKS, recorded)
 
 
 # --- zizmor ----------------------------------------------------------------------------------------
@@ -129,6 +125,48 @@ def test_triage_reports_the_unsuppressed_and_the_stale() -> None:
     unsuppressed, stale = triage(findings, suppressions)
     assert [f.resource for f in unsuppressed] == ["Deployment.llm.other"]
     assert stale == ["CKV_K8S_11 Deployment.llm.gone"]
+
+
+# --- a phase that refuses to plan ---------------------------------------------------------------------
+
+REFUSAL = "p4-decommission destroys Fly apps missing from gpu-platform:flyAllowDestroy: jobs"
+
+
+def _refusing(stack: str, phase: str) -> RecordedPlan:
+    """A recorder whose last phase refuses to plan, as a gated irreversible step does; the others are
+    stand-ins (nothing reads them once a phase has refused)."""
+    if phase == phase_ids()[-1]:
+        raise ConfigError(REFUSAL)
+    return RecordedPlan(stack=stack, phase=phase, resources=(), outputs={}, secret_stack_outputs=())
+
+
+def test_a_phase_that_refuses_to_plan_fails_the_scan_and_the_image_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    last = phase_ids()[-1]
+    with pytest.raises(ConfigError) as refused:
+        scan.every_plan(STACKS, _refusing)
+    assert f"dev {last}: {REFUSAL}" in str(refused.value) and f"prod {last}: {REFUSAL}" in str(refused.value)
+    assert "cannot be scanned" in str(refused.value)
+    # The checkov test here and the image tests draw their plans through the same gate.
+    monkeypatch.setattr(sys.modules[__name__], "recorded", _refusing)
+    monkeypatch.setattr(image_tests, "recorded", _refusing)
+    with pytest.raises(ConfigError, match=f"prod {last}"):
+        _plans()
+    with pytest.raises(ConfigError, match=f"prod {last}"):
+        list(image_tests._prod_plans())
+
+
+def test_make_scan_fails_when_a_phase_refuses_to_plan(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(harness, "record", _refusing)
+
+    def checkov_must_not_run(_: Path) -> list[Finding]:
+        raise AssertionError("checkov ran on a scan that left a phase out")
+
+    monkeypatch.setattr(scan, "run_checkov", checkov_must_not_run)
+    assert scan.main(["--only", "checkov"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: 2 phase(s) refuse to plan") and REFUSAL in err
 
 
 # --- where the tools live ----------------------------------------------------------------------------

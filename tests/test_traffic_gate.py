@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import shutil
 import socket
 import ssl
 import subprocess
@@ -39,12 +38,12 @@ from migrate import loadtest
 from migrate.checks import CheckContext, _service_proxy_path, routes_slo_queries, run_check
 from tests.local import port, serve_http, stop
 from tests.test_checks import _issue, _pem
+from tests.tool_versions import UnfitToolError, require
 
 pytestmark = pytest.mark.network
 
 NAMESPACE, DOMAIN = "platform", "gate.test"
 BUCKETS = [float(b) for b in LATENCY_BUCKETS.split(",")]
-PROMETHEUS_FIX = "make tools-traffic  (apt-get install prometheus)"
 
 
 @dataclass
@@ -164,9 +163,10 @@ def _free_port() -> int:
 
 @contextmanager
 def prometheus(target_port: int, tmp: Path) -> Iterator[str]:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail(f"prometheus is not installed; run: {PROMETHEUS_FIX}")
+    try:
+        binary = require("prometheus")  # tests/tool_versions.py: the versions checked, the oldest allowed
+    except UnfitToolError as exc:
+        pytest.fail(str(exc), pytrace=False)
     config = tmp / "prometheus.yml"
     config.write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"

@@ -9,6 +9,7 @@ the repository does not have fails here instead of on GitHub.
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import re
 import shlex
@@ -255,7 +256,7 @@ def test_deploy_ups_dev_on_merge_then_prod_behind_the_production_environment() -
 def test_drift_refreshes_nightly_and_expects_no_changes() -> None:
     drift = _load("drift.yml")
     assert drift["on"]["schedule"][0]["cron"]
-    (_, step), *_ = _uses(drift, "pulumi/actions")
+    (_, step), *_ = [(job, s) for job, s in _uses(drift, "pulumi/actions") if "command" in s["with"]]
     assert step["with"]["command"] == "preview"
     assert step["with"]["refresh"] is True
     assert step["with"]["expect-no-changes"] is True
@@ -296,7 +297,7 @@ def _stacks(job: dict[str, Any], matrix_values: dict[str, Any]) -> set[str]:
     names = {
         str(s["with"]["stack-name"])
         for s in job.get("steps", [])
-        if str(s.get("uses", "")).startswith("pulumi/actions@")
+        if str(s.get("uses", "")).startswith("pulumi/actions@") and "stack-name" in s["with"]  # not an install
     }
     out = set()
     for n in names:
@@ -419,3 +420,134 @@ def test_the_checker_accepts_real_commands_and_ignores_redirections() -> None:
         [".venv/bin/python", "-m", "migrate", "status", "--stack", "EXPR"],
     ]
     assert all(problems_of(c) is None for c in commands)
+
+
+# --- the workstation key (issue 27) ----------------------------------------------------------------
+#
+# From p2a on, the Docker provider of the llama server reaches a stack's workstation over SSH through
+# an agent (components/llm/llama.py). A job that previews or updates such a stack loads the stack's
+# admin key into an ssh-agent first (scripts/workstation-agent.sh start, tests/test_workstation_agent.py)
+# and stops the agent in a last `if: always()` step; a job a pull request can reach never loads it,
+# whatever it previews, because a pull request's code runs with whatever that job holds.
+
+AGENT = "scripts/workstation-agent.sh"
+PULUMI_COMMANDS = {"up", "preview", "refresh", "destroy"}
+# What the agent step may read: the backend and its secrets provider, nothing of the clouds.
+AGENT_SECRETS = {"PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+
+
+def workstation_stacks() -> set[str]:
+    """The stacks whose config has a host with `role: workstation`."""
+    found = set()
+    for path in ROOT.glob("Pulumi.*.yaml"):
+        hosts = yaml.safe_load(path.read_text())["config"].get("gpu-platform:hosts", [])
+        if any(h.get("role") == "workstation" for h in hosts):
+            found.add(path.name.split(".")[1])
+    return found
+
+
+def _matrix_entries(job: dict[str, Any]) -> list[dict[str, Any]]:
+    matrix = job.get("strategy", {}).get("matrix", {})
+    if "include" in matrix:
+        return list(matrix["include"])
+    entries: list[dict[str, Any]] = [{}]
+    for key, values in matrix.items():
+        entries = [{**e, key: v} for e in entries for v in values]
+    return entries
+
+
+def _resolve(value: Any, entry: dict[str, Any]) -> str:
+    m = re.fullmatch(r"\$\{\{\s*matrix\.(\w+)\s*\}\}", str(value))
+    return str(entry[m.group(1)]) if m else str(value)
+
+
+def agent_problems(workflow: str, doc: dict[str, Any]) -> list[str]:
+    """Every job of `doc` that reaches a workstation without the agent, or holds the key where a pull
+    request can reach it; one line each."""
+    problems = []
+    reachable = bool(_triggers(doc) & PR_TRIGGERS)
+    workstations = workstation_stacks()
+    for job_name, job in doc["jobs"].items():
+        label, steps = f"{workflow.removesuffix('.yml')}/{job_name}", job.get("steps", [])
+        starts = [i for i, s in enumerate(steps) if f"{AGENT} start" in str(s.get("run", ""))]
+        stops = [i for i, s in enumerate(steps) if f"{AGENT} stop" in str(s.get("run", ""))]
+        if reachable:
+            if starts or stops or "adminPrivateKey" in yaml.safe_dump(job):
+                problems.append(f"{label}: a pull request can reach this job, and it loads the workstation key")
+            continue
+        runs = [(i, s["with"]) for i, s in enumerate(steps) if s.get("with", {}).get("command") in PULUMI_COMMANDS]
+        for entry in _matrix_entries(job):
+            reaching = [(i, w, _resolve(w["stack-name"], entry)) for i, w in runs]
+            reaching = [(i, w, stack) for i, w, stack in reaching if stack in workstations]
+            if not reaching:
+                continue
+            first, with_, stack = reaching[0]
+            loaded = [i for i in starts if i < first and _resolve(steps[i].get("env", {}).get("STACK"), entry) == stack]
+            if not loaded:
+                problems.append(
+                    f"{label}: `pulumi {with_['command']}` of {stack}, a stack with a workstation, "
+                    f"without `{AGENT} start` for {stack} before it"
+                )
+            if not [i for i in stops if i > reaching[-1][0] and "always()" in str(steps[i].get("if", ""))]:
+                problems.append(f"{label}: no `{AGENT} stop` step with `if: always()` after its last Pulumi step")
+    return problems
+
+
+def test_every_job_that_reaches_a_workstation_loads_the_key_first_and_no_pull_request_job_does() -> None:
+    assert workstation_stacks() == {"dev", "prod"}  # so the rule below binds every stack
+    docs = _all()
+    assert [p for name, doc in docs.items() for p in agent_problems(name, doc)] == []
+    loading = {
+        f"{name.removesuffix('.yml')}/{job_name}"
+        for name, doc in docs.items()
+        for job_name, job in doc["jobs"].items()
+        if any(f"{AGENT} start" in str(s.get("run", "")) for s in job.get("steps", []))
+    }
+    assert loading == {"deploy/dev", "deploy/prod", "drift/drift"}
+
+
+def test_the_agent_step_reads_only_the_backend_credentials() -> None:
+    seen = 0
+    for name, doc in _all().items():
+        for job, step in _steps(doc):
+            if f"{AGENT} start" not in str(step.get("run", "")):
+                continue
+            seen += 1
+            secrets = set(_SECRET.findall(yaml.safe_dump(step.get("env", {}))))
+            assert secrets <= AGENT_SECRETS, f"{name} {job}: the agent step also gets {sorted(secrets - AGENT_SECRETS)}"
+            assert "${{" not in step["run"], f"{name} {job}: an expression in the script (template injection)"
+    assert seen == 3
+
+
+def _without(doc: dict[str, Any], job: str, marker: str) -> dict[str, Any]:
+    changed = copy.deepcopy(doc)
+    changed["jobs"][job]["steps"] = [s for s in changed["jobs"][job]["steps"] if marker not in str(s.get("run", ""))]
+    return changed
+
+
+def test_the_agent_checker_catches_a_missing_late_or_leaked_key() -> None:
+    deploy, drift, ci = _load("deploy.yml"), _load("drift.yml"), _load("ci.yml")
+    missing = _without(deploy, "prod", f"{AGENT} start")
+    assert any("deploy/prod: `pulumi preview` of prod" in p for p in agent_problems("deploy.yml", missing))
+
+    late = copy.deepcopy(deploy)
+    steps = late["jobs"]["prod"]["steps"]
+    start = next(s for s in steps if f"{AGENT} start" in str(s.get("run", "")))
+    steps.remove(start)
+    steps.insert(next(i for i, s in enumerate(steps) if s.get("with", {}).get("command") == "preview") + 1, start)
+    assert any("without `scripts/workstation-agent.sh start` for prod" in p for p in agent_problems("deploy.yml", late))
+
+    wrong_stack = copy.deepcopy(drift)
+    for step in wrong_stack["jobs"]["drift"]["steps"]:
+        if "env" in step and "STACK" in step["env"]:
+            step["env"]["STACK"] = "dev"
+    assert any("of prod" in p for p in agent_problems("drift.yml", wrong_stack))
+
+    unstopped = _without(drift, "drift", f"{AGENT} stop")
+    assert any("no `scripts/workstation-agent.sh stop`" in p for p in agent_problems("drift.yml", unstopped))
+
+    leaked = copy.deepcopy(ci)
+    leaked["jobs"]["preview"]["steps"].insert(0, {"run": f'{AGENT} start "$STACK"', "env": {"STACK": "dev"}})
+    assert agent_problems("ci.yml", leaked) == [
+        "ci/preview: a pull request can reach this job, and it loads the workstation key"
+    ]

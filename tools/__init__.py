@@ -1,1 +1,1 @@
-"""Project scripts that fetch reference data for the tests (`make upstream`, `make specs`)."""
+"""Project scripts: the upstream files the tests read (`make upstream`, `make upstream-lock`), the import graph."""

@@ -1,40 +1,37 @@
-"""`make upstream`: the charts' and CRDs' own files at the pinned versions, for the tests.
+"""`make upstream-lock`: write tools/upstream.lock from a mirror, checked against the pins.
 
-The tests check every chart value against the chart's `values.yaml`, `values.schema.json` and
-`templates/`, and every custom resource against its CRD's `openAPIV3Schema`. In the project's own
-workplace those files sit in `../shared/upstream/`; anywhere else (a user's CI) this script
-downloads the same files from the charts' public GitHub repositories, at the tags that match the
-pins in components/catalog/versions.py, into `${XDG_CACHE_HOME:-~/.cache}/gpu-platform/upstream/`, in the
-same layout:
+The lock names every upstream file the tests read (tools/fetch.py fetches and verifies them):
 
-    charts/<chart>-<version>/   Chart.yaml, values.yaml, values.schema.json, templates/, crds/
-    crds/<group>/<Kind>.yaml    the CustomResourceDefinition of each custom kind the program creates
+    upstream/charts/<chart>-<version>/   Chart.yaml, values.yaml, values.schema.json, templates/, crds/
+    upstream/crds/<group>/<Kind>.yaml    the CustomResourceDefinition of each custom kind the program creates
+    upstream/metrics/<name>.csv          dcgm-exporter's default metric list
+    specs/<name>                         the published Lambda Cloud and Fly Machines API specs
 
-Each repository is read once per tag, as GitHub's source tarball, streamed; only those paths are
-kept. Subcharts whose values the program sets (kube-prometheus-stack's `grafana`) are fetched at
-the version the parent's Chart.yaml pins. Usage: `python -m tools.upstream [--dest DIR]`.
+Which charts and CRDs, at which versions, follows from components/catalog/versions.py (`sources`);
+subcharts whose values the program sets (kube-prometheus-stack's `grafana`) at the version their
+parent's Chart.yaml pins. The mirror (../shared, else $GPU_PLATFORM_MIRROR) holds the repositories'
+files at the tags its upstream/SOURCES.tsv names; each must agree with the repository, tag and path
+derived here, so a pin bumped without its files and a fresh lock fails here and in
+tests/test_upstream_tools.py. Each file's URL is the raw file at that tag on GitHub (the specs: where
+each API publishes it), its sha256 the mirror's bytes.
+Usage: `python -m tools.upstream [--mirror DIR] [--check]`.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
+import csv
+import hashlib
 import sys
-import tarfile
-import tempfile
-import urllib.request
-from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import yaml
 
 from components.catalog import versions
+from tools.fetch import LOCK, Entry, FetchError, mirrors, read_lock
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "upstream"
-CODELOAD = "https://codeload.github.com"
+RAW = "https://raw.githubusercontent.com"
 CHART_FILES = ("Chart.yaml", "values.yaml", "values.schema.json", "templates", "crds")
 
 # Chart name -> (GitHub repository, tag format, the chart's folder at that tag).
@@ -50,6 +47,7 @@ CHART_REPOSITORIES: dict[str, tuple[str, str, str]] = {
     "alloy": ("grafana/alloy", "helm-chart/{version}", "operations/helm/charts/alloy"),
     "grafana": ("grafana-community/helm-charts", "grafana-{version}", "charts/grafana"),
     "traefik": ("traefik/traefik-helm-chart", "v{version}", "traefik"),
+    "dcgm-exporter": ("NVIDIA/dcgm-exporter", "{app}", "deployment"),
 }
 # Subcharts the program gives values to: parent chart -> dependency names (read from its Chart.yaml).
 SUBCHARTS: dict[str, tuple[str, ...]] = {"kube-prometheus-stack": ("grafana",)}
@@ -70,24 +68,54 @@ CHART_CRDS: dict[str, tuple[str, str]] = {
     "traefik.io/ServersTransport": ("traefik", "traefik/crds/traefik.io_serverstransports.yaml"),
 }
 HELM_CONTROLLER = ("k3s-io/helm-controller", "pkg/crds/yaml/generated/helm.cattle.io_helmchartconfigs.yaml")
+# dcgm-exporter (issue 23): chart 4.8.2 at the repository's tag 4.5.3-4.8.2, and the metric list
+# the exporter collects by default at that tag. Locked ahead of its pin in versions.py, which issue
+# 23 adds; then read the two versions from there.
+DCGM_EXPORTER = ("4.8.2", "4.5.3-4.8.2")
+DCGM_METRICS = "etc/default-counters.csv"
+# Where the files at a pin come from another tag. cert-manager v1.21.2 was released after the
+# mirror's source snapshot; its files are tag v1.21.1's (../shared/upstream/README.md), and
+# cert-manager's patch releases do not change chart values or CRDs. Re-check when refreshing.
+FILES_TAG: dict[tuple[str, str], str] = {("cert-manager/cert-manager", "v1.21.2"): "v1.21.1"}
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str  # the file name the fakes read (tests/fakes/*_server.py SPEC_NAME)
+    url: str  # where the API publishes it
+
+
+SPECS: tuple[Spec, ...] = (
+    Spec("lambda-cloud-openapi-1.8.3.json", "https://cloud.lambda.ai/api/v1/openapi.json"),
+    Spec("fly-machines-openapi.yaml", "https://docs.machines.dev/spec/openapi3.json"),
+)
 
 
 @dataclass(frozen=True)
 class Source:
-    """One folder of the upstream tree: a chart (`<chart>-<version>`) or a CRD (`<group>/<Kind>`)."""
+    """One row of SOURCES.tsv: a chart (`<chart>-<version>`), a CRD (`<group>/<Kind>`) or a file (`metrics/...`)."""
 
     what: str
     repository: str
-    tag: str
-    path: str  # the chart's folder, or the CRD's file, inside the repository at `tag`
+    tag: str  # the tag whose files these are
+    path: str  # the chart's folder, or the file, inside the repository at `tag`
 
     @property
     def is_chart(self) -> bool:
         return "/" not in self.what
 
-    def target(self, root: Path) -> Path:
-        """Where it lives under an upstream root; a chart is there once its values.yaml is."""
-        return root / "charts" / self.what / "values.yaml" if self.is_chart else root / "crds" / f"{self.what}.yaml"
+    @property
+    def mirror_path(self) -> str:
+        """Its folder (a chart) or file in the mirror layout."""
+        if self.is_chart:
+            return f"upstream/charts/{self.what}"
+        if self.what.startswith("metrics/"):
+            return f"upstream/{self.what}"
+        return f"upstream/crds/{self.what}.yaml"
+
+    def url(self, rel: str = "") -> str:
+        """The raw file at the tag (`rel`: a file inside a chart's folder)."""
+        return f"{RAW}/{self.repository}/refs/tags/{self.tag}/{self.path}{'/' + rel if rel else ''}"
 
 
 def pinned_charts() -> dict[str, str]:
@@ -108,9 +136,13 @@ def _releases() -> tuple[tuple[str, str, str], ...]:
     )
 
 
-def chart_source(chart: str, version: str) -> Source:
+def _source(what: str, repository: str, tag: str, path: str) -> Source:
+    return Source(what, repository, FILES_TAG.get((repository, tag), tag), path)
+
+
+def chart_source(chart: str, version: str, app: str = "") -> Source:
     repository, tag, path = CHART_REPOSITORIES[chart]
-    return Source(f"{chart}-{version}", repository, tag.format(version=version), path)
+    return _source(f"{chart}-{version}", repository, tag.format(version=version, app=app), path)
 
 
 def sources() -> tuple[Source, ...]:
@@ -121,12 +153,17 @@ def sources() -> tuple[Source, ...]:
         parent = chart_source(chart, pins[chart])
         out.append(Source(kind, parent.repository, parent.tag, path))
     out.append(
-        Source(
+        _source(
             "helm.cattle.io/HelmChartConfig",
             HELM_CONTROLLER[0],
             versions.K3S_HELM_CONTROLLER_VERSION,
             HELM_CONTROLLER[1],
         )
+    )
+    dcgm = chart_source("dcgm-exporter", *DCGM_EXPORTER)
+    out.append(dcgm)
+    out.append(
+        Source(f"metrics/dcgm-exporter-{dcgm.tag}-default-counters.csv", dcgm.repository, dcgm.tag, DCGM_METRICS)
     )
     return tuple(out)
 
@@ -143,118 +180,135 @@ def subchart_sources(root: Path) -> tuple[Source, ...]:
     return tuple(out)
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "gpu-platform" / "upstream"
+def all_sources(upstream_root: Path) -> tuple[Source, ...]:
+    """sources() and the subcharts, their Chart.yaml read under `upstream_root` (a mirror's upstream/)."""
+    return (*sources(), *subchart_sources(upstream_root))
 
 
-def missing(root: Path) -> list[str]:
-    """What `root` lacks of the pinned versions' files; empty when it has everything."""
-    absent = [s.what for s in sources() if not s.target(root).is_file()]
-    if not absent:
-        absent = [s.what for s in subchart_sources(root) if not s.target(root).is_file()]
-    return absent
+# --- the lock ----------------------------------------------------------------------------------
+
+HEADER = """\
+# The upstream files the tests read, at the pinned versions: sha256, path in the mirror layout
+# (../shared, $GPU_PLATFORM_MIRROR, the cache), URL of the raw file. `make upstream` (tools/fetch.py)
+# refuses any file whose bytes differ. Generated by `make upstream-lock` (tools/upstream.py) from the
+# mirror and checked against components/catalog/versions.py: refresh it with a pin, never by hand.
+"""
 
 
-def locate() -> Path:
-    """The upstream root to read: ../shared/upstream, else the cache. Raises LookupError with the fix."""
-    tried = []
-    for root in (SHARED, cache_dir()):
-        lacking = missing(root)
-        if not lacking:
-            return root
-        tried.append(f"{root} lacks {', '.join(lacking)}")
-    raise LookupError(
-        "the charts' and CRDs' own files at the pinned versions are missing ("
-        + "; ".join(tried)
-        + "); run `make upstream` to download them"
+class LockError(Exception):
+    """The mirror or the lock disagrees with the pins; the message says where."""
+
+
+def read_sources_tsv(mirror: Path) -> dict[str, Source]:
+    table = mirror / "upstream" / "SOURCES.tsv"
+    with table.open(newline="") as handle:
+        return {
+            row["what"]: Source(row["what"], row["repository"], row["tag"], row["path"])
+            for row in csv.DictReader(handle, delimiter="\t")
+        }
+
+
+def _chart_files(folder: Path) -> list[str]:
+    """The files of a chart folder the tests read (a parent's own charts/ folder is not among them)."""
+    return sorted(
+        f.relative_to(folder).as_posix()
+        for f in folder.rglob("*")
+        if f.is_file() and f.relative_to(folder).parts[0] in CHART_FILES
     )
 
 
-# --- downloading -------------------------------------------------------------------------------
+def entries_from(mirror: Path, listed: dict[str, Source] | None = None) -> list[Entry]:
+    """The lock's entries, hashed from `mirror`, after checking its SOURCES.tsv (or `listed`) against the pins."""
+    listed = read_sources_tsv(mirror) if listed is None else listed
+    out = []
+    for source in all_sources(mirror / "upstream"):
+        row = listed.get(source.what)
+        if row is None:
+            raise LockError(
+                f"{mirror}/upstream/SOURCES.tsv has no {source.what} (the pins want {source.repository}@{source.tag}); "
+                "add its files to the mirror first"
+            )
+        if row != source:
+            raise LockError(f"{mirror}/upstream/SOURCES.tsv has {source.what} from {row}, the pins derive {source}")
+        target = mirror / source.mirror_path
+        if source.is_chart:
+            files = _chart_files(target)
+            if "Chart.yaml" not in files or "values.yaml" not in files:
+                raise LockError(f"{target} lacks Chart.yaml or values.yaml")
+            out += [_entry(mirror, f"{source.mirror_path}/{rel}", source.url(rel)) for rel in files]
+        else:
+            out.append(_entry(mirror, source.mirror_path, source.url()))
+    out += [_entry(mirror, f"specs/{spec.name}", spec.url) for spec in SPECS]
+    return sorted(out, key=lambda e: e.path)
 
 
-def _member_path(name: str) -> PurePosixPath | None:
-    """A tarball member's path inside the repository (GitHub puts everything under `<repo>-<tag>/`)."""
-    parts = PurePosixPath(name).parts
-    if len(parts) < 2 or any(p in ("..", "") for p in parts) or name.startswith("/"):
-        return None
-    return PurePosixPath(*parts[1:])
-
-
-def _destination(source: Source, path: PurePosixPath, dest: Path) -> Path | None:
-    if not source.is_chart:
-        return dest / "crds" / f"{source.what}.yaml" if str(path) == source.path else None
+def _entry(mirror: Path, path: str, url: str) -> Entry:
     try:
-        rel = path.relative_to(source.path)
-    except ValueError:
-        return None
-    if not rel.parts or rel.parts[0] not in CHART_FILES:
-        return None
-    return dest / "charts" / source.what / rel
+        data = (mirror / path).read_bytes()
+    except FileNotFoundError:
+        raise LockError(f"{mirror / path} is missing from the mirror") from None
+    return Entry(hashlib.sha256(data).hexdigest(), path, url)
 
 
-def _extract(url: str, wanted: Iterable[Source], dest: Path) -> set[str]:
-    """Stream the tarball at `url`; write the members `wanted` needs under `dest`. Returns what was found."""
-    wanted = tuple(wanted)
-    found: set[str] = set()
-    with urllib.request.urlopen(url, timeout=120) as response, tarfile.open(fileobj=response, mode="r|gz") as tar:
-        for member in tar:
-            path = _member_path(member.name)
-            if path is None or not member.isfile():
-                continue
-            # One file may serve two sources: Traefik's CRDs sit in its chart's crds/ folder.
-            targets = [(s, out) for s in wanted if (out := _destination(s, path, dest)) is not None]
-            if not targets:
-                continue
-            data = tar.extractfile(member)
-            assert data is not None  # a regular file
-            content = data.read()
-            for source, out in targets:
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_bytes(content)
-                found.add(source.what)
+def render(entries: list[Entry]) -> str:
+    return HEADER + "".join(f"{e.sha256}  {e.path}  {e.url}\n" for e in entries)
+
+
+def problems(entries: tuple[Entry, ...], upstream_root: Path) -> list[str]:
+    """Where the lock and the pins disagree: a source without its files, a file without its source or URL.
+
+    `upstream_root` holds the parents' Chart.yaml that name the subcharts (the verified cache will do).
+    """
+    expected: dict[str, str] = {f"specs/{s.name}": s.url for s in SPECS}
+    found = []
+    by_path = {e.path: e for e in entries}
+    for source in all_sources(upstream_root):
+        if source.is_chart:
+            prefix = source.mirror_path + "/"
+            mine = [p for p in by_path if p.startswith(prefix)]
+            if not {prefix + "Chart.yaml", prefix + "values.yaml"} <= set(mine):
+                found.append(f"no Chart.yaml and values.yaml of {source.what} ({source.repository}@{source.tag})")
+            expected.update({p: source.url(p.removeprefix(prefix)) for p in mine})
+        else:
+            expected[source.mirror_path] = source.url()
+    for path, url in expected.items():
+        entry = by_path.get(path)
+        if entry is None:
+            found.append(f"no entry for {path}")
+        elif entry.url != url:
+            found.append(f"{path} comes from {entry.url}, the pins say {url}")
+    found += [f"{path} belongs to no pinned source" for path in by_path if path not in expected]
     return found
-
-
-def fetch(dest: Path, base_url: str = CODELOAD) -> list[Source]:
-    """Download every source into `dest` (replaced only once everything arrived). Returns the sources."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".upstream-", dir=dest.parent))
-    try:
-        done: list[Source] = []
-        for batch in (sources, lambda: subchart_sources(work)):
-            todo = batch()
-            by_tarball: dict[tuple[str, str], list[Source]] = {}
-            for source in todo:
-                by_tarball.setdefault((source.repository, source.tag), []).append(source)
-            for (repository, tag), group in by_tarball.items():
-                url = f"{base_url}/{repository}/tar.gz/refs/tags/{tag}"
-                print(f"{repository}@{tag}: {', '.join(s.what for s in group)}", file=sys.stderr)
-                found = _extract(url, group, work)
-                lacking = [s.what for s in group if s.what not in found]
-                if lacking:
-                    raise RuntimeError(f"{url} has no {', '.join(lacking)} at the expected paths")
-            done += todo
-        if dest.exists():
-            shutil.rmtree(dest)
-        work.rename(dest)
-        return done
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.upstream", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dest", type=Path, default=cache_dir(), help="where to write (default: %(default)s)")
-    parser.add_argument("--base-url", default=CODELOAD, help="where the source tarballs come from")
+    parser.add_argument(
+        "--mirror", type=Path, help="laid out like ../shared (default: ../shared, else $GPU_PLATFORM_MIRROR)"
+    )
+    parser.add_argument("--lock", type=Path, default=LOCK, help="the lock to write or check (default: %(default)s)")
+    parser.add_argument("--check", action="store_true", help="only compare the lock with what the mirror gives")
     args = parser.parse_args(argv)
     try:
-        fetched = fetch(args.dest, args.base_url)
-    except (OSError, RuntimeError, tarfile.TarError) as exc:
-        print(f"make upstream: {exc}", file=sys.stderr)
+        mirror = args.mirror or next((folder for _name, folder in mirrors()), None)
+        if mirror is None:
+            raise LockError("no mirror: neither ../shared nor $GPU_PLATFORM_MIRROR; pass --mirror DIR")
+        text = render(entries_from(mirror))
+        if args.check:
+            current = args.lock.read_text() if args.lock.is_file() else ""
+            if current != text:
+                old, new = set(current.splitlines()), set(text.splitlines())
+                changed = sorted({line.split()[1] for line in old ^ new if line and not line.startswith("#")})
+                raise LockError(
+                    f"{args.lock} is out of date for {len(changed)} files (first: {changed[:1]}); "
+                    "run `make upstream-lock`"
+                )
+            return 0
+        args.lock.write_text(text)
+        print(f"{args.lock}: {len(read_lock(args.lock))} files from {mirror}")
+    except (LockError, FetchError, OSError, yaml.YAMLError) as exc:
+        print(f"make upstream-lock: {exc}", file=sys.stderr)
         return 1
-    print(f"{len(fetched)} upstream sources in {args.dest}")
     return 0
 
 

@@ -4,7 +4,7 @@ One place to bump. Each pin says where it comes from and why it is the one we ru
 states only what was checked against the upstream source it names. Tests and policies read these
 constants; nothing else in the project writes a version literal. Renovate (renovate.json at the
 repository root) proposes bumps as pull requests, which `make test` then checks against the
-charts' and CRDs' own files at the new versions (`make upstream`).
+charts' and CRDs' own files at the new versions (tools/upstream.lock, `make upstream-lock`).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ LITELLM_IMAGE: Final = "ghcr.io/berriai/litellm-non_root:v1.104.8"
 # NVIDIA k8s-device-plugin chart from NVIDIA's own Helm repository, 0.19.3 of the 0.19 line.
 # 0.20.1 is out (the first patch of 0.20, NVIDIA/k8s-device-plugin#2057) and is the next pin, but it
 # is held back: the chart files at 0.20.1 were not available to check our values against here.
-# Bump it together with the files `make upstream` fetches, which tests/test_chart_values.py reads.
+# Bump it together with tools/upstream.lock (`make upstream-lock`), whose files tests/test_chart_values.py reads.
 NVIDIA_DEVICE_PLUGIN_CHART_REPO: Final = "https://nvidia.github.io/k8s-device-plugin"
 NVIDIA_DEVICE_PLUGIN_CHART: Final = "nvidia-device-plugin"
 NVIDIA_DEVICE_PLUGIN_VERSION: Final = "0.19.3"

@@ -12,7 +12,7 @@ offline tools, the policy pack and the tests share it without a runtime.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -390,3 +390,19 @@ def irreversible_between(from_id: str, to_id: str, stacks_dir: Path = STACKS_DIR
         for phase in load_phases(stacks_dir)[end.index + 1 : start.index + 1]
         for step in phase.irreversible
     ]
+
+
+def forward_gate(current: Phase, entered: Sequence[Phase]) -> str | None:
+    """Why `migrate forward` runs `current`'s exit checks before moving through `entered` (the
+    phases the move deploys, in order) and stops when one fails; None when leaving is not gated.
+
+    Two moves are gated: leaving a traffic phase (the cutover gate), and entering a phase with
+    irreversible steps (p4-decommission destroys the Fly apps), which nothing undoes if the phase
+    before it was never proven to work.
+    """
+    if current.gated:
+        return f"{current.id} moves traffic"
+    final = next((p for p in entered if p.irreversible), None)
+    if final is not None:
+        return f"{final.id} has irreversible step(s): {', '.join(final.irreversible)}"
+    return None

@@ -7,13 +7,17 @@ cannot run it before the verification, and the providers of those steps check on
 before the destructive call (see `components/migration/fly.py`).
 
 What lands in the bucket:
-- `fly/<app>/<stamp>/…`: each Fly app's manifest (machine configs, volume list) and one tarball per
+- `fly/<app>/<stamp>-<attempt>/…`: each Fly app's manifest (machine configs, volume list) and one tarball per
   volume, exported from an on-demand snapshot (p1-fly-freeze);
-- `compose/<service>/<stamp>.<ext>`: the Compose host's Qdrant snapshot, Redis RDB and Postgres
+- `compose/<service>/<stamp>-<attempt>.<ext>`: the Compose host's Qdrant snapshot, Redis RDB and Postgres
   custom-format dump (p2b-services), which the restore Jobs in K3s read.
 
 The bucket speaks S3: AWS itself, or any S3-compatible endpoint (GCS interoperability, R2, MinIO)
 through `backups.endpoint`. Verification reads with boto3 against the same endpoint.
+
+Every key carries the second it was taken at and 48 random bits of its own attempt: a retried
+export or dump never lands on an object whose hash an earlier attempt recorded (a conditional put,
+`If-None-Match: *`, would say the same only on stores that honour it).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import functools
 import hashlib
 import io
 import json
+import os
 import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -38,7 +43,7 @@ from components import HOST_SCRIPT_DIR
 from components.catalog import versions
 from components.config.schema import Backups as BackupsConfig
 from components.config.schema import ComposeHost
-from components.core.engine import changed, known_inputs
+from components.core.engine import changed, credential, known_inputs
 from components.core.errors import ConfigError
 from components.core.model import Args
 from components.handles import BackupHandle, SshTarget, VerifiedBackup
@@ -196,9 +201,29 @@ def verify_objects(client: Any, location: BucketLocation, records: Iterable[Obje
 # --- the verification resource -----------------------------------------------------------------
 
 
-def _props_client(props: Mapping[str, Any]) -> tuple[Any, BucketLocation]:
+# The bucket's key pair in the environment of the `pulumi` process. Like LAMBDA_API_KEY and
+# FLY_API_TOKEN for their providers, it wins over the pair in state, which is whatever the last
+# `up` wrote and is stale after a rotation, while `pulumi refresh` and `pulumi destroy` must still
+# reach the bucket. Its own names, not AWS_ACCESS_KEY_ID: in CI those are the state backend's.
+BACKUP_KEY_ENV = ("BACKUP_ACCESS_KEY_ID", "BACKUP_SECRET_ACCESS_KEY")
+
+
+def bucket_keys(props: Mapping[str, Any]) -> tuple[str, str]:
+    """The key pair a provider reads or writes the bucket with: the environment's pair when set,
+    else the stored one ("" for none: boto3's default chain)."""
+    id_env, secret_env = BACKUP_KEY_ENV
+    given = [name for name in BACKUP_KEY_ENV if os.environ.get(name, "").strip()]
+    if len(given) == 1:
+        # Half a rotated pair with half a stale one can only fail, and would fail as "access denied".
+        (missing,) = set(BACKUP_KEY_ENV) - set(given)
+        raise BackupError(f"{given[0]} is set but {missing} is not: set both (the rotated pair) or neither")
+    return credential(id_env, props.get("access_key_id")), credential(secret_env, props.get("secret_access_key"))
+
+
+def bucket_client(props: Mapping[str, Any]) -> tuple[Any, BucketLocation]:
+    """An S3 client for the bucket a provider's props name, with `bucket_keys`."""
     location = BucketLocation.from_dict(props.get("location"))
-    return s3_client(location, props.get("access_key_id"), props.get("secret_access_key")), location
+    return s3_client(location, *bucket_keys(props)), location
 
 
 def _records(props: Mapping[str, Any], where: str) -> list[ObjectRecord]:
@@ -221,7 +246,7 @@ class BackupVerificationProvider(dyn.ResourceProvider):
 
     def _verify(self, props: dict[str, Any]) -> dict[str, Any]:
         label = str(props.get("label", "backup"))
-        client, location = _props_client(props)
+        client, location = bucket_client(props)
         problems = verify_objects(client, location, _records(props, label))
         if problems:
             raise BackupError(f"{label}: backup verification failed:\n  " + "\n  ".join(problems))
@@ -235,7 +260,7 @@ class BackupVerificationProvider(dyn.ResourceProvider):
     def read(self, id_: str, props: dict[str, Any]) -> dyn.ReadResult:
         # A refresh re-reads the objects: a deleted or changed object shows up as verified=false,
         # and the next `up` re-verifies (and fails) before anything that depends on it runs.
-        client, location = _props_client(props)
+        client, location = bucket_client(props)
         problems = verify_objects(client, location, _records(props, str(props.get("label", "backup"))))
         return dyn.ReadResult(id_, {**props, "verified": not problems, "problems": problems})
 

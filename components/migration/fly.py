@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import secrets
 import time
 import zlib
 from collections.abc import Iterator, Mapping
@@ -62,7 +63,7 @@ from components.migration.backups import (
     BackupVerification,
     BucketLocation,
     ObjectRecord,
-    s3_client,
+    bucket_client,
     upload_bytes,
     upload_stream,
     verified_backup,
@@ -124,11 +125,6 @@ class _FlyProvider(dyn.ResourceProvider):
         return app
 
 
-def _s3(props: Mapping[str, Any]) -> tuple[Any, BucketLocation]:
-    location = BucketLocation.from_dict(props.get("location"))
-    return s3_client(location, props.get("access_key_id"), props.get("secret_access_key")), location
-
-
 def require_verified_backup(props: Mapping[str, Any], action: str) -> list[ObjectRecord]:
     """Raise BackupGateError unless the app's backup is recorded, verified and reads back intact.
 
@@ -142,7 +138,7 @@ def require_verified_backup(props: Mapping[str, Any], action: str) -> list[Objec
         raise BackupGateError(f"Fly app {app}: refusing to {action}: its backup has not been verified")
     try:
         records = [ObjectRecord.from_dict(r, f"Fly app {app} backup") for r in backup["objects"]]
-        client, location = _s3(props)
+        client, location = bucket_client(props)
         problems = verify_objects(client, location, records)
     except BackupError as exc:
         raise BackupGateError(f"Fly app {app}: refusing to {action}: {exc}") from None
@@ -454,10 +450,14 @@ class FlyAppExportProvider(_FlyProvider):
     def create(self, props: dict[str, Any]) -> dyn.CreateResult:
         app = self._app(props)
         client = self._client(props)
-        s3, location = _s3(props)
+        s3, location = bucket_client(props)
         retention = int(props.get("retention_days") or 60)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        prefix = f"{props.get('prefix') or 'fly'}/{app}/{stamp}"
+        # The second alone is not unique: a create the engine runs again (after a crash, or a
+        # failed volume halfway) can start within the same second and would overwrite objects
+        # whose hashes an earlier attempt recorded. 48 random bits make every attempt's keys its own.
+        attempt = f"{stamp}-{secrets.token_hex(6)}"
+        prefix = f"{props.get('prefix') or 'fly'}/{app}/{attempt}"
         machines = client.list_machines(app)
         exported: list[dict[str, Any]] = []
         records: list[ObjectRecord] = []
@@ -505,7 +505,7 @@ class FlyAppExportProvider(_FlyProvider):
             "volumes": exported,
             "objects": [manifest_record.to_dict(), *(r.to_dict() for r in records)],
         }
-        return dyn.CreateResult(id_=f"{app}-{stamp}", outs=outs)
+        return dyn.CreateResult(id_=f"{app}-{attempt}", outs=outs)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dyn.DiffResult:
         # Only another app is a new export; a token or bucket-key rotation changes nothing taken.

@@ -9,8 +9,9 @@
 # stderr: what it did, step by step.
 #
 # The source is only read: Qdrant's full-storage snapshot API, Redis BGSAVE, pg_dump -Fc. Each run
-# writes a new key, time-stamped and carrying this run's PID, so running it twice (even within one
-# second, as a retry does) leaves two complete dumps and never overwrites a verified one.
+# writes a new key, time-stamped and carrying 48 random bits of its own, so running it twice (even
+# within one second, as a retry does, and with the same PID, as in a fresh PID namespace) leaves two
+# complete dumps and never overwrites a verified one.
 set -euo pipefail
 
 log() { printf 'compose-backup: %s\n' "$*" >&2; }
@@ -55,7 +56,7 @@ cd "$compose_dir" || die "compose directory $compose_dir does not exist"
 workdir="$(mktemp -d "${TMPDIR:-/var/tmp}/compose-backup.XXXXXX")"
 trap 'rm -rf "$workdir"' EXIT
 dump="$workdir/dump"
-stamp="$(date -u +%Y%m%dT%H%M%SZ)-$$"
+stamp="$(date -u +%Y%m%dT%H%M%SZ)-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
 
 compose() { docker compose "$@"; }
 

@@ -1,8 +1,8 @@
 """A fake Fly.io Machines API: a real HTTP server on 127.0.0.1 (random port) with switchable faults.
 
 It keeps apps, machines, volumes (with file contents), snapshots and IP addresses in memory and
-answers in the shapes of the published spec (`../shared/specs/fly-machines-openapi.yaml`, or `make
-specs`). Every request it receives is validated with openapi-core, and so is every response
+answers in the shapes of the published spec (`specs/fly-machines-openapi.yaml` of tools/upstream.lock,
+`make upstream`). Every request it receives is validated with openapi-core, and so is every response
 whose status the spec documents for that operation; problems land in `violations` (tests assert it
 is empty). The spec documents no 401/404/412/429/5xx; those answers use the spec's ErrorResponse
 shape and are checked against that schema instead. `/graphql` (IP addresses, which the Machines API
@@ -33,7 +33,7 @@ import jsonschema
 
 from tests.fakes.openapi import OpenApiRequest, OpenApiResponse, describe, load_spec, spec_file
 
-SPEC_NAME = "fly-machines-openapi.yaml"  # in ../shared/specs, or `make specs`'s cache (tools/specs.py)
+SPEC_NAME = "fly-machines-openapi.yaml"  # specs/ in the verified cache (tools/fetch.py)
 PREFIX = "/v1"
 SPEC_HOST = "https://api.machines.dev"  # the spec's server is https://api.machines.dev/v1
 EXPORT_MARKER = b"#FLY-EXPORT-OK"

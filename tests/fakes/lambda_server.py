@@ -1,7 +1,7 @@
 """A fake Lambda Cloud API: a real HTTP server on 127.0.0.1 (random port) with switchable faults.
 
 It keeps instances, SSH keys and firewall rulesets in memory and answers in the shapes of the
-published spec (`../shared/specs/lambda-cloud-openapi-1.8.3.json`, or `make specs`). Every
+published spec (`specs/lambda-cloud-openapi-1.8.3.json` of tools/upstream.lock, `make upstream`). Every
 request it receives and every response it sends is validated with openapi-core; problems are
 collected in `violations` (tests assert the list is empty). Statuses the spec does not document for
 an operation (429, 5xx faults) are checked against the error envelope the spec's introduction
@@ -30,7 +30,7 @@ import jsonschema
 from components.catalog.gpus import LAMBDA_INSTANCE_TYPES, LAMBDA_REGIONS
 from tests.fakes.openapi import OpenApiRequest, OpenApiResponse, describe, load_spec, spec_file
 
-SPEC_NAME = "lambda-cloud-openapi-1.8.3.json"  # in ../shared/specs, or `make specs`'s cache (tools/specs.py)
+SPEC_NAME = "lambda-cloud-openapi-1.8.3.json"  # specs/ in the verified cache (tools/fetch.py)
 PREFIX = "/api/v1"
 SPEC_HOST = "https://cloud.lambda.ai"  # the spec's server; validation pretends requests went there
 

