@@ -7,7 +7,7 @@ benchmarks/llama_bench.py through the router with llama-server itself as the bas
 average before and after goes with the figures: on a shared machine they are only as good as it
 was quiet. benchmarks/README.md quotes its output.
 
-`--py-spy PATH` (py-spy from PyPI, run as root) also samples the router's process while the
+`--py-spy PATH` (py-spy from PyPI, run as root) also samples the router's process (on-CPU samples) while the
 benchmark runs and prints where its time goes: the share of samples in which each LiteLLM, FastAPI,
 Starlette or uvicorn function is on the stack.
 """
@@ -56,7 +56,7 @@ def main(argv: list[str]) -> int:
         if args.py_spy:
             raw = Path(tmp) / "router.raw"
             spy = subprocess.Popen(
-                [str(args.py_spy), "record", "--pid", str(brain.router.proc.pid), "--subprocesses", "--idle",
+                [str(args.py_spy), "record", "--pid", str(brain.router.proc.pid), "--subprocesses",
                  "--format", "raw", "--output", str(raw), "--nonblocking"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
