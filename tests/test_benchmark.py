@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import llama_bench as bench
+from benchmarks.data_migration import Figures, report
 from components.llm.router import CLOUD_GROUP, RouterSettings, render_config
 from tests.fakes.llama_server import FakeLlamaServer
 
@@ -243,3 +244,13 @@ def test_runs_as_a_script(fast: FakeLlamaServer) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "answer of 10 tokens" in proc.stdout and '"tokens": 10' in proc.stdout
+
+
+def test_the_data_window_report_gives_floor_fixed_cost_and_ratio_per_size() -> None:
+    small = Figures("442800", 7.0, floor=1.2, raw=1.0, chain=2.4, steps=[("compose-backup.sh", 1.4)])
+    large = Figures("4428000", 70.1, floor=20.0, raw=19.0, chain=21.0, steps=[("restore-postgres.sh", 9.5)])
+    lines = report([small, large])
+    assert lines[0].split() == ["rows", "dump", "MB", "floor", "s", "raw", "s", "chain", "s", "fixed", "s", "chain/raw"]
+    assert lines[1].split() == ["442800", "7.0", "1.20", "1.00", "2.40", "1.20", "2.40x"]
+    assert lines[2].split()[-2:] == ["1.00", "1.11x"]
+    assert lines[3] == "fastest chain at 442800 rows: compose-backup.sh 1.40s"
