@@ -65,12 +65,12 @@ def ask(
 
 
 @contextmanager
-def running_brain(tmp: Path) -> Iterator[Brain]:
-    """llama-server, the cloud stub and the router, up and answering; all stopped on exit."""
+def running_brain(tmp: Path, stack: str = "prod") -> Iterator[Brain]:
+    """`stack`'s llama-server, the cloud stub and the router, up and answering; all stopped on exit."""
     binary, python = llama_server_binary(), litellm_python()
     host = serving.ModelHost(tmp)
-    plan = brain("prod")
-    spec = serving.cluster_server(plan, "prod")
+    plan = brain(stack)
+    spec = serving.cluster_server(plan, stack)
     llama, llama_url = serving.start_llama(spec, binary=binary, tmp=tmp, host=host, key=LLAMA_KEY)
     cloud = FakeLlamaServer(api_key=CLOUD_KEY, model="gpt-4o-mini").start()
     router = None

@@ -107,6 +107,18 @@ def test_the_local_groups_are_served_by_llama_server(brain_up: Brain, group: str
     assert len(brain_up.cloud.requests) == before
 
 
+def test_with_two_workers_the_metrics_count_every_request(tmp_path: Path) -> None:
+    # dev's router is sized to 2 workers per pod (components/config/router_sizing.py); the proxy then
+    # keeps each worker's Prometheus samples under /tmp (the emptyDir), and /metrics, which the
+    # router-local-share check reads, must still count the requests every worker served.
+    with running_brain(tmp_path, stack="dev") as dev:
+        args = dev.router.argv
+        assert args[args.index("--num_workers") + 1] == "2"
+        share = _check("router-local-share", _outputs(dev), traffic=12, url=dev.router_url, **SHARE_IN_A_WINDOW)
+    assert share.ok, share.line
+    assert share.detail.startswith("100% of 12 request(s)"), share.line
+
+
 def test_the_fake_router_answers_like_the_proxy(brain_up: Brain) -> None:
     real, real_chunks, _ = ask(brain_up.router_url, "local", stream=True)
     with FakeLlamaServer(api_key=MASTER_KEY, router=True) as fake:
