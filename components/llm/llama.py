@@ -54,6 +54,7 @@ from components.catalog.gguf import GgufModel, resolve
 from components.cluster import nvidia
 from components.config.load import Secrets
 from components.config.phases import LlamaState
+from components.config.router_sizing import size_router
 from components.config.schema import StackConfig
 from components.config.sizing import GIB, ServerSizing, plan_cluster, plan_workstation
 from components.core.errors import ConfigError
@@ -725,6 +726,10 @@ def _router(
     """The router in front of the cluster server, and its outputs."""
     router_cfg = cfg.router
     fallback = router_cfg.cloud_fallback
+    # Enough router CPU for everything the cluster server can stream (components/config/router_sizing.py).
+    sized = size_router(
+        plan_cluster(cfg.llama, cfg.k3s_nodes, cfg.gpu_time_slicing_replicas).sizing, router_cfg.replicas
+    )
     router = Router(
         "llm-router",
         RouterArgs(
@@ -740,7 +745,9 @@ def _router(
             ),
             local_key_secret=cluster_server.api_key_secret_name or "llama-api-key",
             cloud_api_key=secrets.cloud_llm_api_key if fallback else None,
-            replicas=router_cfg.replicas,
+            replicas=sized.replicas,
+            workers=sized.workers,
+            cpu_millicores=sized.cpu_millicores,
             client_namespaces=client_namespaces,
             monitoring_namespace=monitoring_namespace,
             depends_on=[cluster_server],
@@ -751,6 +758,7 @@ def _router(
             "url": router.url,
             "aliases": list(router_cfg.local_aliases),
             "cloudFallbackAliases": list(router_cfg.fallback_aliases if fallback else ()),
+            "sizing": sized.summary(),
         },
         "routerMasterKey": router.master_key,
     }
