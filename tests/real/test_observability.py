@@ -38,7 +38,8 @@ from components.observability.dashboards import CONCERNS, Panel, Query, Scope, b
 from migrate import checks
 from tests.conftest import upstream_root
 from tests.local import stop
-from tests.real.test_router import LLAMA_KEY, MASTER_KEY, Brain, _ask, brain_up  # noqa: F401  (the fixture)
+from tests.real.brain import LLAMA_KEY, MASTER_KEY, Brain, ask
+from tests.real.test_router import brain_up  # noqa: F401  (the fixture)
 from tests.real.tools import free_port
 from tests.test_traffic_gate import Backend, FakeTraefik, Route
 
@@ -215,7 +216,7 @@ def observed(brain_up: Brain, tmp_path_factory: pytest.TempPathFactory) -> Itera
         for _ in range(40):
             exporters.traefik.serve("app.example.test")
         for stream in (False, True, False, True, False, True):
-            assert _ask(b.router_url, "local", stream=stream)[0].status_code == 200
+            assert ask(b.router_url, "local", stream=stream)[0].status_code == 200
         _wait(url, "llamacpp:tokens_predicted_total > 0", "llama-server's tokens")
         _wait(url, 'litellm_deployment_success_responses_total{model_group="local"} > 0', "the router's answers")
         time.sleep(3)
@@ -227,12 +228,12 @@ def observed(brain_up: Brain, tmp_path_factory: pytest.TempPathFactory) -> Itera
         # The local model gone: a fallback alias goes to the cloud, then with the cloud failing too, fails.
         fallback = next(iter(next(iter(b.config["router_settings"]["fallbacks"]))))
         b.llama.stop()
-        _ask(b.router_url, fallback, stream=False)
+        ask(b.router_url, fallback, stream=False)
         _wait(url, "litellm_deployment_successful_fallbacks_total > 0", "a fallback")
         # LiteLLM creates a labelled counter at its first increment, which increase() cannot see (no
         # sample before it): only the answers after the cloud group's first count in a window.
         for _ in range(3):
-            _ask(b.router_url, fallback, stream=False)
+            ask(b.router_url, fallback, stream=False)
         _wait(
             url,
             'increase(litellm_deployment_success_responses_total{model_group="cloud-fallback"}[1m]) > 0',
@@ -240,7 +241,7 @@ def observed(brain_up: Brain, tmp_path_factory: pytest.TempPathFactory) -> Itera
         )
         # The cloud answering 503 (stopping it is not enough: LiteLLM's pooled connection still reaches it).
         b.cloud.fail_every = 1
-        _ask(b.router_url, fallback, stream=False)
+        ask(b.router_url, fallback, stream=False)
         _wait(url, "litellm_deployment_failed_fallbacks_total > 0", "a failed fallback")
         time.sleep(2)
         (fallback_share,) = _p3_checks(b, url, "router-local-share")
