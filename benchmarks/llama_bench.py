@@ -22,7 +22,11 @@ group that is not a fallback target. An answer without the header is not counted
 
 With `--direct-url` it also sends the same requests straight to llama-server and reports what the
 router adds: p50/p95 of the extra time per request (pairs sent one after the other, so both see
-the same load) and the ratio of aggregate tokens/s through the router to direct.
+the same load) and the ratio of aggregate tokens/s through the router to direct. With
+`--router-pid` (Linux, the router on this machine) it also reads the CPU time the router's process
+and its children (the proxy's workers) spent while it streamed the parallel run, from
+/proc/<pid>/stat, and prints it per streamed chunk: the figure the router's sizing rule
+(components/config/router_sizing.py) takes.
 
 Only the standard library (PyYAML, if installed, for a YAML --router-config; JSON always works):
 it runs on any machine that reaches the server. Exit code 0, or 1 with --strict when a target is
@@ -61,6 +65,7 @@ class Result:
     ttft: float = math.nan  # seconds from sending to the first content token
     total: float = math.nan  # seconds from sending to the end of the stream
     tokens: int = 0
+    chunks: int = 0  # streamed chunks that carried content (llama-server sends one per token)
     model: str = ""
     group: str = ""  # the router's x-litellm-model-group header; "" when absent (llama-server direct)
     error: str = ""
@@ -87,6 +92,7 @@ class Report:
     results: list[Result]
     wall: float
     rows: list[tuple[str, str, str, str, bool]] = field(default_factory=list)
+    overhead: Overhead | None = None
 
     @property
     def passed(self) -> bool:
@@ -181,6 +187,7 @@ def stream_once(
         result.total = time.perf_counter() - start
         # The server's own count when it sends one; a streamed chunk may carry more than a token.
         result.tokens = usage_tokens if usage_tokens is not None else counted
+        result.chunks = counted
         result.ok = counted > 0
         if not result.ok:
             result.error = "the stream ended without a token"
@@ -237,6 +244,12 @@ class Overhead:
     direct_tps: float  # aggregate tokens/s, `clients` in parallel, straight to llama-server
     router_tps: float  # the same through the router
     failed: int = 0
+    router_cpu_s: float = math.nan  # CPU the router's processes used over the parallel run (--router-pid)
+    router_chunks: int = 0  # the chunks it streamed in that run
+
+    @property
+    def cpu_per_chunk_s(self) -> float:
+        return self.router_cpu_s / self.router_chunks if self.router_chunks else math.nan
 
     @property
     def throughput_ratio(self) -> float:
@@ -245,6 +258,31 @@ class Overhead:
 
 def aggregate_tps(results: Sequence[Result], wall: float) -> float:
     return sum(r.tokens for r in results if r.ok) / wall if wall > 0 else math.nan
+
+
+def _proc_stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, utime + stime in clock ticks) of `pid`; None when it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses; the fields after it are plain.
+    fields = text[text.rindex(")") + 2 :].split()
+    return int(fields[1]), int(fields[11]) + int(fields[12])
+
+
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by `pid` and every live descendant of it."""
+    stats = {int(p.name): st for p in Path("/proc").iterdir() if p.name.isdigit() and (st := _proc_stat(int(p.name)))}
+    if pid not in stats:
+        raise ProcessLookupError(f"--router-pid {pid}: no such process")
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [p for p, (ppid, _) in stats.items() if ppid == parent and p not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(stats[p][1] for p in tree) / os.sysconf("SC_CLK_TCK")
 
 
 def measure_overhead(
@@ -257,9 +295,11 @@ def measure_overhead(
     clients: int,
     requests: int,
     timeout: float,
+    router_pid: int | None = None,
 ) -> Overhead:
     """`requests` pairs, one after the other (direct, then the router), for the added latency;
-    then `requests` through each with `clients` in parallel for the throughput ratio."""
+    then `requests` through each with `clients` in parallel for the throughput ratio, and with
+    `router_pid` the router's CPU over its parallel run."""
     added: list[float] = []
     added_ttft: list[float] = []
     failed = 0
@@ -272,7 +312,9 @@ def measure_overhead(
         else:
             failed += 1
     rates = []
+    cpu, chunks = math.nan, 0
     for endpoint in (direct, router):
+        before = process_tree_cpu(router_pid) if router_pid and endpoint is router else math.nan
         results, wall = run(
             endpoint,
             model=model,
@@ -284,7 +326,9 @@ def measure_overhead(
         )
         failed += sum(1 for r in results if not r.ok)
         rates.append(aggregate_tps(results, wall))
-    return Overhead(added, added_ttft, rates[0], rates[1], failed)
+        if router_pid and endpoint is router:
+            cpu, chunks = process_tree_cpu(router_pid) - before, sum(r.chunks for r in results)
+    return Overhead(added, added_ttft, rates[0], rates[1], failed, cpu, chunks)
 
 
 class RouterConfigError(ValueError):
@@ -339,7 +383,7 @@ def local_share(results: Sequence[Result], local_groups: frozenset[str]) -> floa
 
 
 def evaluate(results: list[Result], wall: float, args: argparse.Namespace, overhead: Overhead | None = None) -> Report:
-    report = Report(results=results, wall=wall)
+    report = Report(results=results, wall=wall, overhead=overhead)
     good = [r for r in results if r.ok]
 
     def fmt(v: float, unit: str) -> str:
@@ -422,6 +466,13 @@ def render(report: Report, args: argparse.Namespace) -> str:
     out += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in table]
     errors = sorted({r.error for r in report.results if not r.ok})
     out += [f"error: {e}" for e in errors[:5]]
+    if report.overhead is not None and report.overhead.router_chunks:
+        o = report.overhead
+        out.append(
+            f"router CPU: {o.cpu_per_chunk_s * 1000:.3f} ms per streamed chunk "
+            f"({o.router_cpu_s:.2f} s over {o.router_chunks} chunks at {o.router_tps:.0f} tokens/s, "
+            f"pid {args.router_pid} and its children)"
+        )
     out.append("all targets met" if report.passed else "targets missed")
     return "\n".join(out)
 
@@ -450,6 +501,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--direct-api-key", default=os.environ.get("LLAMA_API_KEY", ""), help="its key (env LLAMA_API_KEY)")
     p.add_argument("--overhead-target-ms", type=float, default=15.0, help="what the router may add at p50")
     p.add_argument("--throughput-ratio-target", type=float, default=0.9, help="router tokens/s over direct")
+    p.add_argument(
+        "--router-pid",
+        type=int,
+        default=0,
+        help="with --direct-url, the router's process on this machine: print its CPU per streamed chunk",
+    )
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     p.add_argument("--json", action="store_true", help="print the raw results as JSON after the table")
     args = p.parse_args(argv)
@@ -460,6 +517,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         value = getattr(args, name)
         if value and urlsplit(value).scheme not in ("http", "https"):
             p.error(f"--{name.replace('_', '-')} must be http(s)://host:port, got {value!r}")
+    if args.router_pid and not args.direct_url:
+        p.error("--router-pid needs --direct-url (the CPU is read over the overhead run)")
+    if args.router_pid and not Path(f"/proc/{args.router_pid}/stat").exists():
+        p.error(f"--router-pid {args.router_pid}: no such process on this machine")
     if args.router_config:
         try:
             router_groups(load_router_config(args.router_config))
@@ -491,6 +552,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             clients=args.clients,
             requests=args.requests,
             timeout=args.timeout,
+            router_pid=args.router_pid or None,
         )
     report = evaluate(results, wall, args, overhead)
     print(render(report, args))

@@ -10,6 +10,7 @@
     platform   Helm charts, data stores, the platform's services, traffic split, shared k8s helpers
     llm        the llama.cpp servers and the LiteLLM router
     migration  verified backups, the Fly.io apps, the legacy estate
+    observability  dashboards and alert rules as data, shipped as ConfigMaps and PrometheusRules
     stack      (module) the wiring: which components a phase builds, in order
 
 Any layer may import `HOST_SCRIPT_DIR` from here; nothing imports `stack` but `__main__.py`.

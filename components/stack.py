@@ -11,6 +11,7 @@ what a step depends on is exactly what it is given.
     cluster     K3s and NVIDIA's device plugin (components/cluster/)
     platform    charts, data stores, services, traffic (components/platform/)
     brain       the llama servers and the router (components/llm/)
+    watch       dashboards and alert rules of what the phase runs (components/observability/)
     legacy      the legacy VM and Compose host, last (components/migration/legacy.py)
 """
 
@@ -26,7 +27,7 @@ from components.cluster.k3s import K3sCluster, K3sClusterArgs, K3sSettings
 from components.cluster.nvidia import NvidiaDevicePlugin, NvidiaDevicePluginArgs
 from components.config.cost_basis import cost_basis
 from components.config.load import Loaded, Secrets
-from components.config.phases import Phase, PhaseState
+from components.config.phases import Phase, PhaseState, alert_thresholds
 from components.config.schema import StackConfig
 from components.core.errors import ConfigError
 from components.handles import BackupHandle, ClusterHandle, HostHandle, SshTarget, VerifiedBackup
@@ -37,8 +38,10 @@ from components.llm.llama import build_local_brain
 from components.migration.backups import Backups, BackupsArgs, ComposeSource
 from components.migration.fly import FlyApps, FlyAppsArgs, check_decommission
 from components.migration.legacy import LegacyEstate, LegacyEstateArgs
+from components.observability.dashboards import Scope, concerns_for
+from components.observability.shipping import Observability, ObservabilityArgs
 from components.platform.datastores import STORAGE_CLASS
-from components.platform.platform import MONITORING_NAMESPACE, Platform, PlatformArgs, PlatformSecrets
+from components.platform.platform import DATA_NAMESPACE, MONITORING_NAMESPACE, Platform, PlatformArgs, PlatformSecrets
 from components.platform.platform import NAMESPACE as PLATFORM_NAMESPACE
 
 Outputs = dict[str, Any]
@@ -53,6 +56,7 @@ def build(loaded: Loaded, phase: Phase) -> Outputs:
     cluster = k3s(cfg, state, hosts.handles)
     platform = platform_on_k3s(cfg, secrets, state, phase_id=phase.id, cluster=cluster.handle, backups=estate.backups)
     brain = local_brain(cfg, secrets, state, cluster=cluster.handle, hosts=hosts.handles, platform=platform.component)
+    watch = observability(cfg, phase, cluster=cluster.handle, platform=platform.component)
     legacy = legacy_estate(legacy_args, state, estate.backups, platform.component)
     return {
         "phase": phase.id,
@@ -64,6 +68,7 @@ def build(loaded: Loaded, phase: Phase) -> Outputs:
         **cluster.outputs,
         **platform.outputs,
         **brain,
+        **watch,
         **legacy,
     }
 
@@ -312,6 +317,7 @@ def platform_on_k3s(
             k3s_weight=state.traffic.k3s_weight,
             cluster=cluster,
             backups=backups if state.platform.restore_from_backup else None,
+            gpu_telemetry=state.k3s.device_plugin,
             secrets=PlatformSecrets(
                 lambda_api_key=secrets.lambda_api_key,
                 github_token=secrets.github_token,
@@ -361,6 +367,35 @@ def local_brain(
         client_namespaces=(PLATFORM_NAMESPACE,),
         depends_on=list(platform.foundations) if platform is not None else [],
     )
+
+
+# --- dashboards and alerts ---------------------------------------------------------------------
+
+
+def observability(
+    cfg: StackConfig, phase: Phase, *, cluster: ClusterHandle | None, platform: Platform | None
+) -> Outputs:
+    """The dashboards and alert rules of the concerns the phase runs (concerns_for), after the
+    monitoring chart whose sidecar and CRDs they need; their names as a stack output."""
+    concerns = concerns_for(phase.state)
+    if not concerns or cluster is None or platform is None:
+        return {}
+    watch = Observability(
+        "observability",
+        ObservabilityArgs(
+            cluster=cluster,
+            concerns=concerns,
+            thresholds=alert_thresholds(phase.id),
+            scope=Scope(
+                platform_namespace=PLATFORM_NAMESPACE,
+                data_namespace=DATA_NAMESPACE,
+                local_groups=tuple(cfg.router.local_aliases),
+            ),
+            expected_gpus=max(1, sum(g.count for h in cfg.hosts if h.is_k3s_node and (g := h.gpu_spec))),
+            depends_on=list(platform.foundations),
+        ),
+    )
+    return {"observability": {"dashboards": watch.dashboards, "alertRules": watch.rules}}
 
 
 # --- the legacy estate ---------------------------------------------------------------------------

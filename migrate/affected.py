@@ -206,6 +206,16 @@ def run_offline(
     return outcomes
 
 
+def review_cell(o: Outcome) -> str:
+    """What `migrate diff` marks as dangerous (its `!!` lines: irreversible steps, refusals, skipped
+    phases and gates) and its review counts, so the table shows them without opening the output."""
+    text = o.output.splitlines()
+    marks = [line[3:].split(";")[0].split(". ")[0] for line in text if line.startswith("!! ")]
+    counts = [line[len("review: ") :] for line in text if line.startswith("review: ")]
+    cell = "<br>".join(f"**{m}**" for m in marks) + ("<br>" if marks and counts else "") + "".join(counts)
+    return cell.replace("|", "\\|")
+
+
 def markdown(found: Affected, outcomes: Sequence[Outcome]) -> str:
     lines = ["## Offline plan, diff and check", ""]
     if found.reasons:
@@ -217,10 +227,10 @@ def markdown(found: Affected, outcomes: Sequence[Outcome]) -> str:
         return "\n".join(lines) + "\n"
     failed = [o for o in outcomes if not o.ok]
     lines.append(f"**{len(outcomes) - len(failed)} of {len(outcomes)} passed.**")
-    lines += ["", "| | what | command | exit |", "|---|---|---|---|"]
+    lines += ["", "| | what | command | exit | review |", "|---|---|---|---|---|"]
     for o in outcomes:
         command = f"`python -m migrate {' '.join(o.argv)}`" if o.argv else "(refused before running)"
-        lines.append(f"| {'✅' if o.ok else '❌'} | {o.label} | {command} | {o.code} |")
+        lines.append(f"| {'✅' if o.ok else '❌'} | {o.label} | {command} | {o.code} | {review_cell(o)} |")
     lines.append("")
     for o in outcomes:
         text = o.output.rstrip().splitlines()

@@ -42,6 +42,7 @@ from typing import Any, Protocol
 from pulumi import automation as auto
 from pulumi.automation import CommandError, ConfigValue, StackNotFoundError
 from rich.console import Console
+from rich.markup import escape
 from rich.prompt import Confirm
 from rich.table import Table
 
@@ -59,7 +60,7 @@ BACKUP_SECRET_KEY = "gpu-platform:backupSecretAccessKey"
 POLICY_PACK = ROOT / "policy"
 PHASE_OUTPUT = "phase"
 
-EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_IRREVERSIBLE = 0, 1, 2, 3  # migrate/output.py's contract
 _LOG = logging.getLogger("gpu-platform.migrate")
 
 INSTALL_HELP = (
@@ -108,6 +109,10 @@ class PulumiMissingError(Exception):
 
 class Refused(Exception):  # noqa: N818 - a verdict, not an error in this program
     """The requested move must not happen; the message says why and what to do instead."""
+
+
+class IrreversibleRefused(Refused):
+    """A move back past an irreversible step: exit 3, as `migrate diff` reports the same move."""
 
 
 # --- the boundary: opening the stack, the offline check, the exit checks ------------------------
@@ -249,7 +254,10 @@ class Deps:
     cost_drift: Callable[[StackHandle, str], list[str]] = cost_drift
     confirm: Callable[[str], bool] = _confirm
     interactive: Callable[[], bool] = _interactive
-    console: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True))
+    # emoji off: a `:name:` in a stack, phase or resource name is text (migrate/output.py).
+    console: Console = field(default_factory=lambda: Console(highlight=False, soft_wrap=True, emoji=False))
+    # Errors and refusals go to stderr (migrate/output.py's contract); tests point both at one buffer.
+    err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True, emoji=False))
     stacks_dir: Path = STACKS_DIR  # the phase files
 
 
@@ -350,7 +358,7 @@ def plan_move(
         blocked = irreversible_between(current.id, target.id, stacks_dir)
         if blocked:
             steps = ", ".join(f"{step} (in {phase})" for phase, step in blocked)
-            raise Refused(
+            raise IrreversibleRefused(
                 f"cannot roll back {stack} from {current.id} to {target.id}: it would have to undo "
                 f"irreversible step(s): {steps}. {current.rollback}".rstrip()
             )
@@ -380,20 +388,23 @@ def _open(stack: str, create: bool, deps: Deps) -> StackHandle:
 
 
 def _run(deps: Deps, body: Callable[[], int]) -> int:
-    console = deps.console
+    err = deps.err
     try:
         return body()
     except PulumiMissingError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         return EXIT_REFUSED
+    except IrreversibleRefused as exc:
+        err.print(f"[red]refused:[/] {escape(str(exc))}", highlight=False)
+        return EXIT_IRREVERSIBLE
     except Refused as exc:
-        console.print(f"[red]refused:[/] {exc}", highlight=False)
+        err.print(f"[red]refused:[/] {escape(str(exc))}", highlight=False)
         return EXIT_REFUSED
     except ConfigError as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         return EXIT_REFUSED
     except CommandError as exc:
-        console.print(f"[red]pulumi failed:[/] {_tail(exc)}", highlight=False)
+        err.print(f"[red]pulumi failed:[/] {escape(_tail(exc))}", highlight=False)
         return EXIT_FAILED
 
 
@@ -527,7 +538,7 @@ def _move(
 ) -> int:
     console = deps.console
     if override_gate is not None and not override_gate.strip():
-        console.print('[red]refused:[/] --override-gate needs a reason, e.g. --override-gate "INC-123: legacy down"')
+        deps.err.print('[red]refused:[/] --override-gate needs a reason, e.g. --override-gate "INC-123: legacy down"')
         return EXIT_REFUSED
 
     def body() -> int:

@@ -36,6 +36,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from benchmarks import llama_bench as bench
 from components.cluster.nvidia import smoke_pod_manifest
 from components.config.phases import CHECK_THRESHOLDS
+from components.observability import series
 from migrate import loadtest
 
 # --- stack outputs the checks read --------------------------------------------------------------
@@ -826,8 +827,8 @@ class _Prometheus:
         if self._kube is not None:
             self._kube.close()
 
-    def query(self, promql: str) -> dict[str, float]:
-        """service label -> value of one instant query (NaN where Prometheus answers NaN)."""
+    def query(self, promql: str, key: str = "service") -> dict[str, float]:
+        """Label `key` -> value of one instant query (NaN where Prometheus answers NaN)."""
         path, params = f"{self._base}/api/v1/query", {"query": promql}
         if self._kube is not None:
             response = self._kube.request("GET", path, params=params)
@@ -846,7 +847,7 @@ class _Prometheus:
         if data.get("resultType") != "vector":
             raise CheckError(f"Prometheus {self.url}: expected a vector, got {data.get('resultType')!r}")
         return {
-            str(item["metric"].get("service", "")): float(item["value"][1])
+            str(item["metric"].get(key, "")): float(item["value"][1])
             for item in data.get("result") or []
             if isinstance(item, dict) and isinstance(item.get("metric"), dict)
         }
@@ -960,8 +961,10 @@ OUT_ROUTER_MASTER_KEY = "routerMasterKey"
 ROUTER_POD_SELECTOR = "app.kubernetes.io/name=llm-router"
 # LiteLLM's Prometheus counters (callbacks: ["prometheus"] in the rendered config): successful
 # answers per model group, and requests the proxy failed altogether.
-LITELLM_SUCCESS = "litellm_deployment_success_responses_total"
-LITELLM_PROXY_FAILED = "litellm_proxy_failed_requests_metric_total"
+LITELLM_SUCCESS = series.LITELLM_SUCCESS
+LITELLM_PROXY_FAILED = series.LITELLM_PROXY_FAILED
+# Inside llamaCluster (components/llm/llama.py): the labels Prometheus knows the server's series by.
+OUT_LLAMA_METRICS = "metrics"
 
 
 def _kube_ssl(kube: KubeClient) -> Any:
@@ -1034,10 +1037,14 @@ def llama_bench_targets(ctx: CheckContext, deadline: Deadline) -> str:
                 f"{figures[answer_row][2]} p95 per answer, "
                 f"{figures['decode tokens/s per request'][1]} tokens/s p50"
             )
-            if report.passed:
+            watched = _watched_decode_rate(ctx, deadline, ctx.outputs.get(name), t)
+            if watched is not None:
+                summary += f", {watched[0]}"
+            if report.passed and (watched is None or watched[1]):
                 passed.append(summary)
             else:
                 missed = [f"{row[0]} {row[1]}/{row[2]} (target {row[3]})" for row in report.rows if not row[4]]
+                missed += [watched[0]] if watched is not None and not watched[1] else []
                 errors = sorted({r.error for r in results if not r.ok})[:2]
                 failed.append(f"{name}: missed {'; '.join(missed)}" + (f" ({'; '.join(errors)})" if errors else ""))
     finally:
@@ -1046,6 +1053,52 @@ def llama_bench_targets(ctx: CheckContext, deadline: Deadline) -> str:
     if failed:
         raise _FinalError("; ".join(failed))
     return f"{t.requests} requests x {t.max_tokens} tokens, {t.clients} clients: " + "; ".join(passed)
+
+
+def _watched_decode_rate(ctx: CheckContext, deadline: Deadline, server: Any, t: Any) -> tuple[str, bool] | None:
+    """The server's decode tokens/s per request as Prometheus saw it over the phase's window (the
+    series the local-brain dashboard and the LlamaDecodeRateLow alert read), and whether it meets the
+    target; None for a server Prometheus does not scrape (the workstation's) or without monitoring."""
+    labels = server.get(OUT_LLAMA_METRICS) if isinstance(server, Mapping) else None
+    if not isinstance(labels, Mapping) or not (ctx.outputs.get(OUT_PLATFORM) or {}).get(OUT_PROMETHEUS_URL):
+        return None
+    matchers = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if re.fullmatch(r"[a-z0-9-]+", str(v)))
+    promql = series.decode_rate_expr(matchers, t.window, by=",".join(sorted(labels)))
+    prometheus = _Prometheus(ctx, deadline)
+
+    def attempt() -> float:
+        # The benchmark's last answers reach Prometheus at its next scrape: wait for a value.
+        values = [v for v in prometheus.query(promql).values() if math.isfinite(v)]
+        if not values:
+            raise CheckError(f"Prometheus has no decode rate yet for {matchers} over {t.window}")
+        return min(values)
+
+    try:
+        rate = deadline.poll(attempt)
+    finally:
+        prometheus.close()
+    ok = rate >= t.decode_tokens_per_second
+    return f"Prometheus {rate:.1f} tokens/s per request over {t.window} (target {t.decode_tokens_per_second:g})", ok
+
+
+def _router_counts_in_prometheus(ctx: CheckContext, deadline: Deadline, window: str) -> dict[str, float]:
+    """Answers per model group and requests the proxy failed ("") over `window`, from the router's
+    series in Prometheus (every router pod is scraped; the router dashboard reads the same)."""
+    prometheus = _Prometheus(ctx, deadline)
+    try:
+        answered = deadline.poll(
+            functools.partial(
+                prometheus.query, f"sum by (model_group) (increase({LITELLM_SUCCESS}[{window}]))", "model_group"
+            )
+        )
+        failed = deadline.poll(
+            functools.partial(prometheus.query, f"sum(increase({LITELLM_PROXY_FAILED}[{window}]))", "_")
+        )
+    finally:
+        prometheus.close()
+    # increase() extrapolates to the window's edges: whole requests read better and judge the same.
+    counts = {g: float(round(v)) for g, v in answered.items() if math.isfinite(v)}
+    return {**counts, "": float(round(sum(v for v in failed.values() if math.isfinite(v))))}
 
 
 def _prometheus_samples(text: str, names: set[str]) -> list[tuple[str, dict[str, str], float]]:
@@ -1119,6 +1172,10 @@ def router_local_share(ctx: CheckContext, deadline: Deadline) -> str:
     local = router.get("aliases") if isinstance(router, Mapping) else None
     if not isinstance(url, str) or not isinstance(local, list) or not local:
         raise _FinalError(f"stack output {OUT_ROUTER!r} must have a url and its local groups (aliases)")
+    if t.window_seconds and (ctx.outputs.get(OUT_PLATFORM) or {}).get(OUT_PROMETHEUS_URL):
+        # With monitoring, the window is the one just past, as Prometheus recorded it: nothing to wait for.
+        delta = _router_counts_in_prometheus(ctx, deadline, f"{t.window_seconds:.0f}s")
+        return _judge_share(delta, local, f"in the last {t.window_seconds:g}s (Prometheus)", t)
     key = _output(ctx, OUT_ROUTER_MASTER_KEY)
     if t.window_seconds > ctx.timeout:
         raise _FinalError(f"the window ({t.window_seconds:g}s) is longer than the check's deadline ({ctx.timeout:g}s)")
@@ -1132,9 +1189,14 @@ def router_local_share(ctx: CheckContext, deadline: Deadline) -> str:
         if kube is not None:
             kube.close()
     delta = {group: after[group] - before.get(group, 0.0) for group in after}
+    window = f"in the last {t.window_seconds:g}s" if t.window_seconds else "since the router started"
+    return _judge_share(delta, local, window, t)
+
+
+def _judge_share(delta: Mapping[str, float], local: Sequence[str], window: str, t: Any) -> str:
+    """The verdict on answers per model group ("" = requests the proxy failed) over a window."""
     total = sum(delta.values())
     served_local = sum(v for group, v in delta.items() if group in local)
-    window = f"in the last {t.window_seconds:g}s" if t.window_seconds else "since the router started"
     if total < t.min_requests:
         raise _FinalError(f"{total:g} request(s) {window}, fewer than the {t.min_requests} needed to judge the share")
     share = served_local / total

@@ -9,18 +9,50 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
-from components.config.phases import irreversible_between, resolve
+from components.config.phases import phase_ids, resolve
 from components.core.errors import ConfigError
-from migrate import automation, cost, harness, policy_runner, render
+from migrate import automation, cost, harness, output, policy_runner, render, review, stack_review
+from migrate.output import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_PROTECTED
 from migrate.plan import counts, critical_path, diff_plans, images
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PROTECTED = 0, 1, 2, 3
+__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_OK", "EXIT_PROTECTED", "build_parser", "main"]
+
+EXAMPLES = {
+    "plan": [
+        "python -m migrate plan --stack prod --phase p2a-k3s",
+        "python -m migrate plan --stack prod --phase p2a-k3s --preview",
+        "python -m migrate plan --stack prod --stack-file proposed.yaml --json",
+    ],
+    "diff": [
+        "python -m migrate diff --stack prod --from p2b-services --to p2b1-cutover-50",
+        "python -m migrate diff --stack prod --from p3-local-brain --to p4-decommission --fail-on irreversible",
+    ],
+    "check": [
+        "python -m migrate check --stack prod --all-phases",
+        "python -m migrate check --stack prod --all-phases --preview --verbose",
+    ],
+    "cost": ["python -m migrate cost --stack prod --phase p3-local-brain"],
+    "status": ["python -m migrate status --stack prod --checks"],
+    "forward": ["python -m migrate forward --stack prod", "python -m migrate forward --stack dev --yes"],
+    "rollback": ["python -m migrate rollback --stack prod"],
+}
+
+
+def _epilog(*commands: str) -> str:
+    lines = ["examples:"] + [f"  {ex}" for c in commands for ex in EXAMPLES[c]]
+    try:
+        lines += ["", "phases, in order:", "  " + " ".join(phase_ids())]
+    except ConfigError as exc:  # broken phase files: --help still works and says why
+        lines += ["", f"phases: unreadable ({exc})"]
+    return "\n".join(lines) + "\n\n" + output.EXIT_CODES_HELP
 
 
 def _stack_path(stack: str, stack_file: str | None) -> Path:
@@ -37,10 +69,33 @@ def _stack_path(stack: str, stack_file: str | None) -> Path:
 
 
 def _console() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    return output.console()
+
+
+def _stack_review(args: argparse.Namespace, phase_id: str | None) -> stack_review.StackReview:
+    """The stack file's keys and secrets, refused (ConfigError) before anything is recorded."""
+    path = _stack_path(args.stack, args.stack_file)
+    raw = harness.read_stack_file(path)
+    phase = resolve(phase_id or str(raw.get("phase", "")))
+    return stack_review.review(args.stack, path, phase, explicit_file=bool(args.stack_file))
+
+
+def _print_secrets(console: Console, sr: stack_review.StackReview) -> None:
+    missing = sr.missing_lines(os.environ)
+    present = len(sr.needed) - len(missing)
+    console.print(
+        Text(f"\nSecrets: {present} of {len(sr.needed)} this phase needs are in {sr.path.name}", style="bold")
+    )
+    for line in missing:
+        console.print(Text(f"  missing  {line}", style="yellow"))
+    if missing:
+        console.print(
+            Text("  (offline the plan uses placeholders; `pulumi up` refuses to run without them)", style="dim")
+        )
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    sr = _stack_review(args, args.phase)
     recorded = harness.record(
         args.stack, phase=args.phase, stack_path=_stack_path(args.stack, args.stack_file), preview=args.preview
     )
@@ -57,32 +112,77 @@ def cmd_plan(args: argparse.Namespace) -> int:
             "checklist": list(phase.exit_criteria.checklist),
             "checks": list(phase.exit_criteria.checks),
         }
+        doc["secrets"] = sr.to_json()
+        doc["mockOutputs"] = render.mock_output_keys(recorded)
         doc["cost"] = plan_cost_json(recorded)
         print(json.dumps(doc, indent=2, sort_keys=False))
     else:
-        render.plan(_console(), recorded, phase)
+        console = _console()
+        render.plan(console, recorded, phase)
+        _print_secrets(console, sr)
         print_plan_cost(recorded)
     return EXIT_OK
 
 
+def _fail_on(value: str) -> tuple[str, ...]:
+    wanted = tuple(w.strip() for w in value.split(",") if w.strip())
+    unknown = [w for w in wanted if w not in review.FAIL_ON]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"{', '.join(unknown)}: expected a comma-separated subset of {','.join(review.FAIL_ON)}"
+        )
+    return wanted
+
+
 def cmd_diff(args: argparse.Namespace) -> int:
     path = _stack_path(args.stack, args.stack_file)
-    resolve(args.from_phase), resolve(args.to_phase)  # unknown phase ids fail before any recording
+    resolve(args.from_phase)  # unknown phase ids fail before any recording
+    sr = _stack_review(args, args.to_phase)  # the keys, and the secrets the target phase needs
     before = harness.record(args.stack, phase=args.from_phase, stack_path=path)
     after = harness.record(args.stack, phase=args.to_phase, stack_path=path)
-    result = diff_plans(before, after)
-    undone = irreversible_between(args.from_phase, args.to_phase)
+    result = review.review(args.stack, diff_plans(before, after))
+    code = result.exit_code(args.fail_on)
+    failed = result.failures(args.fail_on)
     if args.json:
         doc = result.to_json()
-        doc["irreversible"] = [{"phase": phase, "step": step} for phase, step in undone]
+        doc["failOn"] = {"conditions": list(args.fail_on), "met": failed}
+        doc["exitCode"] = code
+        doc["secrets"] = sr.to_json()
         doc["cost"] = diff_cost_json(before, after)
         print(json.dumps(doc, indent=2))
     else:
-        render.diff(_console(), args.stack, result)
+        console = _console()
+        review.render_text(console, result)
         print_diff_cost(before, after)
-        for phase, step in undone:
-            print(f"refused: {phase} did {step}, which cannot be undone; no rollback goes back past {phase}")
-    return EXIT_PROTECTED if result.deletes_protected or undone else EXIT_OK
+        _print_secrets(console, sr)
+    for phase, step in result.undone:
+        output.error(f"{args.from_phase} -> {args.to_phase} would undo {step} ({phase})", prefix="refused")
+    if result.diff.deletes_protected:
+        output.error(
+            f"{len(result.diff.deletes_protected)} protected resource(s) would be deleted or replaced", "refused"
+        )
+    if failed:
+        output.error(f"--fail-on {','.join(args.fail_on)}: {', '.join(failed)}", prefix="failed")
+    return code
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """The policy pack, after the stack file's keys pass; secrets the phases need and the file
+    lacks are warned about on stderr (the pack sees placeholders for them)."""
+    ids = list(phase_ids()) if args.all_phases else list(args.phase)
+    for phase_id in ids:
+        resolve(phase_id)
+    first: dict[str, str] = {}
+    file_name = ""
+    for phase_id in ids or [None]:
+        sr = _stack_review(args, phase_id)
+        file_name = sr.path.name
+        for name in sr.missing:
+            first.setdefault(name, f"{phase_id or 'the configured phase'} needs it ({sr.needed[name]})")
+    for name, why in first.items():
+        output.error(f"{stack_review.NAMESPACE}:{name}: no secure: value in {file_name}; {why}", "warning")
+    code: int = policy_runner.run_from_args(args)
+    return code
 
 
 # --- issue 24: what a phase costs (migrate/cost.py) ------------------------------------------------
@@ -189,7 +289,12 @@ def add_move_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m migrate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m migrate",
+        description=__doc__.split("\n")[0],
+        epilog=_epilog(*EXAMPLES),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def stack_args(p: argparse.ArgumentParser) -> None:
@@ -211,6 +316,14 @@ def build_parser() -> argparse.ArgumentParser:
     stack_args(p_diff)
     p_diff.add_argument("--from", dest="from_phase", required=True, help="phase the stack is at")
     p_diff.add_argument("--to", dest="to_phase", required=True, help="phase to move to")
+    p_diff.add_argument(
+        "--fail-on",
+        type=_fail_on,
+        default=(),
+        metavar="LIST",
+        help=f"exit non-zero when the move meets any of {','.join(review.FAIL_ON)} "
+        "(3 for irreversible or protected, 1 for the others), e.g. --fail-on irreversible,protected,skipped",
+    )
     p_diff.set_defaults(func=cmd_diff)
 
     p_cost = sub.add_parser("cost", help="a phase's monthly cost estimate, per resource, provider and in total")
@@ -220,24 +333,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_check = sub.add_parser("check", help="the policy pack on recorded plans, offline (exit 1 on mandatory)")
     policy_runner.add_arguments(p_check)
-    p_check.set_defaults(func=policy_runner.run_from_args)
+    p_check.set_defaults(func=cmd_check)
 
     add_move_commands(sub)  # issue 9: status, forward, rollback
 
+    # Every subcommand's --help ends with its examples, the valid phases and the exit codes.
+    for name, p in sub.choices.items():
+        if name in EXAMPLES:
+            p.epilog = _epilog(name)
+            p.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        code: int = args.func(args)
-        return code
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except harness.ResourceInApplyError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+
+    def run() -> int:
+        try:
+            code: int = args.func(args)
+            return code
+        except ConfigError as exc:
+            output.error(str(exc))
+            return EXIT_BAD_INPUT
+        except harness.ResourceInApplyError as exc:
+            output.error(str(exc))
+            return EXIT_FAILED
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+
+    return output.survive_closed_pipe(run)

@@ -7,7 +7,10 @@ assert on them.
 from __future__ import annotations
 
 import functools
+import json
+import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,6 +169,42 @@ _MISSING = object()
 
 
 @dataclass(frozen=True)
+class ValueChange:
+    """One changed input leaf: `old` -> `new`; `ABSENT` where the path is not set on that side.
+    Secret leaves are already "[secret]" in a recording, so no secret value reaches a diff."""
+
+    path: str
+    old: Any
+    new: Any
+
+
+ABSENT = "(not set)"
+MAX_VALUES = 40  # changed leaves kept per resource; a reviewer reads the count for the rest
+
+
+def value_changes(before: dict[str, Any], after: dict[str, Any], paths: list[str]) -> tuple[ValueChange, ...]:
+    """The leaves behind each changed path, lists included (`services[0].weight: 10 -> 50`)."""
+    a, b = _flatten(before), _flatten(after)
+    out: list[ValueChange] = []
+    for path in paths:
+        old, new = a.get(path, _MISSING), b.get(path, _MISSING)
+        if isinstance(old, list | dict) and isinstance(new, list | dict) and type(old) is type(new):
+            old_leaves, new_leaves = dict(_leaf_paths(old, path)), dict(_leaf_paths(new, path))
+            for leaf in sorted(old_leaves.keys() | new_leaves.keys(), key=_natural):
+                o, n = old_leaves.get(leaf, _MISSING), new_leaves.get(leaf, _MISSING)
+                if o != n:
+                    out.append(ValueChange(leaf, ABSENT if o is _MISSING else o, ABSENT if n is _MISSING else n))
+        else:
+            out.append(ValueChange(path, ABSENT if old is _MISSING else old, ABSENT if new is _MISSING else new))
+    return tuple(out)
+
+
+def _natural(path: str) -> list[Any]:
+    """`services[10]` after `services[9]`."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
+
+
+@dataclass(frozen=True)
 class Change:
     urn: str
     type: str
@@ -175,6 +214,7 @@ class Change:
     options: tuple[str, ...] = ()  # resource options that changed
     stateful: bool = False
     protected: bool = False
+    values: tuple[ValueChange, ...] = ()  # old -> new per changed leaf, for update/replace
 
 
 @dataclass(frozen=True)
@@ -209,10 +249,47 @@ class PlanDiff:
                     "options": list(c.options),
                     "stateful": c.stateful,
                     "protected": c.protected,
+                    "values": [_value_json(v) for v in c.values[:MAX_VALUES]],
+                    "valuesLeftOut": max(0, len(c.values) - MAX_VALUES),
                 }
                 for c in self.changes
             ],
         }
+
+
+def summarise(value: Any, limit: int = 80) -> str:
+    """A value on one line: whole when short, else its start and its size (a script, a config map)."""
+    if isinstance(value, str) and value != ABSENT and not value.startswith("["):
+        text = json.dumps(value)
+    else:
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    if isinstance(value, float) and value.is_integer():
+        text = str(int(value))
+    if len(text) <= limit:
+        return text
+    size = (
+        f"{len(value)} {'keys' if isinstance(value, dict) else 'items'}"
+        if isinstance(value, dict | list)
+        else (f"{len(str(value))} chars")
+    )
+    return f"{text[: limit - 20]}… ({size})"
+
+
+def _value_json(v: ValueChange) -> dict[str, Any]:
+    def shown(value: Any) -> Any:
+        if value == ABSENT:
+            return None
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value if len(json.dumps(value, default=str)) <= 200 else summarise(value, 200)
+
+    return {
+        "path": v.path,
+        "old": shown(v.old),
+        "new": shown(v.new),
+        "added": v.old == ABSENT,
+        "removed": v.new == ABSENT,
+    }
 
 
 _OPTIONS = ("protect", "retain_on_delete", "ignore_changes", "delete_before_replace", "deleted_with", "provider")
@@ -256,11 +333,66 @@ def diff_plans(before: RecordedPlan, after: RecordedPlan) -> PlanDiff:
                 tuple(options),
                 stateful=is_stateful(old),
                 protected=old.protect,
+                values=value_changes(old.inputs, new.inputs, changed),
             )
         )
     order = {"delete": 0, "replace": 1, "update": 2, "create": 3}
     changes.sort(key=lambda c: (order[c.kind], c.urn))
     return PlanDiff(before.phase, after.phase, tuple(changes))
+
+
+# --- what the offline mocks made up --------------------------------------------------------------
+
+
+def _leaf_paths(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _leaf_paths(v, f"{prefix}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _leaf_paths(v, f"{prefix}[{i}]")
+    else:
+        yield prefix, value
+
+
+def _json_leaves(text: str) -> list[str]:
+    if text[:1] not in ("{", "["):
+        return []
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return []
+    return [v for _p, v in _leaf_paths(parsed) if isinstance(v, str)]
+
+
+def mock_values(plan: RecordedPlan) -> frozenset[str]:
+    """Strings that only a provider's answer holds (addresses, keys, object keys, hashes): under
+    the harness `migrate/mocks.py` invents them, so a plan must not print them as if real."""
+    found: set[str] = set()
+    for res in plan.resources:
+        given = dict(_leaf_paths(res.inputs))
+        echoed = {v for v in given.values() if isinstance(v, str)}
+        for path, value in _leaf_paths(res.outputs):
+            if not isinstance(value, str) or len(value) < 6 or value in echoed or given.get(path) == value:
+                continue
+            found.add(value.strip())  # a key file's trailing newline, which the program strips
+            # An answer that is JSON text (a backup command's stdout) holds made-up values too,
+            # beside what the resource's own inputs say (the store it dumped, named in its command).
+            for leaf in _json_leaves(value):
+                if len(leaf) >= 6 and not any(leaf in text for text in echoed):
+                    found.add(leaf)
+    found -= {"[secret]", "[unknown]"}
+    return frozenset(found)
+
+
+def is_mock(value: Any, invented: frozenset[str]) -> bool:
+    """A leaf that is, or contains, a value the mocks made up (e.g. `https://<mock address>:6443`)."""
+    if not isinstance(value, str):
+        return False
+    if value in invented:
+        return True
+    # Holding one: a URL around a made-up address.
+    return any(len(v) >= 8 and v in value for v in invented)
 
 
 # --- images ----------------------------------------------------------------------------------------

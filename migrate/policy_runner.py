@@ -451,8 +451,49 @@ def check_phase(
     return PhaseResult(plan.phase, "violations" if found else "clean", len(plan.resources), found)
 
 
+CANT_RUN = "can't run policy"  # the SDK's advisory note when a rule reads an unknown during a preview
+
+
+def _explanation(message: str) -> tuple[str, str]:
+    """(what, the rest): `explain()` messages are "what. Why: ... Fix: ..."; the why and fix are shared
+    by every resource a policy names, the what is per resource."""
+    what, sep, rest = message.partition(". Why: ")
+    return (what, f"Why: {rest}") if sep else (message, "")
+
+
+def _print_policy(name: str, vs: Sequence[Violation], out: IO[str], verbose: bool) -> None:
+    notes = [v for v in vs if v.message.startswith(CANT_RUN)]
+    found = [v for v in vs if not v.message.startswith(CANT_RUN)]
+    if found:
+        out.write(f"  [{found[0].level}] {name}: {len(found)} resource(s)\n")
+        by_reason: dict[str, list[str]] = {}
+        for v in found:
+            what, reason = _explanation(v.message)
+            by_reason.setdefault(reason, []).append(f"{v.urn or '(stack)'}: {what}")
+        for reason, items in by_reason.items():
+            if reason:
+                out.write(f"    {reason}\n")
+            for item in items:
+                out.write(f"      {item}\n")
+    if notes:
+        out.write(
+            f"  [advisory] {name}: can't run during preview on {len(notes)} resource(s) with unknown inputs "
+            f"(it runs in the update){'' if verbose else '; --verbose lists them'}\n"
+        )
+        if verbose:
+            for v in notes:
+                out.write(f"      {v.urn or '(stack)'}: {v.message}\n")
+
+
 def _print_text(
-    stack: str, source: str, results: Sequence[PhaseResult], code: int, out: IO[str], *, preview: bool
+    stack: str,
+    source: str,
+    results: Sequence[PhaseResult],
+    code: int,
+    out: IO[str],
+    *,
+    preview: bool,
+    verbose: bool = False,
 ) -> None:
     view = "first preview (unknowns as the engine sends them)" if preview else "update"
     out.write(f"policy check: stack {stack}, {len(results)} phase(s), {view}, config {source}\n")
@@ -461,15 +502,17 @@ def _print_text(
             note = " (expected: this phase gates an irreversible step)" if r.status == "refused" else ""
             out.write(f"{r.phase:<18} {r.status.upper()}{note}: {r.message}\n")
             continue
-        head = "clean" if not r.violations else f"{r.mandatory} mandatory, {r.advisory} advisory"
+        notes = sum(1 for v in r.violations if v.message.startswith(CANT_RUN))
+        head = "clean" if not r.violations else f"{r.mandatory} mandatory, {r.advisory - notes} advisory"
+        head += f", {notes} can't-run note(s)" if notes else ""
         out.write(f"{r.phase:<18} {head} ({r.resources} resources)\n")
         for name, vs in by_policy(r.violations).items():
-            out.write(f"  [{vs[0].level}] {name} ({len(vs)})\n")
-            for v in vs:
-                out.write(f"    {v.urn or '(stack)'}\n      {v.message}\n")
+            _print_policy(name, vs, out, verbose)
     mandatory = sum(r.mandatory for r in results)
-    advisory = sum(r.advisory for r in results)
-    out.write(f"result: {mandatory} mandatory, {advisory} advisory violation(s); exit {code}\n")
+    notes = sum(1 for r in results for v in r.violations if v.message.startswith(CANT_RUN))
+    advisory = sum(r.advisory for r in results) - notes
+    tail = f", {notes} can't-run note(s) of a preview" if notes else ""
+    out.write(f"result: {mandatory} mandatory, {advisory} advisory violation(s){tail}; exit {code}\n")
     out.write(
         "offline-only rule parts (not enforced by `pulumi preview --policy-pack`, enforced here): "
         + ", ".join(offline_only())
@@ -493,6 +536,7 @@ def run_check(
     policy_config_path: Path | None = None,
     out: IO[str] | None = None,
     preview: bool = False,
+    verbose: bool = False,
 ) -> int:
     """Check `stack` at each phase in `phases` (all of them: pass phase_ids(); none: the stack's
     configured phase). Policy config: `policy_config_path`, else policy/config.<stack>.json if it
@@ -534,7 +578,7 @@ def run_check(
         }
         out.write(json.dumps(doc, indent=2) + "\n")
     else:
-        _print_text(stack, source, results, code, out, preview=preview)
+        _print_text(stack, source, results, code, out, preview=preview, verbose=verbose)
     return code
 
 
@@ -552,6 +596,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="check each phase's first `pulumi preview` (outputs of resources being created unknown)",
     )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="list every resource behind a preview's \"can't run\" notes (by default counted per policy)",
+    )
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -560,7 +609,15 @@ def run_from_args(args: argparse.Namespace) -> int:
     if stack_path is not None and not stack_path.is_file():
         raise ConfigError(f"--stack-file {args.stack_file}: no such file")
     policy_path = Path(args.policy_config) if args.policy_config else None
-    return run_check(args.stack, phases, args.json, stack_path, policy_config_path=policy_path, preview=args.preview)
+    return run_check(
+        args.stack,
+        phases,
+        args.json,
+        stack_path,
+        policy_config_path=policy_path,
+        preview=args.preview,
+        verbose=getattr(args, "verbose", False),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,10 +10,10 @@ from rich.text import Text
 from rich.tree import Tree
 
 from components.config.phases import Phase, forward_gate, load_phases
+from migrate import review
 from migrate.harness import SECRET, UNKNOWN, RecordedPlan, RecordedResource
-from migrate.plan import PlanDiff, counts, critical_path, images, tree
-
-_KIND_STYLE = {"create": ("+", "green"), "update": ("~", "yellow"), "replace": ("±", "magenta"), "delete": ("-", "red")}
+from migrate.output import nested
+from migrate.plan import PlanDiff, counts, critical_path, images, is_mock, mock_values, tree
 
 
 def _label(res: RecordedResource) -> Text:
@@ -78,7 +78,7 @@ def plan(console: Console, p: RecordedPlan, phase: Phase) -> None:
     path = critical_path(p)
     console.print(Text(f"\nCritical path ({path.length} resources, created one after another):", style="bold"))
     for i, urn in enumerate(path.urns, 1):
-        console.print(f"  {i:>2}. {_short(urn)}")
+        console.print(Text(f"  {i:>2}. {_short(urn)}"))
 
     uses = images(p)
     if uses:
@@ -104,38 +104,47 @@ def plan(console: Console, p: RecordedPlan, phase: Phase) -> None:
             markup=False,
         )
 
-    if p.outputs:
-        console.print(Text("\nOutputs", style="bold"))
-        for key, value in p.outputs.items():
-            shown = SECRET if key in p.secret_stack_outputs else value
-            console.print(f"  {key} = {shown}", markup=False)
+    outputs(console, p)
+
+
+def mock_output_keys(p: RecordedPlan) -> list[str]:
+    """The stack outputs that hold a value the offline mocks made up (for --json)."""
+    invented = mock_values(p)
+
+    def walk(value: Any) -> bool:
+        if isinstance(value, dict):
+            return any(walk(v) for v in value.values())
+        if isinstance(value, list):
+            return any(walk(v) for v in value)
+        return is_mock(value, invented)
+
+    return sorted(k for k, v in p.outputs.items() if k not in p.secret_stack_outputs and walk(v))
+
+
+def outputs(console: Console, p: RecordedPlan) -> None:
+    """The stack outputs, nested as `pulumi up` prints them, each value the offline mocks made up
+    (an address, a key, a backup object) marked so that nobody takes it for the real one."""
+    if not p.outputs:
+        return
+    invented = mock_values(p)
+
+    def mark(value: Any) -> str:
+        return "  # offline mock value" if is_mock(value, invented) else ""
+
+    console.print(Text(f"\nOutputs ({len(p.outputs)}), computed offline under mocks", style="bold"))
+    console.print(
+        Text(
+            "  values marked '# offline mock value' were made up by migrate/mocks.py in place of a provider's "
+            "answer; `pulumi up` returns the real ones",
+            style="dim",
+        )
+    )
+    for key in sorted(p.outputs):
+        value = SECRET if key in p.secret_stack_outputs else p.outputs[key]
+        for line in nested(key, value, mark=mark):
+            console.print(Text(line))
 
 
 def diff(console: Console, stack: str, d: PlanDiff) -> None:
-    console.print(Text(f"Diff for stack {stack}: {d.before} -> {d.after}", style="bold"))
-    if not d.changes:
-        console.print("  no changes")
-    for c in d.changes:
-        sign, style = _KIND_STYLE[c.kind]
-        line = Text(f"  {sign} {c.kind:<8}", style=style)
-        line.append(f"{c.name}  ", style="bold")
-        line.append(c.type, style="dim")
-        if c.changed:
-            shown = ", ".join(c.changed[:6]) + (f", … {len(c.changed) - 6} more" if len(c.changed) > 6 else "")
-            line.append(f"  ({shown})")
-        if c.options:
-            line.append(f"  options: {', '.join(c.options)}", style="cyan")
-        if c.kind in ("delete", "replace") and (c.protected or c.stateful):
-            line.append(
-                "  !! " + ("PROTECTED " if c.protected else "") + ("STATEFUL" if c.stateful else ""), "bold red"
-            )
-        console.print(line)
-    summary = ", ".join(f"{len(d.of_kind(k))} {k}" for k in ("create", "update", "replace", "delete"))
-    console.print(f"\n{summary}")
-    if d.deletes_protected:
-        console.print(
-            Text(
-                f"refused: this transition would delete or replace {len(d.deletes_protected)} protected resource(s)",
-                style="bold red",
-            )
-        )
+    """The diff as a review (migrate/review.py: values, irreversible steps, skipped phases)."""
+    review.render_text(console, review.review(stack, d))

@@ -17,7 +17,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from components.config.phases import STACKS_DIR, Phase, forward_gate, load_phases
+from components.config.phases import STACKS_DIR, Phase, alert_thresholds, forward_gate, load_phases
+from components.observability.dashboards import FOLDER, Scope, boards, concerns_for
 from migrate.checks import CHECKS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,7 +63,7 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def render_phase(phase: Phase, phases: Sequence[Phase]) -> str:
+def render_phase(phase: Phase, phases: Sequence[Phase], stacks_dir: Path = STACKS_DIR) -> str:
     previous = phases[phase.index - 1] if phase.index > 0 else None
     following = phases[phase.index + 1] if phase.index + 1 < len(phases) else None
     lines = [
@@ -70,6 +71,7 @@ def render_phase(phase: Phase, phases: Sequence[Phase]) -> str:
         *_what_changes(phase, previous),
         *_moving_here(phase),
         *_exit_criteria(phase, following),
+        *_watching(phase, stacks_dir),
         *_rolling_back(phase, previous),
         *_troubleshooting_links(phase),
     ]
@@ -186,6 +188,27 @@ def _exit_criteria(phase: Phase, following: Phase | None = None) -> list[str]:
     return lines
 
 
+def _watching(phase: Phase, stacks_dir: Path) -> list[str]:
+    """The Grafana dashboards of what the phase runs (components/observability/) and what healthy looks like."""
+    concerns = concerns_for(phase.state)
+    if not concerns:
+        return []
+    lines = [
+        "",
+        "## What to watch",
+        "",
+        f"While this phase is live, Grafana's `{FOLDER}` folder holds these dashboards, and the "
+        "PrometheusRule `gpu-platform-<concern>` of each alerts when its target is missed for long "
+        "(README.md, Dashboards and alerts).",
+        "",
+        "| dashboard | shows | healthy |",
+        "|---|---|---|",
+    ]
+    for board in boards(concerns, alert_thresholds(phase.id, stacks_dir), Scope()):
+        lines.append(f"| {board.title} | {_cell(board.purpose)} | {_cell(board.healthy)} |")
+    return lines
+
+
 def _rolling_back(phase: Phase, previous: Phase | None) -> list[str]:
     lines = ["", "## Rolling back", "", _cell(phase.rollback) or "No rollback notes.", ""]
     if previous is None:
@@ -299,7 +322,7 @@ def render_index(phases: Sequence[Phase]) -> str:
 def render_all(stacks_dir: Path = STACKS_DIR) -> dict[str, str]:
     """Every generated page: path relative to docs/ -> text."""
     phases = load_phases(stacks_dir)
-    pages = {f"phases/{phase.id}.md": render_phase(phase, phases) for phase in phases}
+    pages = {f"phases/{phase.id}.md": render_phase(phase, phases, stacks_dir) for phase in phases}
     pages["index.md"] = render_index(phases)
     return pages
 

@@ -164,6 +164,20 @@ _DIGEST_FIX = (
 )
 
 
+# The platform's own services (components/catalog/services.py labels their workloads so) run
+# `<serviceImages.registry>/<name>:<tag>`, pinned per image in stack config, not in versions.py.
+_OWN_DIGEST_FIX = (
+    "this is one of the platform's own images: set its digest in the stack's "
+    "`gpu-platform:serviceImages.digests` ({name: sha256:...}, what the tag resolved to when the release was cut)"
+)
+
+
+def _digest_fix(manifest: Manifest) -> str:
+    labels = get(manifest.obj, "metadata", "labels", default={}) or {}
+    own = isinstance(labels, Mapping) and labels.get("app.kubernetes.io/part-of") == "gpu-platform"
+    return _OWN_DIGEST_FIX if own and labels.get("app.kubernetes.io/component") == "service" else _DIGEST_FIX
+
+
 def digest_problem(image: str, pending: Sequence[str]) -> str | None:
     """Why `image` is not pinned by digest, or None (a missing tag is k8s-image-pinned's concern)."""
     if not image or image.startswith("sha256:") or image_tag(image)[1]:
@@ -180,7 +194,7 @@ def check_image_digest(args: Any, report: Report) -> None:
         for c in all_containers(spec):
             problem = digest_problem(c.image, pending)
             if problem:
-                report(explain(f"{_where(args, manifest, c)}: {problem}", _DIGEST_WHY, _DIGEST_FIX))
+                report(explain(f"{_where(args, manifest, c)}: {problem}", _DIGEST_WHY, _digest_fix(manifest)))
     if args.resource_type in DOCKER_IMAGE_INPUTS:
         image = get(args.props, DOCKER_IMAGE_INPUTS[args.resource_type], default="")
         problem = digest_problem(image if isinstance(image, str) else "", pending)

@@ -174,6 +174,7 @@ class Harness:
             confirm=confirm,
             interactive=lambda: interactive,
             console=Console(file=self.out, width=200, color_system=None, force_terminal=False),
+            err=Console(file=self.out, width=200, color_system=None, force_terminal=False),
         )
 
     @property
@@ -433,10 +434,11 @@ def test_rollback_moves_one_phase_back_and_runs_that_phases_checks() -> None:
 def test_rollback_past_an_irreversible_step_is_refused_even_with_allow_skip() -> None:
     stack = FakeStack(deployed="p4-decommission", configured="p4-decommission")
     h = Harness(stack)
-    assert automation.rollback("prod", yes=True, deps=h.deps) == 2
+    # 3, the contract's "irreversible", as `migrate diff --from p4-decommission --to p3-local-brain` exits.
+    assert automation.rollback("prod", yes=True, deps=h.deps) == 3
     assert "fly-destroy (in p4-decommission)" in h.text
     h2 = Harness(stack)
-    assert automation.rollback("prod", yes=True, to="p0-baseline", allow_skip=True, deps=h2.deps) == 2
+    assert automation.rollback("prod", yes=True, to="p0-baseline", allow_skip=True, deps=h2.deps) == 3
     assert stack.mutations() == [] and h.offline == [] and h2.offline == []
 
 
@@ -522,7 +524,8 @@ def test_plan_move_refusals(
 
 
 def _real_deps(out: io.StringIO) -> Deps:
-    return Deps(console=Console(file=out, width=200, color_system=None), interactive=lambda: False)
+    console = Console(file=out, width=200, color_system=None)
+    return Deps(console=console, err=console, interactive=lambda: False)
 
 
 def test_missing_pulumi_cli_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:

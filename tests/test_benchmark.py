@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from benchmarks import llama_bench as bench
+from benchmarks.data_migration import Figures, report
 from components.llm.router import CLOUD_GROUP, RouterSettings, render_config
 from tests.fakes.llama_server import FakeLlamaServer
 
@@ -154,6 +157,53 @@ def test_the_router_overhead_is_measured_against_the_direct_server(capsys: pytes
     assert any(x.startswith("router/direct tokens/s") for x in out.splitlines())
 
 
+def test_the_router_cpu_per_chunk_is_read_from_its_process_tree(capsys: pytest.CaptureFixture[str]) -> None:
+    # The fake router runs in this process: its CPU over the router's parallel run, per chunk streamed.
+    with (
+        FakeLlamaServer(api_key=KEY, token_interval=0.0002) as direct,
+        FakeLlamaServer(api_key="router-key", router=True, token_interval=0.0002) as router,
+    ):
+        rc = bench.main(
+            ["--url", router.url, "--api-key", "router-key", "--direct-url", direct.url, "--direct-api-key", KEY,
+             "--requests", "4", "--clients", "2", "--max-tokens", "10", "--router-pid", str(os.getpid())]
+        )  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0
+    line = next(x for x in out.splitlines() if x.startswith("router CPU: "))
+    assert line.endswith(
+        f"over 40 chunks at {line.split(' at ')[1].split()[0]} tokens/s, pid {os.getpid()} and its children)"
+    )
+    # CPU time comes in clock ticks (10 ms), too coarse for 40 chunks; test_process_tree_cpu_...
+    # checks the reading itself.
+    assert float(line.split()[2]) >= 0
+
+
+def test_process_tree_cpu_counts_the_children() -> None:
+    before = bench.process_tree_cpu(os.getpid())
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\ntime.sleep(30)",
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while bench.process_tree_cpu(os.getpid()) - before < 0.25 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert bench.process_tree_cpu(os.getpid()) - before >= 0.25
+    finally:
+        child.kill()
+        child.wait()
+    with pytest.raises(ProcessLookupError, match="no such process"):
+        bench.process_tree_cpu(2**22 + 1)
+
+
+def test_router_pid_needs_the_direct_run() -> None:
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--url", "http://127.0.0.1:1", "--router-pid", str(os.getpid())])
+
+
 def test_failures_are_counted_and_fail_strict_runs(capsys: pytest.CaptureFixture[str]) -> None:
     with FakeLlamaServer(api_key=KEY, fail_every=2) as server:
         rc = bench.main(["--url", server.url, "--api-key", KEY, "--requests", "4", "--clients", "1", "--strict"])
@@ -194,3 +244,13 @@ def test_runs_as_a_script(fast: FakeLlamaServer) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "answer of 10 tokens" in proc.stdout and '"tokens": 10' in proc.stdout
+
+
+def test_the_data_window_report_gives_floor_fixed_cost_and_ratio_per_size() -> None:
+    small = Figures("442800", 7.0, floor=1.2, raw=1.0, chain=2.4, steps=[("compose-backup.sh", 1.4)])
+    large = Figures("4428000", 70.1, floor=20.0, raw=19.0, chain=21.0, steps=[("restore-postgres.sh", 9.5)])
+    lines = report([small, large])
+    assert lines[0].split() == ["rows", "dump", "MB", "floor", "s", "raw", "s", "chain", "s", "fixed", "s", "chain/raw"]
+    assert lines[1].split() == ["442800", "7.0", "1.20", "1.00", "2.40", "1.20", "2.40x"]
+    assert lines[2].split()[-2:] == ["1.00", "1.11x"]
+    assert lines[3] == "fastest chain at 442800 rows: compose-backup.sh 1.40s"

@@ -43,6 +43,8 @@ Path_ = tuple[str, ...]
 VERBATIM: dict[str, tuple[Path_, ...]] = {
     # Rendered as the keys of the plugin's ConfigMap, and onto the DaemonSet as its nodeSelector.
     "nvidia-device-plugin": (("config", "map"), ("nodeSelector",)),
+    # Rendered onto the DaemonSet as its nodeSelector (`toYaml .Values.nodeSelector`).
+    "dcgm-exporter": (("nodeSelector",),),
     # Sections of Loki's own config file (`toYaml .Values.loki.<section>` in the chart's loki.config
     # template); what they hold is Loki's configuration reference's business, not the chart's.
     "loki": (("loki", "limits_config"), ("loki", "compactor"), ("loki", "schemaConfig")),
@@ -261,7 +263,7 @@ def test_every_chart_the_program_installs_or_configures_is_at_its_pin() -> None:
 
 def test_every_value_path_of_every_phase_is_one_the_chart_knows() -> None:
     found = given_values()
-    assert len({name for _, name, _, _ in found.values()}) == 6, "five releases and K3s's Traefik"
+    assert len({name for _, name, _, _ in found.values()}) == 7, "six releases and K3s's Traefik"
     failures = {where: p for where, name, version, values in found.values() if (p := problems(name, version, values))}
     assert not failures, "\n".join(f"{where}:\n  " + "\n  ".join(p) for where, p in sorted(failures.items()))
 
@@ -290,6 +292,13 @@ def _values_of(chart_name: str) -> dict[str, Any]:
         ("alloy", {"controller": {"tpye": "deployment"}}, "controller.tpye"),
         ("nvidia-device-plugin", {"runtimeClass": "nvidia"}, "runtimeClass"),
         ("nvidia-device-plugin", {"gfd": {"enabled": "false"}}, "gfd.enabled"),
+        ("dcgm-exporter", {"serviceMonitor": {"honorLabel": True}}, "serviceMonitor.honorLabel"),
+        ("dcgm-exporter", {"runtimeClassName": False}, "runtimeClassName: is a boolean"),
+        (
+            "kube-prometheus-stack",
+            {"grafana": {"sidecar": {"dashboards": {"folderAnnotations": "x"}}}},
+            "folderAnnotations",
+        ),
     ],
 )
 def test_a_wrong_key_or_type_fails(chart_name: str, change: dict[str, Any], expected: str) -> None:

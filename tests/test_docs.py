@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import pytest
 import yaml
 
 from components.config.phases import Phase, load_phases
-from migrate import runbooks
+from migrate import affected, cli, runbooks
+from tests.conftest import recorded
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -152,3 +154,43 @@ def test_state_backends_documents_both_backends() -> None:
     text = (DOCS / "state-backends.md").read_text()
     for needle in ("## Pulumi Cloud", "PULUMI_ACCESS_TOKEN", "s3://", "PULUMI_BACKEND_URL", "PULUMI_CONFIG_PASSPHRASE"):
         assert needle in text
+
+
+# --- README: where a newcomer starts (issue 26) ----------------------------------------------------
+
+README = ROOT / "README.md"
+
+
+def test_readme_starts_with_what_the_project_does_then_phases_review_deploy_testing() -> None:
+    text = README.read_text()
+    first = text.split("\n## ", 1)[0]
+    assert "moves an AI platform, one phase at a time" in first
+    assert "make test" not in first  # testing comes last, with what it really needs
+    order = ["## The phases", "## Reviewing a change offline", "## Deploying for real", "## Testing"]
+    positions = [text.index(heading) for heading in order]
+    assert positions == sorted(positions), order
+    for link in ("(docs/index.md)", "(docs/troubleshooting.md)"):
+        assert link in first
+    testing = text[text.index("## Testing") :]
+    for need in ("apt-get", "llama-server", "cmake"):
+        assert need in testing.split("\n## ")[0]
+
+
+def test_readme_phase_table_counts_are_the_plans_counts() -> None:
+    rows = re.findall(r"^\| `(p[^`]+)` \| .+ \| (\d+) \| (\d+) \|$", README.read_text(), re.MULTILINE)
+    assert [phase for phase, _, _ in rows] == [p.id for p in PHASES]
+    for phase, dev, prod in rows:
+        counted = (len(recorded("dev", phase).resources), len(recorded("prod", phase).resources))
+        assert (int(dev), int(prod)) == counted, f"README: {phase} has {counted} resources (dev, prod)"
+
+
+def test_every_review_command_in_the_readme_parses() -> None:
+    found = 0
+    for line in README.read_text().splitlines():
+        match = re.match(r"^\.venv/bin/python -m (migrate(?:\.affected)?) (.+?)(?:\s+#.*)?$", line)
+        if not match:
+            continue
+        parser = affected.build_parser() if match.group(1) == "migrate.affected" else cli.build_parser()
+        parser.parse_args(shlex.split(match.group(2)))  # exits 2 on an unknown flag or phase-less command
+        found += 1
+    assert found >= 10

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -318,12 +319,21 @@ def test_adding_an_agent_creates_only_that_node_and_opens_the_peer_rules_to_it()
     assert created and all("gpu-agent-3" in name for name in created), sorted(created)
     assert {"k3s-gpu-agent-3-install", "k3s-gpu-agent-3-ready", "gpu-agent-3-instance"} <= created
     # Nothing of another node is created, replaced or deleted; the only updates are the peer
-    # firewall rules, which must now admit the new node's address.
+    # firewall rules, which must now admit the new node's address, and the GPU alert's count of
+    # the GPUs that should report (one more).
     touched = [c for c in changes if c.kind != "create"]
     assert {c.kind for c in touched} <= {"update"}
-    assert all(c.type.endswith(("LambdaFirewallRulesetRules", "compute/firewall:Firewall")) for c in touched), [
-        (c.name, c.type) for c in touched
+    rules = [c for c in touched if c.name == "observability-rules-gpus"]
+    assert [c.changed for c in rules] == [("spec.groups",)], rules
+    firewalls = [c for c in touched if c not in rules]
+    assert all(c.type.endswith(("LambdaFirewallRulesetRules", "compute/firewall:Firewall")) for c in firewalls), [
+        (c.name, c.type) for c in firewalls
     ]
+    gpus_before, gpus_after = (
+        re.findall(r"count\(DCGM_FI_DEV_GPU_UTIL\) < (\d+)", json.dumps(p.named("observability-rules-gpus").inputs))
+        for p in (base, grown)
+    )
+    assert [int(n) + 1 for n in gpus_before] == [int(n) for n in gpus_after] != []
     # Agents join in parallel: the new one waits for the last server, not for another agent.
     install = step(grown, "gpu-agent-3-install")
     agents = {step(grown, f"gpu-agent-{i}-install").urn for i in (1, 2)}

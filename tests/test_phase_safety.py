@@ -42,14 +42,16 @@ DRIVES: dict[str, frozenset[str]] = {
     "legacy.gcpVm": frozenset({"legacy"}),
     "k3s.gpuHosts": frozenset({"gpu_host", "host_access", "cluster_peers", "lambda_cloud"}),
     "k3s.cluster": frozenset({"k3s", "cluster_peers", "host_access"}),
-    "k3s.devicePlugin": frozenset({"nvidia", "k3s"}),
+    # GPU telemetry (dcgm-exporter in the charts, the GPU dashboard and rules) comes with the device plugin.
+    "k3s.devicePlugin": frozenset({"nvidia", "k3s", "charts", "shipping"}),
     "k3s.timeSlicing": frozenset({"nvidia"}),
-    "platform.": frozenset({"platform", "charts", "datastores", "services", "traffic"}),
+    "platform.": frozenset({"platform", "charts", "datastores", "services", "traffic", "shipping"}),
     # The cluster model volume lives with the retained storage from p2a on, so a rollback of the
     # llama phase never deletes downloaded weights (components/stack.py, llama block).
     "platform.retainStorage": frozenset({"llama"}),
-    "traffic.k3sWeight": frozenset({"traffic"}),
-    "llama.": frozenset({"llama", "router", "models"}),
+    # The dashboards and alert rules of what a phase runs (components/observability/shipping.py).
+    "traffic.k3sWeight": frozenset({"traffic", "shipping"}),
+    "llama.": frozenset({"llama", "router", "models", "shipping"}),
 }
 
 

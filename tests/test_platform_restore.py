@@ -196,6 +196,11 @@ done
 printf 'psql %s: %s\n' "$db" "$sql" >>"$LOG"
 answer() { if [ -f "$STATE/$1" ]; then cat "$STATE/$1"; else printf '%s\n' "$2"; fi; }
 case "$sql" in
+    *"is not null,"*)
+        # The state query: marker table, target exists, retired exists, staging's comment ("-": none).
+        e=$(answer db-exists 1) m=$(answer marker f)
+        if [ "$e" = 0 ]; then printf '%s|f|f|-\n' "$m"; else printf '%s|t|t|%s\n' "$m" "$e"; fi
+        ;;
     *to_regclass*) answer marker f ;;
     "select sha256 from"*) answer marker-sha "" ;;
     *"from pg_database where datname"*) answer db-exists 1 ;;

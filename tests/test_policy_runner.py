@@ -210,7 +210,7 @@ def test_run_check_exit_codes_and_text(monkeypatch: pytest.MonkeyPatch) -> None:
     out = io.StringIO()
     assert run_check("dev", ["p0-baseline", "p2a-k3s"], False, None, out=out) == 1
     text = out.getvalue()
-    assert "[mandatory] k8s-image-pinned (1)" in text
+    assert "[mandatory] k8s-image-pinned: 1 resource(s)" in text
     assert "urn:pulumi:dev::gpu-platform::kubernetes:apps/v1:Deployment::router" in text
 
     # p4 declares an irreversible step: its refusal to plan is the gate working, not an error.

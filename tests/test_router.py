@@ -108,7 +108,7 @@ def test_router_keys_are_secrets_referenced_from_the_pod() -> None:
         ENV_CLOUD_KEY: {"name": "router-keys", "key": "cloud-api-key"},
     }
     plain = {e["name"]: e["value"] for e in c["env"] if "value" in e}
-    assert plain == {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "XDG_CACHE_HOME": "/tmp/cache"}
+    assert plain == {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "XDG_CACHE_HOME": "/tmp/cache"}
     assert c["image"] == versions.LITELLM_IMAGE
     assert "routerMasterKey" in plan.secret_stack_outputs
     # The offline placeholder of the cloud key never shows up in plain inputs.
@@ -149,10 +149,14 @@ def test_router_root_filesystem_is_read_only_with_one_writable_emptydir() -> Non
     assert cache.startswith("/tmp/")
 
 
-def test_dev_router_has_one_replica_and_no_disruption_budget() -> None:
+def test_dev_router_is_sized_for_what_its_small_model_can_stream() -> None:
+    # Dev configures one replica, but TinyLlama on an A10 can stream ~1,800 tokens/s, which needs
+    # ~6 router cores (components/config/router_sizing.py): more pods, so a disruption budget too.
     plan = brain("dev")
-    assert plan.named("llm-router-deployment").inputs["spec"]["replicas"] == 1
-    assert not [r for r in plan.resources if r.name == "llm-router-pdb"]
+    spec = plan.named("llm-router-deployment").inputs["spec"]
+    (c,) = spec["template"]["spec"]["containers"]
+    assert (spec["replicas"], c["args"][-1], c["resources"]["requests"]["cpu"]) == (4, "2", "2000m")
+    assert plan.named("llm-router-pdb").inputs["spec"]["minAvailable"] == 1
 
 
 def test_only_its_namespace_and_the_client_namespaces_reach_the_router() -> None:
@@ -162,4 +166,6 @@ def test_only_its_namespace_and_the_client_namespaces_reach_the_router() -> None
     assert rule["from"] == [
         {"podSelector": {}},
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "test-clients"}}},
+        # Prometheus, which scrapes /metrics through the router's ServiceMonitor.
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "test-monitoring"}}},
     ]

@@ -19,7 +19,20 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPONENTS = ROOT / "components"
 
 # Lowest first; a module may import its own layer and the layers before it.
-LAYERS = ("core", "catalog", "config", "handles", "clouds", "hosts", "cluster", "platform", "llm", "migration", "stack")
+LAYERS = (
+    "core",
+    "catalog",
+    "config",
+    "handles",
+    "clouds",
+    "hosts",
+    "cluster",
+    "platform",
+    "llm",
+    "migration",
+    "observability",
+    "stack",
+)
 # Top-level modules of components/ that only keep the dynamic providers' old paths importable.
 SHIMS = frozenset({"lambda_cloud", "fly", "backups"})
 

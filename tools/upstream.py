@@ -68,10 +68,7 @@ CHART_CRDS: dict[str, tuple[str, str]] = {
     "traefik.io/ServersTransport": ("traefik", "traefik/crds/traefik.io_serverstransports.yaml"),
 }
 HELM_CONTROLLER = ("k3s-io/helm-controller", "pkg/crds/yaml/generated/helm.cattle.io_helmchartconfigs.yaml")
-# dcgm-exporter (issue 23): chart 4.8.2 at the repository's tag 4.5.3-4.8.2, and the metric list
-# the exporter collects by default at that tag. Locked ahead of its pin in versions.py, which issue
-# 23 adds; then read the two versions from there.
-DCGM_EXPORTER = ("4.8.2", "4.5.3-4.8.2")
+# dcgm-exporter's metric list: the fields the exporter collects by default, at the chart's tag.
 DCGM_METRICS = "etc/default-counters.csv"
 # Where the files at a pin come from another tag. cert-manager v1.21.2 was released after the
 # mirror's source snapshot; its files are tag v1.21.1's (../shared/upstream/README.md), and
@@ -133,7 +130,14 @@ def _releases() -> tuple[tuple[str, str, str], ...]:
         versions.KUBE_PROMETHEUS_STACK_CHART,
         versions.LOKI_CHART,
         versions.ALLOY_CHART,
+        versions.DCGM_EXPORTER_CHART,
     )
+
+
+def _app_tags() -> dict[str, str]:
+    """The `{app}` of a chart's tag format: dcgm-exporter tags its repository `<DCGM>-<exporter>`
+    (4.5.3-4.8.2), which is its image pin's tag without the `-distroless` variant."""
+    return {"dcgm-exporter": versions.DCGM_EXPORTER_IMAGE.rsplit(":", 1)[1].removesuffix("-distroless")}
 
 
 def _source(what: str, repository: str, tag: str, path: str) -> Source:
@@ -148,7 +152,7 @@ def chart_source(chart: str, version: str, app: str = "") -> Source:
 def sources() -> tuple[Source, ...]:
     """Everything derived from components/catalog/versions.py alone (subcharts need the parent's Chart.yaml)."""
     pins = pinned_charts()
-    out = [chart_source(chart, version) for chart, version in pins.items()]
+    out = [chart_source(chart, version, _app_tags().get(chart, "")) for chart, version in pins.items()]
     for kind, (chart, path) in CHART_CRDS.items():
         parent = chart_source(chart, pins[chart])
         out.append(Source(kind, parent.repository, parent.tag, path))
@@ -160,8 +164,7 @@ def sources() -> tuple[Source, ...]:
             HELM_CONTROLLER[1],
         )
     )
-    dcgm = chart_source("dcgm-exporter", *DCGM_EXPORTER)
-    out.append(dcgm)
+    dcgm = chart_source("dcgm-exporter", pins["dcgm-exporter"], _app_tags()["dcgm-exporter"])
     out.append(
         Source(f"metrics/dcgm-exporter-{dcgm.tag}-default-counters.csv", dcgm.repository, dcgm.tag, DCGM_METRICS)
     )

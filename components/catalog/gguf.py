@@ -11,8 +11,8 @@ download the files. `sha256_source` says where each one was read. A stack can re
 with `llama.modelSha256: {<model>: <sha256>}` (for a re-uploaded file, or after checking a download
 yourself with `sha256sum`); the init step then enforces the configured value.
 
-Shapes (layers, heads, KV heads, head dim, hidden size, vocabulary, training context) are those of
-each model's `config.json` on Hugging Face (meta-llama/Llama-3.1-8B-Instruct, -70B-Instruct,
+Shapes (layers, heads, KV heads, head dim, hidden size, feed-forward size, vocabulary, training
+context) are those of each model's `config.json` on Hugging Face (meta-llama/Llama-3.1-8B-Instruct, -70B-Instruct,
 TinyLlama/TinyLlama-1.1B-Chat-v1.0), the values llama.cpp writes into the GGUF metadata.
 """
 
@@ -45,6 +45,7 @@ class GgufModel(Frozen):
     n_kv_heads: int = Field(gt=0)  # grouped-query attention: fewer KV heads than query heads
     head_dim: int = Field(gt=0)
     hidden: int = Field(gt=0)
+    ffn: int = Field(gt=0)  # feed-forward width (`intermediate_size`)
     vocab: int = Field(gt=0)
     n_ctx_train: int = Field(gt=0)
     file_name: str
@@ -85,6 +86,7 @@ MODELS: Final[dict[str, GgufModel]] = {
             n_kv_heads=8,
             head_dim=128,
             hidden=8192,
+            ffn=28672,
             vocab=128256,
             n_ctx_train=131072,
             file_name="Meta-Llama-3.1-70B-Instruct-Q4_K_M.gguf",
@@ -105,6 +107,7 @@ MODELS: Final[dict[str, GgufModel]] = {
             n_kv_heads=8,
             head_dim=128,
             hidden=4096,
+            ffn=14336,
             vocab=128256,
             n_ctx_train=131072,
             file_name="Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf",
@@ -125,6 +128,7 @@ MODELS: Final[dict[str, GgufModel]] = {
             n_kv_heads=4,
             head_dim=64,
             hidden=2048,
+            ffn=5632,
             vocab=32000,
             n_ctx_train=2048,
             file_name="TinyLlama-1.1B-Chat-v1.0.Q4_K_M.gguf",

@@ -120,6 +120,14 @@ NVIDIA_CONTAINER_TOOLKIT_VERSION: Final = "1.19.1-1"
 # sets NVIDIA_DISABLE_REQUIRE so this image's CUDA requirement cannot fail the plumbing check.
 CUDA_SMOKE_IMAGE: Final = "nvcr.io/nvidia/cuda:12.4.1-base-ubuntu22.04"
 
+# NVIDIA dcgm-exporter chart 4.8.2 (NVIDIA/dcgm-exporter tag 4.5.3-4.8.2, folder deployment): GPU
+# telemetry (utilisation, memory, power, temperature, XID errors) from DCGM, which the device plugin
+# does not export. It needs only the nvidia runtime K3s sets up (runtimeClassName), not the GPU Operator.
+DCGM_EXPORTER_CHART: Final = ("https://nvidia.github.io/dcgm-exporter/helm-charts", "dcgm-exporter", "4.8.2")
+# The image the 4.8.2 chart defaults to (values.yaml image.tag): DCGM 4.5.3 with exporter 4.8.2, the
+# distroless build. Pinned here so a chart bump cannot change the image unseen.
+DCGM_EXPORTER_IMAGE: Final = "nvcr.io/nvidia/k8s/dcgm-exporter:4.5.3-4.8.2-distroless"
+
 # --- image digests ----------------------------------------------------------------------------
 # An image reference is `repository:tag@sha256:<digest>`: the tag says which release, the digest
 # is what runs, so a re-pushed tag cannot change it. The
@@ -147,6 +155,7 @@ DIGEST_PENDING: Final[dict[str, str]] = {
         "0.3.36, commit 0c1e57098); its digest could not be read offline; `make digests` resolves it"
     ),
     "nvcr.io/nvidia/cuda": _UNRESOLVED,
+    "nvcr.io/nvidia/k8s/dcgm-exporter": _UNRESOLVED,
     f"{PLATFORM_IMAGE_REGISTRY}/": (
         "the dev stack's placeholder registry (PLATFORM_IMAGE_REGISTRY), which prod refuses; its "
         "images have no digest to pin"

@@ -11,6 +11,7 @@ offline tools, the policy pack and the tests share it without a runtime.
 
 from __future__ import annotations
 
+import difflib
 import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -99,11 +100,16 @@ class LlamaBenchThresholds(Frozen):
     ttft_p95_seconds: float = Field(default=1.0, gt=0, le=60)  # time to the first token, p95
     latency_p95_seconds: float = Field(default=5.0, gt=0, le=600)  # a whole answer, p95
     decode_tokens_per_second: float = Field(default=40, ge=0, le=100_000)  # per request, p50
+    # With monitoring, the decode rate Prometheus recorded over this range must meet the target too:
+    # the series the local-brain dashboard and the LlamaDecodeRateLow alert watch afterwards.
+    window: str = Field(default="5m", pattern=_PROMQL_RANGE)
 
 
 class RouterLocalShareThresholds(Frozen):
     """`exitCriteria.thresholds.router-local-share`: the share of the router's answers its local
-    model groups must serve, counted from LiteLLM's Prometheus counters over a window."""
+    model groups must serve, counted from LiteLLM's Prometheus counters over a window: the window
+    just past in the cluster's Prometheus where the stack has monitoring, else read from the router
+    at the window's start and end."""
 
     min_share: float = Field(default=0.9, ge=0, le=1)
     # Counters are read at the start and the end of the window; 0 counts since the router started.
@@ -138,6 +144,35 @@ CHECK_THRESHOLDS: dict[str, type[Frozen]] = {
     "router-local-share": RouterLocalShareThresholds,
     "cost-reduction": CostReductionThresholds,
 }
+
+
+class AlertSettings(Frozen):
+    """`alerts` in a phase file: how the alert rules (components/observability/alerts.py) judge what
+    they watch. Merged over the earlier phases' like `changes`, so a setting holds from the phase
+    that writes it on. The targets the rules compare with are the exit criteria's in force
+    (`alert_thresholds`): the decode rate and the local share of the last phase that names
+    llama-bench-targets / router-local-share, the routes' limits of the last that names routes-slo.
+    """
+
+    # How long a target must be missed before its alert fires (the rule's `for`).
+    sustained: str = Field(default="15m", pattern=_PROMQL_RANGE)
+    # The range of the rate()s the decode, share and error rules average over.
+    rate_window: str = Field(default="10m", pattern=_PROMQL_RANGE)
+    # How long a source's series may be missing before its absent() alert fires. The router's
+    # counters exist only once it has answered; a quieter router needs a longer setting.
+    absent_for: str = Field(default="30m", pattern=_PROMQL_RANGE)
+    # Hottest a GPU may run (DCGM_FI_DEV_GPU_TEMP, degrees C) before its alert fires.
+    max_gpu_temperature_celsius: float = Field(default=85, gt=0, le=120)
+
+
+class AlertThresholds(Frozen):
+    """What a phase's alert rules compare with, resolved from the phase files (`alert_thresholds`)."""
+
+    settings: AlertSettings
+    decode_tokens_per_second: float  # llama-bench-targets.decodeTokensPerSecond in force
+    min_local_share: float  # router-local-share.minShare in force
+    routes: RoutesSloThresholds  # routes-slo in force
+
 
 FlyAppsState = Literal["running", "stopped", "destroyed"]
 
@@ -301,6 +336,7 @@ class PhaseFile(Frozen):
     # estimate prices the migration window's overlap of legacy and K3s over these days).
     expected_days: int | None = Field(default=None, ge=1, le=365)
     exit_criteria: ExitCriteria
+    alerts: dict[str, Any] = {}  # AlertSettings, from this phase on
 
 
 class Phase(Frozen):
@@ -316,6 +352,7 @@ class Phase(Frozen):
     exit_criteria: ExitCriteria
     state: PhaseState
     expected_days: int | None = None
+    alerts: AlertSettings = AlertSettings()  # the merged `alerts` of phases 0..N
     path: Path
 
     @property
@@ -352,6 +389,7 @@ def load_phases(stacks_dir: Path = STACKS_DIR) -> tuple[Phase, ...]:
         raise ConfigError(f"{stacks_dir}: no phase files (expected stacks/p0-*.yaml ...)")
     phases: list[Phase] = []
     merged: dict[str, Any] = {}
+    alerts: dict[str, Any] = {}
     for index, path in enumerate(files):
         raw = _read_yaml(path)
         try:
@@ -365,6 +403,11 @@ def load_phases(stacks_dir: Path = STACKS_DIR) -> tuple[Phase, ...]:
             state = PhaseState.model_validate(merged)
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, prefix=f"{path.name}: changes.")) from None
+        alerts = deep_merge(alerts, spec.alerts)
+        try:
+            alert_settings = AlertSettings.model_validate(alerts)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, prefix=f"{path.name}: alerts.")) from None
         phases.append(
             Phase(
                 index=index,
@@ -377,10 +420,28 @@ def load_phases(stacks_dir: Path = STACKS_DIR) -> tuple[Phase, ...]:
                 exit_criteria=spec.exit_criteria,
                 state=state,
                 expected_days=spec.expected_days,
+                alerts=alert_settings,
                 path=path,
             )
         )
     return tuple(phases)
+
+
+def alert_thresholds(phase_id: str, stacks_dir: Path = STACKS_DIR) -> AlertThresholds:
+    """The targets `phase_id`'s alert rules compare with: per check, the thresholds of the last phase
+    up to this one that names it (a target measured at a gate is the one watched afterwards), else
+    the check's defaults; and the phase's merged `alerts` settings."""
+    phase = resolve(phase_id, stacks_dir)
+    found: dict[str, Any] = {name: CHECK_THRESHOLDS[name]() for name in CHECK_THRESHOLDS}
+    for earlier in load_phases(stacks_dir)[: phase.index + 1]:
+        for name in earlier.exit_criteria.measurements:
+            found[name] = earlier.exit_criteria.thresholds_for(name)
+    return AlertThresholds(
+        settings=phase.alerts,
+        decode_tokens_per_second=found["llama-bench-targets"].decode_tokens_per_second,
+        min_local_share=found["router-local-share"].min_share,
+        routes=found["routes-slo"],
+    )
 
 
 def phase_ids(stacks_dir: Path = STACKS_DIR) -> tuple[str, ...]:
@@ -392,8 +453,10 @@ def resolve(phase_id: str, stacks_dir: Path = STACKS_DIR) -> Phase:
     for phase in load_phases(stacks_dir):
         if phase.id == phase_id:
             return phase
-    allowed = ", ".join(phase_ids(stacks_dir))
-    raise ConfigError(f"gpu-platform:phase: unknown phase {phase_id!r}; expected one of: {allowed}")
+    ids = phase_ids(stacks_dir)
+    close = difflib.get_close_matches(phase_id, ids, n=1, cutoff=0.5)
+    hint = f"did you mean {close[0]}? " if close else ""
+    raise ConfigError(f"gpu-platform:phase: unknown phase {phase_id!r}; {hint}expected one of: {', '.join(ids)}")
 
 
 def irreversible_between(from_id: str, to_id: str, stacks_dir: Path = STACKS_DIR) -> list[tuple[str, str]]:

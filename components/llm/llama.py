@@ -54,13 +54,14 @@ from components.catalog.gguf import GgufModel, resolve
 from components.cluster import nvidia
 from components.config.load import Secrets
 from components.config.phases import LlamaState
+from components.config.router_sizing import size_router
 from components.config.schema import StackConfig
 from components.config.sizing import GIB, ServerSizing, plan_cluster, plan_workstation
 from components.core.errors import ConfigError
 from components.core.model import Args
 from components.handles import ClusterHandle, HostHandle
 from components.llm.router import Router, RouterArgs, RouterSettings
-from components.platform.kube import namespace_ingress_policy
+from components.platform.kube import bearer_monitor_spec, namespace_ingress_policy
 
 SCRIPT = HOST_SCRIPT_DIR / "fetch-model.sh"
 PORT = 8080
@@ -460,20 +461,7 @@ class LlamaServer(pulumi.ComponentResource):
             api_version="monitoring.coreos.com/v1",
             kind="ServiceMonitor",
             metadata={"name": "llama", "namespace": t.namespace, "labels": {**LABELS, **monitor_labels}},
-            spec={
-                "selector": {"matchLabels": LABELS},
-                "endpoints": [
-                    {
-                        "port": "http",
-                        "path": "/metrics",
-                        "interval": "30s",
-                        "authorization": {
-                            "type": "Bearer",
-                            "credentials": {"name": "llama-api-key", "key": API_KEY_SECRET_KEY},
-                        },
-                    }
-                ],
-            },
+            spec=bearer_monitor_spec(LABELS, "llama-api-key", API_KEY_SECRET_KEY),
             opts=self._k3s_opts(t, depends_on=depends_on),
         )
 
@@ -619,7 +607,9 @@ def build_local_brain(
     )
     outputs.update(cluster_outputs)
     if state.router and cluster is not None and cluster_server is not None and state.cluster:
-        outputs.update(_router(cfg, secrets, cluster, cluster_server, client_namespaces))
+        outputs.update(
+            _router(cfg, secrets, cluster, cluster_server, client_namespaces, monitoring_namespace=monitoring_namespace)
+        )
     return outputs
 
 
@@ -716,6 +706,10 @@ def _cluster_server(
             "fullOffload": placement.sizing.full_offload,
             "sizing": placement.sizing.summary(),
         }
+        if monitor_labels is not None:
+            # The target labels its ServiceMonitor gives the series (the Service's namespace and name):
+            # the llama-bench-targets check reads the decode rate by them.
+            outputs["llamaCluster"]["metrics"] = {"namespace": server.namespace, "service": "llama"}
         outputs["llamaClusterApiKey"] = server.api_key
     return server, outputs
 
@@ -726,10 +720,16 @@ def _router(
     cluster: ClusterHandle,
     cluster_server: LlamaServer,
     client_namespaces: tuple[str, ...],
+    *,
+    monitoring_namespace: str | None,
 ) -> dict[str, Any]:
     """The router in front of the cluster server, and its outputs."""
     router_cfg = cfg.router
     fallback = router_cfg.cloud_fallback
+    # Enough router CPU for everything the cluster server can stream (components/config/router_sizing.py).
+    sized = size_router(
+        plan_cluster(cfg.llama, cfg.k3s_nodes, cfg.gpu_time_slicing_replicas).sizing, router_cfg.replicas
+    )
     router = Router(
         "llm-router",
         RouterArgs(
@@ -745,8 +745,11 @@ def _router(
             ),
             local_key_secret=cluster_server.api_key_secret_name or "llama-api-key",
             cloud_api_key=secrets.cloud_llm_api_key if fallback else None,
-            replicas=router_cfg.replicas,
+            replicas=sized.replicas,
+            workers=sized.workers,
+            cpu_millicores=sized.cpu_millicores,
             client_namespaces=client_namespaces,
+            monitoring_namespace=monitoring_namespace,
             depends_on=[cluster_server],
         ),
     )
@@ -755,6 +758,7 @@ def _router(
             "url": router.url,
             "aliases": list(router_cfg.local_aliases),
             "cloudFallbackAliases": list(router_cfg.fallback_aliases if fallback else ()),
+            "sizing": sized.summary(),
         },
         "routerMasterKey": router.master_key,
     }

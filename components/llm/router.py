@@ -33,7 +33,7 @@ from pydantic import Field, InstanceOf, model_validator
 from components.catalog import versions
 from components.core.model import Args
 from components.handles import ClusterHandle
-from components.platform.kube import namespace_ingress_policy
+from components.platform.kube import bearer_monitor_spec, namespace_ingress_policy
 
 PORT = 4000
 CLOUD_GROUP = "cloud-fallback"
@@ -129,8 +129,15 @@ class RouterArgs(Args):
     local_key_secret: str
     cloud_api_key: pulumi.Output[str] | None = None  # secret; required when settings.cloud_model is set
     replicas: int = Field(default=2, ge=1, le=10)
+    # LiteLLM worker processes per pod, one per CPU of the pod's request (its production guide);
+    # components/config/router_sizing.py chooses both from the GPU's token ceiling.
+    workers: int = Field(default=1, ge=1, le=16)
+    cpu_millicores: int = Field(default=1000, ge=100)
     # Namespaces whose pods may call the router (the platform's services); its own always may.
     client_namespaces: tuple[str, ...] = ()
+    # Where Prometheus runs: a ServiceMonitor scrapes /metrics (the router dashboard, its alerts and
+    # the router-local-share check read those series) and the NetworkPolicy lets it in. None: no monitoring.
+    monitoring_namespace: str | None = None
     depends_on: list[InstanceOf[pulumi.Resource]] = []
 
     @model_validator(mode="after")
@@ -152,6 +159,9 @@ def _router_env(local_key_secret: str, cloud_key: bool) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         _from_secret(ENV_MASTER_KEY, "router-keys", "master-key"),
         _from_secret(ENV_LOCAL_KEY, local_key_secret, "api-key"),
+        # LiteLLM's production guide: log errors only. Its default level is DEBUG
+        # (litellm/_logging.py reads LITELLM_LOG), formatted on every request.
+        {"name": "LITELLM_LOG", "value": "ERROR"},
         # The model price map bundled with the pinned version, not a fetch of LiteLLM's main
         # branch at every start (three retries, seconds, without egress).
         {"name": "LITELLM_LOCAL_MODEL_COST_MAP", "value": "True"},
@@ -161,12 +171,15 @@ def _router_env(local_key_secret: str, cloud_key: bool) -> list[dict[str, Any]]:
     return env
 
 
-def _litellm_container(env: list[dict[str, Any]]) -> dict[str, Any]:
+def _litellm_container(env: list[dict[str, Any]], workers: int, cpu_millicores: int) -> dict[str, Any]:
     probe_port = {"port": "http"}
     return {
         "name": "litellm",
         "image": versions.LITELLM_IMAGE,
-        "args": ["--config", CONFIG_PATH, "--port", str(PORT)],
+        # Workers matched to the pod's CPUs, as LiteLLM's production guide says; with more than one,
+        # the proxy keeps the Prometheus samples of all workers in a directory under /tmp (the
+        # emptyDir), so /metrics still counts every request (litellm proxy_cli.py).
+        "args": ["--config", CONFIG_PATH, "--port", str(PORT), "--num_workers", str(workers)],
         "ports": [{"name": "http", "container_port": PORT, "protocol": "TCP"}],
         # The non-root image sets HOME=/app and XDG_CACHE_HOME=/app/.cache
         # (BerriAI/litellm docker/Dockerfile.non_root); under a read-only root
@@ -180,7 +193,7 @@ def _litellm_container(env: list[dict[str, Any]]) -> dict[str, Any]:
             {"name": "tmp", "mount_path": SCRATCH_PATH},
         ],
         "resources": {
-            "requests": {"cpu": "250m", "memory": "512Mi"},
+            "requests": {"cpu": f"{cpu_millicores}m", "memory": "512Mi"},
             "limits": {"memory": "2Gi"},
         },
         # LiteLLM's own probe endpoints (its Helm chart uses the same).
@@ -264,7 +277,9 @@ class Router(pulumi.ComponentResource):
             data={"config.yaml": self.config_text},
             opts=self._opts(args.cluster, depends_on=args.depends_on),
         )
-        container = _litellm_container(_router_env(args.local_key_secret, cloud_key is not None))
+        container = _litellm_container(
+            _router_env(args.local_key_secret, cloud_key is not None), args.workers, args.cpu_millicores
+        )
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata={"name": "router", "namespace": ns, "labels": LABELS},
@@ -321,7 +336,19 @@ class Router(pulumi.ComponentResource):
         k8s.networking.v1.NetworkPolicy(
             f"{name}-ingress",
             metadata={"name": "router-ingress", "namespace": args.namespace, "labels": LABELS},
-            spec=namespace_ingress_policy(LABELS, args.client_namespaces),
+            spec=namespace_ingress_policy(
+                LABELS, (*args.client_namespaces, *([args.monitoring_namespace] if args.monitoring_namespace else []))
+            ),
             opts=self._opts(args.cluster, depends_on=args.depends_on),
         )
+        if args.monitoring_namespace is not None:
+            k8s.apiextensions.CustomResource(
+                f"{name}-monitor",
+                api_version="monitoring.coreos.com/v1",
+                kind="ServiceMonitor",
+                metadata={"name": "router", "namespace": args.namespace, "labels": LABELS},
+                # /metrics is behind the master key (the check reads it the same way).
+                spec=bearer_monitor_spec(LABELS, "router-keys", "master-key"),
+                opts=self._opts(args.cluster, depends_on=[service]),
+            )
         return service

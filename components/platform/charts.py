@@ -12,6 +12,8 @@ pinned chart's own values.yaml, values.schema.json and templates (noted next to 
   monitoring, exposes its metrics to Prometheus. Those metrics feed the SLO alerts.
 - monitoring (platform.monitoring, p2a): kube-prometheus-stack, Loki in single-binary mode and
   Grafana Alloy shipping pod logs to Loki.
+- GPU telemetry (with monitoring and the device plugin, p2a): NVIDIA's dcgm-exporter on every GPU
+  node, on the `nvidia` runtime, scraped through the chart's own ServiceMonitor.
 - SLO alerts (platform.sloAlerts, p2c): PrometheusRule objects on the public routes' error rate
   and latency (multi-window burn rates for a 99.9% availability objective) and on the stores.
 """
@@ -28,6 +30,7 @@ from pulumi_kubernetes.helm.v3 import Release, RepositoryOptsArgs
 from pydantic import InstanceOf, field_validator, model_validator
 
 from components.catalog import versions
+from components.cluster.nvidia import GPU_PRESENT_LABEL, RUNTIME_CLASS, gpu_tolerations
 from components.core.errors import ConfigError
 from components.core.model import Args
 from components.handles import ClusterHandle
@@ -44,6 +47,8 @@ LOKI_URL = f"http://loki.{MONITORING_NAMESPACE}.svc.cluster.local:3100"
 # kube-prometheus-stack's Prometheus: `<fullname>-prometheus`, port 9090 (templates/prometheus/service.yaml,
 # values prometheus.service.port); fullname is the release name, which _release sets to the chart's.
 PROMETHEUS_URL = f"http://kube-prometheus-stack-prometheus.{MONITORING_NAMESPACE}.svc.cluster.local:9090"
+# The ConfigMap annotation whose value names a dashboard's Grafana folder (components/observability/shipping.py).
+DASHBOARD_FOLDER_ANNOTATION = "grafana_folder"
 SLO_AVAILABILITY = 0.999  # the public routes' availability objective
 # Traefik's request-duration histogram buckets (seconds), a string as the chart's metrics.prometheus.buckets.
 LATENCY_BUCKETS = "0.1,0.25,0.5,1,2,5,10"
@@ -81,6 +86,15 @@ def kube_prometheus_stack_values(environment: str) -> dict[str, Any]:
         "grafana": {
             "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
             "additionalDataSources": [{"name": "Loki", "type": "loki", "access": "proxy", "url": LOKI_URL}],
+            # The dashboard sidecar is on and watches every namespace in the chart's defaults; folders
+            # from an annotation need both the annotation's name and the file-structure provider
+            # (grafana chart 12.4.8 values.yaml sidecar.dashboards.folderAnnotation).
+            "sidecar": {
+                "dashboards": {
+                    "folderAnnotation": DASHBOARD_FOLDER_ANNOTATION,
+                    "provider": {"foldersFromFilesStructure": True},
+                }
+            },
         },
         # K3s runs the controller manager, scheduler and proxy inside one process with no metrics
         # endpoints where the chart looks for them, and etcd's metrics are off by default: scraping
@@ -181,6 +195,26 @@ def alloy_values() -> dict[str, Any]:
     }
 
 
+def dcgm_exporter_values() -> dict[str, Any]:
+    """dcgm-exporter chart 4.8.2 values.yaml: image.repository/tag, runtimeClassName, nodeSelector,
+    tolerations, serviceMonitor.enabled/honorLabels."""
+    repository, tag = versions.DCGM_EXPORTER_IMAGE.rsplit(":", 1)
+    return {
+        "image": {"repository": repository, "tag": tag},
+        # NVML comes from the host driver through the NVIDIA container runtime; without the runtime
+        # class the pod sees no GPU and exports nothing.
+        "runtimeClassName": RUNTIME_CLASS,
+        # Only GPU nodes (K3sCluster labels them); the chart's default would put it on every node.
+        "nodeSelector": {GPU_PRESENT_LABEL: "true"},
+        "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists"}, *gpu_tolerations()],
+        # The exporter labels each GPU with the pod, namespace and container using it
+        # (internal/pkg/transformation/kubernetes.go at 4.5.3-4.8.2). Without honorLabels the
+        # operator's own target labels of the same names win and the GPU's user is lost to
+        # exported_pod/exported_namespace, so per-pod panels would show the exporter's own pod.
+        "serviceMonitor": {"enabled": True, "honorLabels": True},
+    }
+
+
 def traefik_values(monitoring: bool) -> dict[str, Any]:
     # traefik chart 39 (the one K3s v1.35 bundles): ports.web.http.redirections.entryPoint (since
     # v39; the schema rejects the older ports.web.redirections), logs.access.enabled,
@@ -194,7 +228,12 @@ def traefik_values(monitoring: bool) -> dict[str, Any]:
         values["metrics"] = {
             "prometheus": {
                 "service": {"enabled": True},
-                "serviceMonitor": {"enabled": True},
+                # Traefik labels each backend `service`, and so does the Prometheus Operator each
+                # target (the metrics Service's name); without honorLabels Traefik's becomes
+                # exported_service and every query on service=~"platform-..." (the SLO rules, the
+                # routes-slo check, the cutover dashboard) finds nothing. Found by
+                # tests/real/test_observability.py, which scrapes as the operator does.
+                "serviceMonitor": {"enabled": True, "honorLabels": True},
                 # Traefik's default buckets (0.1,0.3,1.2,5) put the 2 s target inside one wide bucket,
                 # where histogram_quantile can only interpolate; a boundary at 2 makes "p95 < 2 s" exact.
                 "buckets": LATENCY_BUCKETS,
@@ -311,6 +350,7 @@ class PlatformChartsArgs(Args):
     platform_namespace: str
     data_namespace: str
     grafana_admin_password: str | pulumi.Output[str] | None = None  # secret; required with monitoring
+    gpu_telemetry: bool = False  # dcgm-exporter on the GPU nodes: the device plugin's phases, with monitoring
     depends_on: Sequence[InstanceOf[pulumi.Resource]] = ()
 
     # Before the Literal check: a wrong directory is a ConfigError that names the stack config key.
@@ -327,6 +367,8 @@ class PlatformChartsArgs(Args):
             raise ConfigError("platform.sloAlerts needs platform.monitoring (PrometheusRule is its CRD)")
         if self.monitoring and self.grafana_admin_password is None:
             raise ConfigError("PlatformCharts: monitoring needs the Grafana admin password")
+        if self.gpu_telemetry and not self.monitoring:
+            raise ConfigError("PlatformCharts: GPU telemetry needs monitoring (its ServiceMonitor is a CRD of it)")
         return self
 
 
@@ -453,6 +495,15 @@ class PlatformCharts(pulumi.ComponentResource):
             alloy_values(),
             k8s_opts(self, args.cluster, depends_on=[ns, loki]),
         )
+        if args.gpu_telemetry:
+            _release(
+                f"{name}-dcgm-exporter",
+                versions.DCGM_EXPORTER_CHART,
+                MONITORING_NAMESPACE,
+                dcgm_exporter_values(),
+                # Its ServiceMonitor needs the CRD kube-prometheus-stack brings.
+                k8s_opts(self, args.cluster, depends_on=[ns, monitoring]),
+            )
         return monitoring
 
     def _cert_manager(

@@ -93,6 +93,22 @@ def namespace_ingress_policy(labels: Mapping[str, str], from_namespaces: Sequenc
     }
 
 
+def bearer_monitor_spec(match_labels: Mapping[str, str], secret: str, key: str) -> dict[str, Any]:
+    """A ServiceMonitor spec scraping /metrics on the `http` port every 30 s with the bearer token
+    stored in Secret `secret` under `key` (llama-server and LiteLLM both keep /metrics behind their key)."""
+    return {
+        "selector": {"matchLabels": dict(match_labels)},
+        "endpoints": [
+            {
+                "port": "http",
+                "path": "/metrics",
+                "interval": "30s",
+                "authorization": {"type": "Bearer", "credentials": {"name": secret, "key": key}},
+            }
+        ],
+    }
+
+
 def k8s_opts(
     parent: pulumi.Resource,
     cluster: ClusterHandle,

@@ -86,6 +86,7 @@ class PlatformArgs(Args):
     cluster: InstanceOf[ClusterHandle]
     secrets: PlatformSecrets
     backups: InstanceOf[BackupHandle] | None = None
+    gpu_telemetry: bool = False  # the phase runs NVIDIA's device plugin: dcgm-exporter joins monitoring
 
     @model_validator(mode="after")
     def _complete(self) -> PlatformArgs:
@@ -184,6 +185,7 @@ class Platform(pulumi.ComponentResource):
                 platform_namespace=NAMESPACE,
                 data_namespace=DATA_NAMESPACE,
                 grafana_admin_password=grafana_password,
+                gpu_telemetry=args.gpu_telemetry and state.monitoring,
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -78,8 +78,19 @@ until pg_isready --quiet --dbname postgres; do
     waited=$((waited + POLL_SECONDS))
 done
 
+# Everything the decisions below read from the server, in one session (each psql start is a
+# connection and a process: a dozen of them were most of this script's fixed cost). Fields:
+# marker table present (t/f), target exists, retired exists, the staging database's comment
+# ("-" when it does not exist; last, as a comment may hold the separator).
+state=$(q postgres "select to_regclass('public.gpu_platform_restore') is not null,
+        exists (select from pg_database where datname = '$target'),
+        exists (select from pg_database where datname = '$retired'),
+        coalesce((select coalesce(shobj_description(oid, 'pg_database'), '') from pg_database where datname = '$staging'), '-')")
+IFS='|' read -r has_marker target_exists retired_exists staging_note <<STATE
+$state
+STATE
 previous=""
-if [ "$(q postgres "select to_regclass('public.gpu_platform_restore') is not null")" = t ]; then
+if [ "$has_marker" = t ]; then
     previous=$(q postgres "select sha256 from public.gpu_platform_restore order by restored_at desc limit 1")
 fi
 if [ -n "$previous" ]; then
@@ -92,13 +103,12 @@ if [ -n "$previous" ]; then
     exit 0
 fi
 
-if exists "$target"; then
+if [ "$target_exists" = t ]; then
     tables=$(tables_in "$target")
     [ "$tables" = 0 ] || die "refusing to restore: database $target holds $tables table(s) that no restore wrote"
 fi
-if exists "$staging"; then
-    note=$(q postgres "select coalesce(shobj_description(oid, 'pg_database'), '') from pg_database where datname = '$staging'")
-    case "$note" in
+if [ "$staging_note" != - ]; then
+    case "$staging_note" in
         "$STAGING_NOTE"*) ;;
         *) die "database $staging exists and is not a staging database of this script; remove or rename it" ;;
     esac
@@ -106,22 +116,28 @@ if exists "$staging"; then
     q postgres "drop database $staging with (force)" >/dev/null
 fi
 
-drop_retired
-! exists "$retired" || die "database $retired holds tables; move them away before restoring into $target"
+if [ "$retired_exists" = t ]; then
+    drop_retired
+    ! exists "$retired" || die "database $retired holds tables; move them away before restoring into $target"
+fi
 
 pg_restore --list "$BACKUP_DIR/object" >/dev/null || die "the backup is not a pg_dump archive pg_restore can read"
-q postgres "create database $staging" >/dev/null
-q postgres "comment on database $staging is '$STAGING_NOTE of sha256 $expected'" >/dev/null
+# Two statements, one session: CREATE DATABASE cannot run inside a transaction, and psql runs each
+# -c on its own.
+psql --no-psqlrc --quiet -v ON_ERROR_STOP=1 --dbname postgres -c "create database $staging" \
+    -c "comment on database $staging is '$STAGING_NOTE of sha256 $expected'" >/dev/null
 log "restoring into $staging with $RESTORE_JOBS job(s) (sha256 $expected)"
 pg_restore --jobs "$RESTORE_JOBS" --exit-on-error --no-owner --no-acl --dbname "$staging" "$BACKUP_DIR/object" ||
     die "pg_restore failed; $staging is not live and the next run starts over"
 
 # The swap: the restored data goes live and the marker is written in one transaction. Renaming
 # needs the databases free of sessions; clients of the empty target are asked to reconnect.
-q postgres "create table if not exists public.gpu_platform_restore (sha256 text primary key, restored_at timestamptz not null default now())" >/dev/null
+marker_table="create table if not exists public.gpu_platform_restore (sha256 text primary key, restored_at timestamptz not null default now());"
 attempt=1
 while :; do
-    q postgres "select count(pg_terminate_backend(pid)) from pg_stat_activity where datname in ('$target', '$staging') and pid <> pg_backend_pid()" >/dev/null
+    # The marker table (on the first attempt) and the end of the other sessions, in one session.
+    q postgres "$marker_table select count(pg_terminate_backend(pid)) from pg_stat_activity where datname in ('$target', '$staging') and pid <> pg_backend_pid()" >/dev/null
+    marker_table=""
     rename_target=""
     if exists "$target"; then rename_target="alter database $target rename to $retired;"; fi
     if q postgres "begin;

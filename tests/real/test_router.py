@@ -1,13 +1,7 @@
-"""The router as rendered, run for real: the LiteLLM proxy at the router image's version
-(scripts/litellm-venv.sh) with the ConfigMap's config.yaml and the Deployment's command line and
-environment from the recorded prod plan, in front of the real llama-server (prod cluster command
-line, tests/real/serving.py) and a stand-in for the cloud (an OpenAI-compatible stub on 127.0.0.1).
-
-Remapped to run here, nothing else: the local group's api_base (the Service's DNS name -> the
-llama-server's 127.0.0.1 port), the config path and port, `--host 127.0.0.1`, OPENAI_API_BASE
-(where LiteLLM's `openai/` provider sends the cloud model: the stub instead of api.openai.com) and
-the keys the Secrets hold. Then the benchmark (benchmarks/llama_bench.py) and the p3 exit checks
-(migrate/checks.py) run against these servers, first with llama-server up, then stopped.
+"""The router as rendered, run for real (tests/real/brain.py: the LiteLLM proxy with the rendered
+config, command line and environment in front of the real llama-server). Then the benchmark
+(benchmarks/llama_bench.py) and the p3 exit checks (migrate/checks.py) run against these servers,
+first with llama-server up, then stopped.
 """
 
 from __future__ import annotations
@@ -15,113 +9,31 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 import yaml
 
 from benchmarks import llama_bench as bench
 from components.config.phases import RouterLocalShareThresholds, load_phases
-from components.llm.router import CLOUD_GROUP, ENV_CLOUD_KEY, ENV_LOCAL_KEY, ENV_MASTER_KEY
+from components.llm.router import CLOUD_GROUP
 from migrate import checks
-from tests.fakes.llama_recording import brain
 from tests.fakes.llama_server import FakeLlamaServer
-from tests.real import serving
-from tests.real.tools import ROOT, Process, free_port, litellm_python, llama_server_binary, read_only_root
+from tests.real.brain import LLAMA_KEY, MASTER_KEY, Brain, ask, running_brain
+from tests.real.tools import ROOT, litellm_python
 
 pytestmark = [pytest.mark.network, pytest.mark.xdist_group("llm-real")]
-LLAMA_KEY = "test-llama-key-0123456789"
-MASTER_KEY = "sk-test-master-key"
-CLOUD_KEY = "test-cloud-key"
 # A request that is not slowed by anything: the stall this guards against (LiteLLM downloading a
 # Hugging Face tokenizer without egress) took ~23 s per streamed or failed request.
 QUICK_S = 5.0
-CONFIG_AT = "/mnt"  # where the config is mounted read-only in the router's mount namespace
-
-
-@dataclass
-class Brain:
-    llama: Process
-    llama_url: str
-    cloud: FakeLlamaServer
-    router: Process
-    router_url: str
-    config: dict[str, Any]
-    config_path: Path  # the rendered config.yaml, as the ConfigMap holds it
-    served_name: str
-
-
-def _ask(
-    url: str, model: str, *, stream: bool, max_tokens: int = 8
-) -> tuple[requests.Response, list[dict[str, Any]], float]:
-    started = time.monotonic()
-    body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": max_tokens}
-    if stream:
-        body["stream"] = True
-    response = requests.post(
-        f"{url}/v1/chat/completions", headers={"Authorization": f"Bearer {MASTER_KEY}"}, json=body, timeout=60
-    )
-    chunks = [json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data: {")]
-    return response, chunks, time.monotonic() - started
 
 
 @pytest.fixture(scope="module")
 def brain_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Brain]:
-    binary, python = llama_server_binary(), litellm_python()
-    tmp = tmp_path_factory.mktemp("brain")
-    host = serving.ModelHost(tmp)
-    plan = brain("prod")
-    spec = serving.cluster_server(plan, "prod")
-    llama, llama_url = serving.start_llama(spec, binary=binary, tmp=tmp, host=host, key=LLAMA_KEY)
-    cloud = FakeLlamaServer(api_key=CLOUD_KEY, model="gpt-4o-mini").start()
-    router = None
-    try:
-        llama.wait_http(f"{llama_url}/health", 60, lambda r: r.status_code == 200)
-        text = plan.named("llm-router-config").inputs["data"]["config.yaml"]
-        (tmp / "rendered.yaml").write_text(text)
-        config = yaml.safe_load(text)
-        for entry in config["model_list"]:
-            if entry["model_name"] != CLOUD_GROUP:
-                entry["litellm_params"]["api_base"] = f"{llama_url}/v1"
-        # The pod's filesystem: a read-only root, the config read-only at CONFIG_AT, /tmp its emptyDir.
-        etc, scratch = tmp / "pod-etc", tmp / "pod-tmp"
-        (etc / "app").mkdir(parents=True)
-        scratch.mkdir()
-        (etc / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        (container,) = plan.named("llm-router-deployment").inputs["spec"]["template"]["spec"]["containers"]
-        assert container["securityContext"]["readOnlyRootFilesystem"] is True
-        args = [f"{CONFIG_AT}/config.yaml" if a.endswith("config.yaml") else a for a in container["args"]]
-        port = free_port()
-        args[args.index("--port") + 1] = str(port)
-        secrets = {ENV_MASTER_KEY: MASTER_KEY, ENV_LOCAL_KEY: LLAMA_KEY, ENV_CLOUD_KEY: CLOUD_KEY}
-        env = {e["name"]: e["value"] if "value" in e else secrets[e["name"]] for e in container["env"]}
-        # HOME: the image's (/app), on its read-only root.
-        env |= {"OPENAI_API_BASE": f"{cloud.url}/v1", "PATH": os.environ["PATH"], "HOME": f"{CONFIG_AT}/app"}
-        argv = [str(python.parent / "litellm"), *args, "--host", "127.0.0.1"]
-        router = Process(
-            read_only_root(
-                argv, env=env, scratch=scratch, config_dir=etc, config_at=CONFIG_AT, keep=[python.parent.parent]
-            ),
-            env,
-            tmp / "litellm.log",
-        )
-        router_url = f"http://127.0.0.1:{port}"
-        # The probes the Deployment declares: startup and liveness, then readiness.
-        for probe in ("startupProbe", "readinessProbe"):
-            router.wait_http(router_url + container[probe]["httpGet"]["path"], 180, lambda r: r.status_code == 200)
-        _ask(router_url, "local", stream=False)  # the first call sets up clients; not timed
-        yield Brain(llama, llama_url, cloud, router, router_url, config, tmp / "rendered.yaml", spec.served_name)
-    finally:
-        if router is not None:
-            router.stop()
-        llama.stop()
-        cloud.stop()
-        host.stop()
+    with running_brain(tmp_path_factory.mktemp("brain")) as b:
+        yield b
 
 
 def _p3_thresholds(**given: Any) -> dict[str, Any]:
@@ -147,7 +59,7 @@ def _check(
 
     def window(_: float) -> None:
         for _ in range(traffic):
-            _ask(url, "local", stream=True)
+            ask(url, "local", stream=True)
 
     ctx = checks.CheckContext(
         outputs=outputs, timeout=120, poll_interval=1, sleep=window, thresholds=_p3_thresholds(**thresholds)
@@ -160,7 +72,7 @@ SHARE_IN_A_WINDOW = {"router-local-share": RouterLocalShareThresholds(min_share=
 
 def test_the_router_runs_on_a_read_only_root(brain_up: Brain) -> None:
     # Anything LiteLLM writes outside /tmp (the pod's emptyDir) would fail here as it does in the pod.
-    _ask(brain_up.router_url, "local", stream=True)
+    ask(brain_up.router_url, "local", stream=True)
     assert brain_up.router.running()
     assert "Read-only file system" not in brain_up.router.output(), brain_up.router.output()[-3000:]
 
@@ -187,7 +99,7 @@ def test_litellm_knows_every_key_of_the_rendered_config(brain_up: Brain, tmp_pat
 def test_the_local_groups_are_served_by_llama_server(brain_up: Brain, group: str) -> None:
     before = len(brain_up.cloud.requests)
     for stream in (True, False):
-        response, _, took = _ask(brain_up.router_url, group, stream=stream)
+        response, _, took = ask(brain_up.router_url, group, stream=stream)
         assert response.status_code == 200, response.text
         assert response.headers[bench.GROUP_HEADER] == group
         assert response.headers["x-litellm-model-api-base"] == f"{brain_up.llama_url}/v1"
@@ -195,10 +107,22 @@ def test_the_local_groups_are_served_by_llama_server(brain_up: Brain, group: str
     assert len(brain_up.cloud.requests) == before
 
 
+def test_with_two_workers_the_metrics_count_every_request(tmp_path: Path) -> None:
+    # dev's router is sized to 2 workers per pod (components/config/router_sizing.py); the proxy then
+    # keeps each worker's Prometheus samples under /tmp (the emptyDir), and /metrics, which the
+    # router-local-share check reads, must still count the requests every worker served.
+    with running_brain(tmp_path, stack="dev") as dev:
+        args = dev.router.argv
+        assert args[args.index("--num_workers") + 1] == "2"
+        share = _check("router-local-share", _outputs(dev), traffic=12, url=dev.router_url, **SHARE_IN_A_WINDOW)
+    assert share.ok, share.line
+    assert share.detail.startswith("100% of 12 request(s)"), share.line
+
+
 def test_the_fake_router_answers_like_the_proxy(brain_up: Brain) -> None:
-    real, real_chunks, _ = _ask(brain_up.router_url, "local", stream=True)
+    real, real_chunks, _ = ask(brain_up.router_url, "local", stream=True)
     with FakeLlamaServer(api_key=MASTER_KEY, router=True) as fake:
-        mock, mock_chunks, _ = _ask(fake.url, "local", stream=True)
+        mock, mock_chunks, _ = ask(fake.url, "local", stream=True)
     assert real.headers[bench.GROUP_HEADER] == mock.headers[bench.GROUP_HEADER] == "local"
     assert {c["model"] for c in real_chunks} == {c["model"] for c in mock_chunks} == {"local"}
 
@@ -245,21 +169,21 @@ def test_with_llama_server_stopped_local_falls_back_and_local_private_does_not(
     cloud_before = len(brain_up.cloud.requests)
 
     for stream in (True, False):
-        response, chunks, took = _ask(url, "local", stream=stream)
+        response, chunks, took = ask(url, "local", stream=stream)
         assert response.status_code == 200, response.text
         assert response.headers[bench.GROUP_HEADER] == CLOUD_GROUP
         assert took < QUICK_S, f"a fallback took {took:.1f}s"
         if stream:
             assert {c["model"] for c in chunks} == {CLOUD_GROUP}
             with FakeLlamaServer(api_key=MASTER_KEY, router=True, cloud_every=1) as fake:
-                mock, mock_chunks, _ = _ask(fake.url, "local", stream=True)
+                mock, mock_chunks, _ = ask(fake.url, "local", stream=True)
             assert mock.headers[bench.GROUP_HEADER] == CLOUD_GROUP
             assert {c["model"] for c in mock_chunks} == {CLOUD_GROUP}
     assert [r["body"]["model"] for r in brain_up.cloud.requests[cloud_before:]] == ["gpt-4o-mini"] * 2
 
     cloud_before = len(brain_up.cloud.requests)
     for stream in (True, False):
-        response, _, took = _ask(url, "local-private", stream=stream)
+        response, _, took = ask(url, "local-private", stream=stream)
         assert response.status_code >= 500
         assert took < QUICK_S, f"a failed request took {took:.1f}s"
     assert len(brain_up.cloud.requests) == cloud_before  # never left the box
