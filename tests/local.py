@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
 
 
 @contextmanager
@@ -44,3 +47,27 @@ def stop(proc: subprocess.Popen[bytes] | None, timeout: float = 10) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def as_root(needs: str) -> list[str]:
+    """The prefix that runs a command as root, for `needs` (a namespace): none for root; `sudo -n` for
+    anyone else (a GitHub runner's user has passwordless sudo), failing the test with the fix when
+    sudo would ask for a password. Ubuntu 24.04 (GitHub's ubuntu-24.04) denies what these need in an
+    unprivileged user namespace through AppArmor (actions/runner-images#10443), so `unshare -r` is no
+    alternative there."""
+    if os.geteuid() == 0:
+        return []
+    probe = subprocess.run(["sudo", "-n", "true"], capture_output=True, text=True, timeout=30, check=False)
+    if probe.returncode != 0:
+        pytest.fail(
+            f"{needs} needs root: run the tests as root or give this user passwordless sudo "
+            f"(`sudo -n true` said: {probe.stderr.strip() or probe.returncode})"
+        )
+    return ["sudo", "-n", "--"]
+
+
+def as_caller() -> list[str]:
+    """After `as_root()`: back to this user's uid and gid (util-linux's setpriv); nothing for root."""
+    if os.geteuid() == 0:
+        return []
+    return ["setpriv", f"--reuid={os.getuid()}", f"--regid={os.getgid()}", "--clear-groups"]

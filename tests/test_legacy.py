@@ -17,6 +17,7 @@ from components.migration.backups import BucketLocation, compose_backup_command
 from components.migration.legacy import LegacyEstateArgs, compose_services_command
 from migrate.harness import record
 from tests.conftest import recorded, shellcheck
+from tests.local import as_caller, as_root
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "components" / "scripts"
 OURS = ("compose-backup.sh", "compose-services.sh", "fly-volume-export.sh")
@@ -229,7 +230,8 @@ def test_a_retried_compose_backup_in_the_same_second_and_with_the_same_pid_write
 ) -> None:
     """Issue 27: a fixed clock (the `date` stub) and a fresh PID namespace per run, so the retry has
     the second and the PID of the first; only the key's own random part keeps it from overwriting
-    the dump whose hash the first run recorded. unshare is util-linux's; `make test` runs as root."""
+    the dump whose hash the first run recorded. unshare is util-linux's; a PID namespace needs root, so
+    a user other than root makes it through sudo and runs the script as itself (tests/local.py)."""
     bin_dir, tmp = sandbox
     _stub(bin_dir, "docker", _docker_stub(DUMPS, tmp))
     _stub(bin_dir, "date", "echo 20260101T000000Z\n")
@@ -239,7 +241,19 @@ def test_a_retried_compose_backup_in_the_same_second_and_with_the_same_pid_write
     keys = []
     for _ in range(2):
         run = subprocess.run(
-            ["unshare", "--pid", "--fork", "bash", "-c", f"echo pid $$ >&2; {cmd}"],
+            [
+                *as_root("a fresh PID namespace"),
+                "unshare",
+                "--pid",
+                "--fork",
+                *as_caller(),
+                "env",
+                "-i",
+                *(f"{k}={v}" for k, v in env.items()),
+                "bash",
+                "-c",
+                f"echo pid $$ >&2; {cmd}",
+            ],
             input="AKIAEXAMPLE\nsecret-key-value\n",
             capture_output=True,
             text=True,

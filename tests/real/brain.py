@@ -98,7 +98,9 @@ def running_brain(tmp: Path, stack: str = "prod") -> Iterator[Brain]:
         env |= {"OPENAI_API_BASE": f"{cloud.url}/v1", "PATH": os.environ["PATH"], "HOME": f"{CONFIG_AT}/app"}
         argv = [str(python.parent / "litellm"), *args, "--host", "127.0.0.1"]
         router = Process(
-            read_only_root(argv, scratch=scratch, config_dir=etc, config_at=CONFIG_AT, keep=[python.parent.parent]),
+            read_only_root(
+                argv, env=env, scratch=scratch, config_dir=etc, config_at=CONFIG_AT, keep=[python.parent.parent]
+            ),
             env,
             tmp / "litellm.log",
         )

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.local import as_caller, as_root
 from tests.tool_versions import require
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -81,26 +82,50 @@ def free_port() -> int:
 
 
 def read_only_root(
-    argv: Sequence[str], *, scratch: Path, config_dir: Path, config_at: str = "/mnt", keep: Sequence[Path] = ()
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    scratch: Path,
+    config_dir: Path,
+    config_at: str = "/mnt",
+    keep: Sequence[Path] = (),
 ) -> list[str]:
-    """`argv` as a container with `readOnlyRootFilesystem` runs it: in a private mount namespace whose
-    root is read-only, `scratch` the one writable /tmp (the emptyDir) and `config_dir` read-only at
-    `config_at` (the ConfigMap). `keep` are folders the program itself lives in (the image's files):
-    one under /tmp (a cache dir there) stays visible, read-only, at its path inside the new /tmp.
-    unshare and mount are util-linux's; `make test` runs as root, which a mount namespace needs.
-    tests/tool_versions.py says which util-linux releases do the job."""
+    """`argv` with `env` as a container with `readOnlyRootFilesystem` runs it: in a private mount
+    namespace whose root is read-only, `scratch` the one writable /tmp (the emptyDir) and `config_dir`
+    read-only at `config_at` (the ConfigMap). `keep` are folders the program itself lives in (the
+    image's files): one under /tmp (a cache dir there) stays visible, read-only, at its path inside
+    the new /tmp.
+
+    The namespace needs root: as root it runs directly, otherwise through sudo, and the program then
+    drops back to this user (setpriv). sudo resets the environment, so `env` travels in a file (not on
+    the command line, where `ps` shows it) that is opened before /tmp is replaced and read from fd 3.
+    unshare, mount and setpriv are util-linux's; tests/tool_versions.py says which releases do the job."""
     require("unshare")
     require("mount")
+    if os.geteuid() != 0:
+        require("setpriv")
+    for name, value in env.items():
+        if "\n" in value or "=" in name:
+            raise ValueError(f"read_only_root: {name} cannot travel in the env file (a newline or '=')")
+    env_file = scratch.parent / f"{scratch.name}.env"
+    env_file.touch(mode=0o600)
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     under_tmp = [str(p.resolve()) for p in keep if p.resolve().is_relative_to("/tmp")]
     script = (
-        'set -e; cfg=$1; scratch=$2; at=$3; n=$4; shift 4; mount --bind "$cfg" "$at"; mount -o remount,bind,ro "$at"; '
+        'set -e; envf=$1; cfg=$2; scratch=$3; at=$4; n=$5; shift 5; exec 3<"$envf"; '
+        'mount --bind "$cfg" "$at"; mount -o remount,bind,ro "$at"; '
         'while [ "$n" -gt 0 ]; do inner="$scratch${1#/tmp}"; mkdir -p "$inner"; mount --bind "$1" "$inner"; '
         'mount -o remount,bind,ro "$inner"; shift; n=$((n - 1)); done; '
         'mount --rbind "$scratch" /tmp; mount -o remount,bind,ro /; exec "$@"'
     )
+    # After the mounts, as the user again: an empty environment, then `env`'s lines exported.
+    load = 'while IFS= read -r line <&3; do export "$line"; done; exec 3<&-; exec "$@"'
     return [
+        *as_root("the router's read-only root (a mount namespace)"),
         *("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"),
-        *(str(config_dir), str(scratch), config_at, str(len(under_tmp)), *under_tmp, *argv),
+        *(str(env_file), str(config_dir), str(scratch), config_at, str(len(under_tmp)), *under_tmp),
+        *as_caller(),
+        *("env", "-i", "sh", "-c", load, "sh", *argv),
     ]
 
 

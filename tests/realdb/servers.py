@@ -16,7 +16,9 @@ from tests.local import stop
 from tests.realdb.resp import Resp
 from tests.realdb.tools import Tools
 
-UNPRIVILEGED = "nobody"  # initdb and postgres refuse root; tests run as root in CI
+# initdb and postgres refuse root: as root the servers run as nobody; any other user (a GitHub runner's)
+# runs them as itself.
+UNPRIVILEGED = "nobody"
 
 
 def free_port() -> int:
