@@ -116,8 +116,11 @@ def read_only_root(
         'mount --bind "$cfg" "$at"; mount -o remount,bind,ro "$at"; '
         'while [ "$n" -gt 0 ]; do inner="$scratch${1#/tmp}"; mkdir -p "$inner"; mount --bind "$1" "$inner"; '
         'mount -o remount,bind,ro "$inner"; shift; n=$((n - 1)); done; '
-        'mount --rbind "$scratch" /tmp; mount -o remount,bind,ro /; exec "$@"'
+        'mount --rbind "$scratch" /tmp; mount -o remount,bind,ro /; cd /; exec "$@"'
     )
+    # `cd /`: the caller's working directory may be under the /tmp that was just replaced (a CI clone
+    # in /tmp); LiteLLM's workers are spawned with multiprocessing, which chdirs to the parent's cwd by
+    # path and dies when it is gone. The pod's own working directory is read-only as well.
     # After the mounts, as the user again: an empty environment, then `env`'s lines exported.
     load = 'while IFS= read -r line <&3; do export "$line"; done; exec 3<&-; exec "$@"'
     return [
