@@ -163,6 +163,9 @@ class AlertSettings(Frozen):
     absent_for: str = Field(default="30m", pattern=_PROMQL_RANGE)
     # Hottest a GPU may run (DCGM_FI_DEV_GPU_TEMP, degrees C) before its alert fires.
     max_gpu_temperature_celsius: float = Field(default=85, gt=0, le=120)
+    # Oldest the newest verified backup of a store may be (the data-loss window an operator accepts)
+    # before BackupTooOld fires; it must exceed the backup schedule's interval plus one backup's run.
+    max_backup_age: str = Field(default="26h", pattern=_PROMQL_RANGE)
 
 
 class AlertThresholds(Frozen):

@@ -12,6 +12,8 @@ tests/real/test_observability.py evaluates every query against the real servers'
   labels (namespace, service, pod).
 - LiteLLM v1.104.8 (litellm/integrations/prometheus.py, the `prometheus` callback): per model group.
 - Traefik v3.6 (K3s's bundled Traefik): per load-balanced backend service, as the cutover gate reads them.
+- the scheduled backups (components/scripts/backup-report.sh): pushed to the Pushgateway once a
+  backup is verified, grouped by {job, source}; the Pushgateway adds push_time_seconds per group.
 - kube-state-metrics (kube-prometheus-stack 86.3.2's subchart): the Job series the chart's own
   KubeJobFailed / KubeJobNotCompleted rules read (templates/prometheus/rules-1.14/kubernetes-apps.yaml).
 """
@@ -56,6 +58,13 @@ TRAEFIK_DURATION_BUCKET: Final = "traefik_service_request_duration_seconds_bucke
 KSM_JOB_FAILED: Final = "kube_job_failed"  # by namespace, job_name
 KSM_JOB_ACTIVE: Final = "kube_job_status_active"
 KSM_JOB_START: Final = "kube_job_status_start_time"  # unix seconds
+
+# --- the scheduled backups -----------------------------------------------------------------------
+# Gauges by source (the store), as components/scripts/backup-report.sh pushes them.
+BACKUP_VERIFIED_AT: Final = "gpu_platform_backup_verified_timestamp_seconds"  # unix s the data was taken
+BACKUP_VERIFIED_SIZE: Final = "gpu_platform_backup_verified_size_bytes"
+BACKUP_DURATION: Final = "gpu_platform_backup_duration_seconds"  # dump to verified
+JOB_BACKUP: Final = "gpu-platform-backup"  # the push's job label, kept by the scrape's honorLabels
 
 # The jobs the Prometheus Operator gives each scrape (the Service's name), for up{} and absent().
 JOB_LLAMA: Final = "llama"  # components/llm/llama.py: Service and ServiceMonitor `llama`
