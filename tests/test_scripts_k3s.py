@@ -486,6 +486,7 @@ def test_shellcheck_reports_nothing_on_any_script() -> None:
 # Scripts that run in minimal images (busybox or the store's own image: no bash there) are POSIX
 # sh; every other one is bash.
 POSIX_SH = {
+    "backup-report.sh",
     "fetch-model.sh",
     "fly-volume-export.sh",
     "restore-fetch.sh",
