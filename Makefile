@@ -97,9 +97,10 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy components migrate policy benchmarks tools __main__.py
 
-## Prometheus (Debian's package, 2.42 in bookworm) for the cutover gate's tests; apt only when missing.
+## Prometheus (Debian's package, 2.42 in bookworm) for the cutover gate's and the dashboards' tests, and
+## the Pushgateway the backup Jobs report to; apt only when missing.
 tools-traffic:
-	@$(call apt-missing,prometheus:prometheus)
+	@$(call apt-missing,prometheus:prometheus prometheus-pushgateway:prometheus-pushgateway)
 
 # pytest exits 5 when it collects no test; make treats that as a failure, as CI must.
 # loadgroup: tests marked xdist_group share one worker (and so one set of servers it starts); the

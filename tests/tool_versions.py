@@ -94,6 +94,18 @@ TOOLS = _tools(
         "make tools-traffic",
     ),
     Tool(
+        name="prometheus-pushgateway",
+        package="prometheus-pushgateway (Debian/Ubuntu)",
+        version_argv=("--version",),
+        pattern=r"^pushgateway, version (\d+(?:\.\d+)*)",
+        minimum=(1, 5),
+        why="the oldest release the backup report's pushes (PUT of a group, push_time_seconds) ran against; "
+        "both are older, but nothing older was run",
+        fix="make tools-traffic",
+        checked="1.5.1 (Debian 12: 1.5.1-2+b5)",
+        ubuntu_2404="not read here (Ubuntu's universe package; `apt-cache policy prometheus-pushgateway` says)",
+    ),
+    Tool(
         name="cloud-init",
         package="cloud-init (Debian/Ubuntu)",
         version_argv=("--version",),
