@@ -9,7 +9,9 @@ tests/real/test_observability.py evaluates every query against the real servers'
   the pod using the GPU; kept by the ServiceMonitor's honorLabels, components/platform/charts.py).
 - llama-server (llama.cpp 0c1e57098, tools/server/server-task.cpp, `--metrics`): `llamacpp:` counters
   and gauges without labels of their own; the server is told apart by the ServiceMonitor's target
-  labels (namespace, service, pod).
+  labels (namespace, service, pod): the cluster's is `service="llama"`, the workstation's (scraped
+  through a Service without a selector and its Endpoints) `service="llama-workstation"` with no
+  `pod`, as the Prometheus Operator's `endpoints` role labels a target that is not a pod.
 - LiteLLM v1.104.8 (litellm/integrations/prometheus.py, the `prometheus` callback): per model group.
 - Traefik v3.6 (K3s's bundled Traefik): per load-balanced backend service, as the cutover gate reads them.
 - kube-state-metrics (kube-prometheus-stack 86.3.2's subchart): the Job series the chart's own
@@ -59,6 +61,7 @@ KSM_JOB_START: Final = "kube_job_status_start_time"  # unix seconds
 
 # The jobs the Prometheus Operator gives each scrape (the Service's name), for up{} and absent().
 JOB_LLAMA: Final = "llama"  # components/llm/llama.py: Service and ServiceMonitor `llama`
+JOB_LLAMA_WORKSTATION: Final = "llama-workstation"  # components/llm/llama.py WORKSTATION_SERVICE
 JOB_ROUTER: Final = "router"  # components/llm/router.py: Service and ServiceMonitor `router`
 
 
