@@ -8,9 +8,13 @@ import sys
 from collections.abc import Callable
 
 import pytest
+import yaml
 
+from components.catalog import versions
+from components.config import load as config
 from components.config.phases import alert_thresholds, phase_ids, resolve
 from components.config.schema import LlamaConfig
+from components.core.errors import ConfigError
 from components.llm.llama import WORKSTATION_SERVICE, unscraped_warning
 from components.observability import series
 from components.observability.alerts import rule_groups
@@ -19,7 +23,7 @@ from migrate import harness
 from migrate.harness import RecordedPlan
 from migrate.manifests import manifest
 from migrate.policy_runner import POLICY_DIR, evaluate, read_policy_config
-from tests.conftest import ROOT
+from tests.conftest import ROOT, upstream_root
 from tests.test_manifests import problems
 
 Plan = Callable[[str, str], RecordedPlan]
@@ -243,3 +247,30 @@ def test_the_policy_pack_passes_the_plan_that_scrapes_the_workstation(stack: str
     assert _scrape_objects(p) == WORKSTATION_SCRAPE
     config = read_policy_config(POLICY_DIR / f"config.{stack}.json")
     assert [f"[{v.policy}] {v.urn}" for v in evaluate(p, config) if v.level == "mandatory"] == []
+
+
+@pytest.mark.parametrize("listen", ["169.254.10.20", "fe80::1", "224.0.0.1"])
+def test_a_listen_address_no_endpoints_can_hold_is_refused_before_any_resource(listen: str) -> None:
+    raw = harness.read_stack_file(harness.stack_file("dev"))
+    raw["llama"] = {**raw["llama"], "workstationListen": listen}
+    with pytest.raises(ConfigError) as info:
+        config.parse(raw)
+    assert "gpu-platform:llama.workstationListen" in str(info.value) and listen in str(info.value)
+
+
+def test_the_pinned_chart_discovers_servicemonitor_targets_through_endpoints(plan: Plan) -> None:
+    # Why Endpoints and not an EndpointSlice or a ScrapeConfig (components/llm/llama.py).
+    chart = upstream_root() / "charts" / f"kube-prometheus-stack-{versions.KUBE_PROMETHEUS_STACK_CHART[2]}"
+    spec = yaml.safe_load((chart / "values.yaml").read_text())["prometheus"]["prometheusSpec"]
+    # Empty: the operator's `endpoints` role, which reads v1 Endpoints, not EndpointSlices.
+    assert spec["serviceDiscoveryRole"] == ""
+    assert "serviceDiscoveryRole" in (chart / "templates" / "prometheus" / "prometheus.yaml").read_text()
+    release = next(
+        r
+        for r in plan("prod", P3).resources
+        if r.type == "kubernetes:helm.sh/v3:Release" and r.inputs["chart"] == "kube-prometheus-stack"
+    )
+    assert "serviceDiscoveryRole" not in release.inputs["values"]["prometheus"]["prometheusSpec"]
+    # ScrapeConfigs: selected by the release label only, and no pinned CRD to validate one against.
+    assert spec["scrapeConfigSelectorNilUsesHelmValues"] is True
+    assert not (upstream_root() / "crds" / "monitoring.coreos.com" / "ScrapeConfig.yaml").exists()

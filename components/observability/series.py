@@ -11,7 +11,9 @@ tests/real/test_observability.py evaluates every query against the real servers'
   and gauges without labels of their own; the server is told apart by the ServiceMonitor's target
   labels (namespace, service, pod): the cluster's is `service="llama"`, the workstation's (scraped
   through a Service without a selector and its Endpoints) `service="llama-workstation"` with no
-  `pod`, as the Prometheus Operator's `endpoints` role labels a target that is not a pod.
+  `pod`, as the Prometheus Operator's `endpoints` role labels a target that is not a pod (operator
+  v0.91.0, the chart's: pkg/prometheus/promcfg.go sets `pod` from a Pod target reference only, and
+  `job` and `service` from the Service's name).
 - LiteLLM v1.104.8 (litellm/integrations/prometheus.py, the `prometheus` callback): per model group.
 - Traefik v3.6 (K3s's bundled Traefik): per load-balanced backend service, as the cutover gate reads them.
 - kube-state-metrics (kube-prometheus-stack 86.3.2's subchart): the Job series the chart's own
