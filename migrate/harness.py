@@ -17,8 +17,9 @@ Tests, `python -m migrate plan|diff|check` and the offline policy runner all use
 nothing else in the project describes the resources a second time.
 
 The program's warnings (`pulumi.log.warn`, which `pulumi up` prints as `warning: ...`) are kept on
-the plan (`RecordedPlan.warnings`) and printed the same way on stderr, each once per process, so a
-`diff` that records two phases does not repeat them.
+the plan (`RecordedPlan.warnings`) and printed the same way on stderr, each once per stream: a `diff`
+that records two phases does not repeat them, and each command `migrate.affected` runs in-process
+(its stderr captured apart) shows its own.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import logging
 import runpy
 import sys
 import types
+import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -529,7 +531,8 @@ def _note_resources_in_applies(found: list[str]) -> None:
     pulumi.runtime.register_stack_transformation(check)
 
 
-_PRINTED_WARNINGS: set[str] = set()
+# The warnings already printed on each stderr stream (sys.stderr as it is at the time).
+_PRINTED_WARNINGS: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 
 
 class _Warnings(logging.Handler):
@@ -542,8 +545,9 @@ class _Warnings(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         self.kept.append(message)
-        if message not in _PRINTED_WARNINGS:
-            _PRINTED_WARNINGS.add(message)
+        printed = _PRINTED_WARNINGS.setdefault(sys.stderr, set())
+        if message not in printed:
+            printed.add(message)
             print(f"{record.levelname.lower()}: {message}", file=sys.stderr)
 
 
