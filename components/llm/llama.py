@@ -180,7 +180,9 @@ class WorkstationMetrics(Args):
         ip = ipaddress.ip_address(self.address)
         # The API server refuses such Endpoints addresses; no node could reach them anyway.
         if ip.is_loopback or ip.is_unspecified or ip.is_link_local or ip.is_multicast:
-            raise ValueError(f"{self.address} cannot be scraped from the cluster (loopback, link-local or unspecified)")
+            raise ValueError(
+                f"{self.address} cannot be scraped from the cluster (loopback, unspecified, link-local or multicast)"
+            )
         return self
 
 
