@@ -34,10 +34,11 @@ from components.handles import BackupHandle, ClusterHandle, HostHandle, SshTarge
 from components.hosts.access import HostAccess, HostAccessArgs
 from components.hosts.gpu_host import GpuHost, GpuHostArgs
 from components.hosts.peers import ClusterPeers, ClusterPeersArgs, PeerNode
-from components.llm.llama import build_local_brain
+from components.llm.llama import WORKSTATION_SERVICE, build_local_brain, workstation_metrics_target
 from components.migration.backups import Backups, BackupsArgs, ComposeSource
 from components.migration.fly import FlyApps, FlyAppsArgs, check_decommission
 from components.migration.legacy import LegacyEstate, LegacyEstateArgs
+from components.observability import series
 from components.observability.dashboards import Scope, concerns_for
 from components.observability.shipping import Observability, ObservabilityArgs
 from components.platform.datastores import STORAGE_CLASS
@@ -380,6 +381,9 @@ def observability(
     concerns = concerns_for(phase.state)
     if not concerns or cluster is None or platform is None:
         return {}
+    # The workstation's server is watched like the cluster's wherever Prometheus scrapes it.
+    scraped = workstation_metrics_target(cfg, phase.state.llama, monitoring=phase.state.platform.monitoring)
+    llama_services = (series.JOB_LLAMA, WORKSTATION_SERVICE) if scraped else (series.JOB_LLAMA,)
     watch = Observability(
         "observability",
         ObservabilityArgs(
@@ -390,6 +394,7 @@ def observability(
                 platform_namespace=PLATFORM_NAMESPACE,
                 data_namespace=DATA_NAMESPACE,
                 local_groups=tuple(cfg.router.local_aliases),
+                llama_services=llama_services,
             ),
             expected_gpus=max(1, sum(g.count for h in cfg.hosts if h.is_k3s_node and (g := h.gpu_spec))),
             depends_on=list(platform.foundations),

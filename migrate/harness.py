@@ -15,6 +15,11 @@ views a resource constructed inside an `apply` fails the recording: the preview 
 
 Tests, `python -m migrate plan|diff|check` and the offline policy runner all use this one harness;
 nothing else in the project describes the resources a second time.
+
+The program's warnings (`pulumi.log.warn`, which `pulumi up` prints as `warning: ...`) are kept on
+the plan (`RecordedPlan.warnings`) and printed the same way on stderr, each once per stream: a `diff`
+that records two phases does not repeat them, and each command `migrate.affected` runs in-process
+(its stderr captured apart) shows its own.
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ import contextlib
 import contextvars
 import functools
 import json
+import logging
 import runpy
 import sys
 import types
+import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -147,6 +154,7 @@ class RecordedPlan:
     secret_stack_outputs: tuple[str, ...]
     preview: bool = False  # True: a first `pulumi preview` (dry_run); False: the update
     wire_outputs: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    warnings: tuple[str, ...] = ()  # what the program passed to pulumi.log.warn, in order
 
     def by_urn(self) -> dict[str, RecordedResource]:
         return {r.urn: r for r in self.resources}
@@ -523,17 +531,48 @@ def _note_resources_in_applies(found: list[str]) -> None:
     pulumi.runtime.register_stack_transformation(check)
 
 
+# The warnings already printed on each stderr stream (sys.stderr as it is at the time).
+_PRINTED_WARNINGS: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+
+
+class _Warnings(logging.Handler):
+    """The mock engine's log: WARNING and above kept for the plan and printed once on stderr."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.kept: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        self.kept.append(message)
+        printed = _PRINTED_WARNINGS.setdefault(sys.stderr, set())
+        if message not in printed:
+            printed.add(message)
+            print(f"{record.levelname.lower()}: {message}", file=sys.stderr)
+
+
+def _engine_log() -> tuple[logging.Logger, _Warnings]:
+    logger = logging.getLogger("migrate.harness.program")
+    logger.propagate = False
+    for old in list(logger.handlers):
+        logger.removeHandler(old)
+    handler = _Warnings()
+    logger.addHandler(handler)
+    return logger, handler
+
+
 def _run(
     stack: str, config: dict[str, str], secret_keys: list[str], phase: str, program_path: Path, *, preview: bool
 ) -> RecordedPlan:
     # Looked up at each run, not bound at import: tests/test_k3s_plan.py swaps in a subclass.
     monitor = CapturingMonitor(mocks.Mocks(), preview)
+    logger, warnings = _engine_log()
     runtime_settings.ROOT.set(None)
     runtime_settings.configure(
         MockSettings(
             monitor=monitor,
             monitor_features=set(monitor.GetDeploymentInfo(None).supportedFeatures),
-            engine=MockEngine(None),
+            engine=MockEngine(logger),
             project=PROJECT,
             stack=stack,
             dry_run=preview,
@@ -578,6 +617,7 @@ def _run(
         secret_stack_outputs=tuple(monitor.secret_stack_outputs),
         preview=preview,
         wire_outputs=monitor.stack_wire_outputs,
+        warnings=tuple(warnings.kept),
     )
 
 

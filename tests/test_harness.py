@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import pytest
@@ -131,3 +133,17 @@ def test_preview_outputs_follow_the_engine() -> None:
         )
         == {}
     )
+
+
+def test_program_warnings_are_kept_and_printed_once_per_stderr_stream() -> None:
+    # pulumi.log.warn under the mocks reaches MockEngine's logger, which the harness gives this handler.
+    logger, kept = harness._engine_log()
+    first, second = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(first):
+        logger.warning("the same line")
+        logger.warning("the same line")  # a diff's second recording
+        logger.info("not a warning")
+    with contextlib.redirect_stderr(second):  # another command, as migrate.affected runs them
+        logger.warning("the same line")
+    assert first.getvalue() == second.getvalue() == "warning: the same line\n"
+    assert kept.kept == ["the same line"] * 3

@@ -18,6 +18,7 @@ import yaml
 
 from components.catalog import versions
 from components.config.phases import alert_thresholds, load_phases, phase_ids
+from components.observability import series
 from components.observability.alerts import rule_groups
 from components.observability.dashboards import CONCERNS, FOLDER, Scope, boards, concerns_for, dashboard_json
 from components.observability.shipping import DASHBOARD_LABEL
@@ -31,6 +32,8 @@ CONFIGMAP_TYPE = "kubernetes:core/v1:ConfigMap"
 LAST = phase_ids()[-1]
 # The fixture's cases are written for two GPUs and the last phase's thresholds (see its header).
 CASE_GPUS = 2
+# ... and for the workstation's llama-server scraped beside the cluster's (a LAN listen address).
+CASE_SCOPE = Scope(llama_services=(series.JOB_LLAMA, series.JOB_LLAMA_WORKSTATION))
 
 
 def _shipped(stack: str, phase: str) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
@@ -174,7 +177,7 @@ def _promtool_test(groups: list[dict[str, Any]], tmp_path: Path) -> subprocess.C
 
 def _last_phase_rules() -> list[dict[str, Any]]:
     t = alert_thresholds(LAST)
-    return [g for c in CONCERNS for g in rule_groups(c, t, Scope(), CASE_GPUS)]
+    return [g for c in CONCERNS for g in rule_groups(c, t, CASE_SCOPE, CASE_GPUS)]
 
 
 def test_every_alert_fires_when_induced_and_stays_quiet_otherwise(tmp_path: Path) -> None:
@@ -207,3 +210,35 @@ def test_every_alert_has_a_firing_and_a_quiet_case_and_every_source_an_absent_al
         "TraefikMetricsAbsent",
         "RestoreJobMetricsAbsent",
     }
+
+
+def test_the_llama_alerts_cover_each_scraped_server_and_only_those() -> None:
+    t = alert_thresholds(LAST)
+
+    def brain(scope: Scope) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for rule in rule_groups("brain", t, scope)[0]["rules"]:
+            out.setdefault(rule["alert"], []).append(rule["expr"])
+        return out
+
+    cluster_only, both = brain(Scope()), brain(CASE_SCOPE)
+    assert cluster_only["LlamaServerDown"] == ['up{job=~"llama",namespace="llm"} == 0']
+    assert both["LlamaServerDown"] == ['up{job=~"llama|llama-workstation",namespace="llm"} == 0']
+    # One absent() per server: the cluster's series never hide the workstation's disappearance.
+    assert cluster_only["LlamaMetricsAbsent"] == [
+        'absent(llamacpp:tokens_predicted_total{namespace="llm",service="llama"})'
+    ]
+    assert both["LlamaMetricsAbsent"] == [
+        'absent(llamacpp:tokens_predicted_total{namespace="llm",service="llama"})',
+        'absent(llamacpp:tokens_predicted_total{namespace="llm",service="llama-workstation"})',
+    ]
+    # The decode rate is per server already (by namespace, service): one rule serves both.
+    assert cluster_only["LlamaDecodeRateLow"] == both["LlamaDecodeRateLow"]
+
+
+def test_promtool_catches_a_workstation_alert_that_misses_the_workstation(tmp_path: Path) -> None:
+    # The rules as they were before the workstation was scraped fail its cases.
+    groups = [g for c in CONCERNS for g in rule_groups(c, alert_thresholds(LAST), Scope(), CASE_GPUS)]
+    result = _promtool_test(groups, tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "LlamaServerDown" in output and "LlamaMetricsAbsent" in output

@@ -316,7 +316,15 @@ class LlamaConfig(Frozen):
     @field_validator("workstation_listen")
     @classmethod
     def _listen(cls, v: str) -> str:
-        return _ip(v, "llama.workstationListen")
+        listen = ipaddress.ip_address(_ip(v, "llama.workstationListen"))
+        # The cluster's Prometheus scrapes a non-loopback address through Endpoints, which the API
+        # server refuses for these (components/llm/llama.py).
+        if listen.is_link_local or listen.is_multicast:
+            raise ValueError(
+                "a link-local or multicast address cannot be published to; use loopback (127.0.0.1, the "
+                "default), the workstation's LAN address, or 0.0.0.0"
+            )
+        return str(listen)
 
     @property
     def cluster_context(self) -> int:

@@ -34,11 +34,25 @@ docker target
     `pulumi stack output adminPrivateKey --show-secrets | ssh-add -t 1h -` (docs/gpu-hosts.md);
     `BatchMode=yes` makes a missing key fail at once ("Permission denied (publickey)") instead
     of prompting.
+
+    Metrics: from the phase that has both the container and the monitoring stack, the cluster's
+    Prometheus scrapes the workstation's `/metrics` with its own API key, through a Service
+    without a selector, its Endpoints (the workstation's address) and a ServiceMonitor like the
+    cluster's, all in the cluster server's namespace. Not a `ScrapeConfig`: its CRD
+    (monitoring.coreos.com/v1alpha1) is not among the pinned upstream CRDs the tests validate
+    against, and kube-prometheus-stack 86.3.2 selects ScrapeConfigs only by its release label.
+    Endpoints, not an EndpointSlice: the chart leaves `prometheusSpec.serviceDiscoveryRole`
+    empty, and the operator then discovers ServiceMonitor targets with the `endpoints` role. The
+    series carry `service="llama-workstation"` (and no `pod`), which sets them apart from the
+    cluster's `service="llama"`. While the container listens on loopback (the default) the
+    cluster cannot reach it: nothing is created and the program warns, naming
+    `llama.workstationListen`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
 from typing import Any, Literal
 
@@ -55,13 +69,13 @@ from components.cluster import nvidia
 from components.config.load import Secrets
 from components.config.phases import LlamaState
 from components.config.router_sizing import size_router
-from components.config.schema import StackConfig
+from components.config.schema import HostConfig, LlamaConfig, StackConfig
 from components.config.sizing import GIB, ServerSizing, plan_cluster, plan_workstation
 from components.core.errors import ConfigError
 from components.core.model import Args
 from components.handles import ClusterHandle, HostHandle
 from components.llm.router import Router, RouterArgs, RouterSettings
-from components.platform.kube import bearer_monitor_spec, namespace_ingress_policy
+from components.platform.kube import bearer_monitor_spec, k8s_opts, namespace_ingress_policy
 
 SCRIPT = HOST_SCRIPT_DIR / "fetch-model.sh"
 PORT = 8080
@@ -69,6 +83,12 @@ MODELS_DIR = "/models"
 API_KEY_SECRET_KEY = "api-key"
 # The image's user `nobody`; the restricted Pod Security profile forbids root.
 RUN_AS = 65534
+
+# The workstation server as Prometheus sees it: the Service (so the `job` and `service` labels) and
+# the labels its ServiceMonitor selects. Not LABELS: the cluster server's ServiceMonitor selects
+# those, and would scrape the workstation a second time under the cluster's name.
+WORKSTATION_SERVICE = "llama-workstation"
+WORKSTATION_LABELS = {"app.kubernetes.io/name": "llama-server-workstation", "app.kubernetes.io/part-of": "gpu-platform"}
 
 # Worst-case rates behind the timeouts: a 50 MB/s download, a 100 MB/s read of the file into
 # GPU memory (a cold page cache on a network disk), plus two minutes of warm-up.
@@ -144,6 +164,28 @@ class K3sTarget(Args):
     depends_on: list[InstanceOf[pulumi.Resource]] = []
 
 
+class WorkstationMetrics(Args):
+    """The cluster's Prometheus scraping the workstation's server (see the module docstring)."""
+
+    cluster: InstanceOf[ClusterHandle]
+    namespace: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    # Where the cluster reaches the server (workstation_metrics_address).
+    address: str
+    monitor_labels: dict[str, str]
+    # The namespace and the monitoring stack (the ServiceMonitor CRD).
+    depends_on: list[InstanceOf[pulumi.Resource]] = []
+
+    @model_validator(mode="after")
+    def _reachable(self) -> WorkstationMetrics:
+        ip = ipaddress.ip_address(self.address)
+        # The API server refuses such Endpoints addresses; no node could reach them anyway.
+        if ip.is_loopback or ip.is_unspecified or ip.is_link_local or ip.is_multicast:
+            raise ValueError(
+                f"{self.address} cannot be scraped from the cluster (loopback, unspecified, link-local or multicast)"
+            )
+        return self
+
+
 class DockerTarget(Args):
     kind: Literal["docker"] = "docker"
     host: InstanceOf[HostHandle]
@@ -152,6 +194,8 @@ class DockerTarget(Args):
     # prod: the downloaded weights are protected and retained, as on K3s. Protected, the volume
     # must outlive every phase after the one that creates it, hence `serving=False` before p3.
     protect_models: bool = False
+    # None: nothing in the cluster scrapes the server (no monitoring, or it listens on loopback).
+    metrics: WorkstationMetrics | None = None
 
 
 class LlamaServerArgs(Args):
@@ -290,6 +334,8 @@ class LlamaServer(pulumi.ComponentResource):
     api_key_secret_name: str | None
     served_model: str
     sizing: ServerSizing
+    # The K3s target's namespace (from p2a): the workstation's scrape target lives there too.
+    k3s_namespace: k8s.core.v1.Namespace | None
 
     def __init__(self, name: str, args: LlamaServerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gpu-platform:llama:LlamaServer", name, None, opts)
@@ -297,6 +343,7 @@ class LlamaServer(pulumi.ComponentResource):
         self.sizing = args.sizing
         self.url = self.api_key = None
         self.namespace = self.api_key_secret_name = None
+        self.k3s_namespace = None
         if args.serving:
             # A key of letters and digits only: it travels in an HTTP header and in env vars.
             key = random.RandomPassword(
@@ -321,7 +368,7 @@ class LlamaServer(pulumi.ComponentResource):
     # --- k3s -----------------------------------------------------------------------------------
 
     def _k3s(self, name: str, args: LlamaServerArgs, t: K3sTarget) -> None:
-        namespace = self._k3s_namespace(name, t)
+        namespace = self.k3s_namespace = self._k3s_namespace(name, t)
         pvc = self._k3s_model_claim(name, args.model, t, namespace)
         if not args.serving:
             return
@@ -486,6 +533,47 @@ class LlamaServer(pulumi.ComponentResource):
             return
         assert api_key is not None  # made in __init__ whenever the server runs
         self._docker_container(name, args, t, provider=provider, volume=volume, api_key=api_key)
+        if t.metrics is not None:
+            self._workstation_monitor(name, t.port, t.metrics, api_key)
+
+    def _workstation_monitor(self, name: str, port: int, m: WorkstationMetrics, api_key: pulumi.Output[str]) -> None:
+        """The workstation's server as a scrape target of the cluster's Prometheus, with its own key."""
+        meta = {"name": WORKSTATION_SERVICE, "namespace": m.namespace, "labels": WORKSTATION_LABELS}
+        secret_name = f"{WORKSTATION_SERVICE}-api-key"
+        secret = k8s.core.v1.Secret(
+            f"{name}-metrics-key",
+            metadata={**meta, "name": secret_name},
+            type="Opaque",
+            string_data={API_KEY_SECRET_KEY: api_key},
+            opts=pulumi.ResourceOptions.merge(
+                k8s_opts(self, m.cluster, depends_on=m.depends_on),
+                pulumi.ResourceOptions(additional_secret_outputs=["data", "stringData"]),
+            ),
+        )
+        # No selector: the Endpoints below are the Service's, and Kubernetes leaves them alone.
+        service = k8s.core.v1.Service(
+            f"{name}-metrics-service",
+            metadata=meta,
+            spec={
+                "type": "ClusterIP",
+                "ports": [{"name": "http", "port": PORT, "target_port": port, "protocol": "TCP"}],
+            },
+            opts=k8s_opts(self, m.cluster, depends_on=m.depends_on),
+        )
+        endpoints = k8s.core.v1.Endpoints(
+            f"{name}-metrics-endpoints",
+            metadata=meta,
+            subsets=[{"addresses": [{"ip": m.address}], "ports": [{"name": "http", "port": port, "protocol": "TCP"}]}],
+            opts=k8s_opts(self, m.cluster, depends_on=m.depends_on),
+        )
+        k8s.apiextensions.CustomResource(
+            f"{name}-monitor",
+            api_version="monitoring.coreos.com/v1",
+            kind="ServiceMonitor",
+            metadata={**meta, "labels": {**WORKSTATION_LABELS, **m.monitor_labels}},
+            spec=bearer_monitor_spec(WORKSTATION_LABELS, secret_name, API_KEY_SECRET_KEY),
+            opts=k8s_opts(self, m.cluster, depends_on=[service, endpoints, secret, *m.depends_on]),
+        )
 
     def _docker_provider(self, name: str, host: HostHandle) -> docker.Provider:
         """Docker over SSH, the host key pinned (see the module docstring)."""
@@ -595,7 +683,6 @@ def build_local_brain(
     """
     if state.router and not state.cluster:
         raise ConfigError("phase: llama.router needs llama.cluster, the local model it routes to first")
-    outputs = _workstation_server(cfg, state, workstation)
     cluster_server, cluster_outputs = _cluster_server(
         cfg,
         state,
@@ -605,6 +692,10 @@ def build_local_brain(
         monitoring_namespace=monitoring_namespace,
         depends_on=list(depends_on or []),
     )
+    metrics = _workstation_metrics(
+        cfg, state, cluster, cluster_server, monitor_labels=monitor_labels, depends_on=list(depends_on or [])
+    )
+    outputs = _workstation_server(cfg, state, workstation, metrics=metrics)
     outputs.update(cluster_outputs)
     if state.router and cluster is not None and cluster_server is not None and state.cluster:
         outputs.update(
@@ -613,7 +704,73 @@ def build_local_brain(
     return outputs
 
 
-def _workstation_server(cfg: StackConfig, state: LlamaState, workstation: HostHandle | None) -> dict[str, Any]:
+def workstation_metrics_address(llama: LlamaConfig, host: HostConfig) -> str | None:
+    """Where the cluster's Prometheus reaches the workstation's llama-server: the address the
+    container publishes its port on, the host's own (its private address first) when that is every
+    interface, None on loopback, which no other machine reaches."""
+    listen = ipaddress.ip_address(llama.workstation_listen)
+    if listen.is_loopback:
+        return None
+    if listen.is_unspecified:
+        return host.private_address or host.address
+    return str(listen)
+
+
+def workstation_metrics_target(cfg: StackConfig, state: LlamaState, *, monitoring: bool) -> str | None:
+    """The address the cluster's Prometheus scrapes the workstation's server at; None where it does
+    not: no container, no monitoring stack, or a container on loopback (components/stack.py reads
+    this for the alerts, build_local_brain for the scrape target)."""
+    host = cfg.workstation
+    if not (state.workstation and monitoring) or host is None:
+        return None
+    return workstation_metrics_address(cfg.llama, host)
+
+
+def unscraped_warning(llama: LlamaConfig) -> str:
+    """The one line a plan prints when the workstation's server runs where Prometheus cannot reach it."""
+    return (
+        f"gpu-platform:llama.workstationListen is {llama.workstation_listen} (loopback): the cluster's Prometheus "
+        "cannot reach the workstation's llama-server, so no dashboard shows it and no alert fires when it stops; "
+        "set it to the workstation's LAN address and let the workstation's firewall admit the K3s nodes on port "
+        f"{llama.workstation_port}"
+    )
+
+
+def _workstation_metrics(
+    cfg: StackConfig,
+    state: LlamaState,
+    cluster: ClusterHandle | None,
+    cluster_server: LlamaServer | None,
+    *,
+    monitor_labels: dict[str, str] | None,
+    depends_on: list[pulumi.Resource],
+) -> WorkstationMetrics | None:
+    """How the cluster's Prometheus scrapes the workstation's server; None (with a warning on
+    loopback) where it cannot."""
+    monitoring = monitor_labels is not None and cluster is not None
+    address = workstation_metrics_target(cfg, state, monitoring=monitoring)
+    if address is None:
+        if monitoring and state.workstation and cfg.workstation is not None:
+            pulumi.log.warn(unscraped_warning(cfg.llama))
+        return None
+    assert cluster is not None and monitor_labels is not None  # monitoring
+    if cluster_server is None or cluster_server.k3s_namespace is None or cluster_server.namespace is None:
+        raise ConfigError(
+            "phase: scraping the workstation's llama-server needs the llm namespace, which comes with "
+            "platform.retainStorage"
+        )
+    return WorkstationMetrics(
+        cluster=cluster,
+        namespace=cluster_server.namespace,
+        address=address,
+        monitor_labels=monitor_labels,
+        depends_on=[cluster_server.k3s_namespace, *depends_on],
+    )
+
+
+def _workstation_server(
+    cfg: StackConfig, state: LlamaState, workstation: HostHandle | None, *, metrics: WorkstationMetrics | None
+) -> dict[str, Any]:
     """The workstation's llama server (Docker) and its outputs; nothing without the host."""
     llama = cfg.llama
     sizing = plan_workstation(cfg.llama, cfg.workstation)
@@ -636,21 +793,23 @@ def _workstation_server(cfg: StackConfig, state: LlamaState, workstation: HostHa
                 listen=llama.workstation_listen,
                 port=llama.workstation_port,
                 protect_models=cfg.is_prod,
+                metrics=metrics,
             ),
         ),
     )
     if not state.workstation:
         return {}
-    return {
-        "llamaWorkstation": {
-            "url": server.url,
-            "host": host_cfg.name,
-            "model": model.name,
-            "sizing": sizing.summary(),
-            "fullOffload": sizing.full_offload,
-        },
-        "llamaWorkstationApiKey": server.api_key,
+    out: dict[str, Any] = {
+        "url": server.url,
+        "host": host_cfg.name,
+        "model": model.name,
+        "sizing": sizing.summary(),
+        "fullOffload": sizing.full_offload,
     }
+    if metrics is not None:
+        # The target labels its ServiceMonitor gives the series, as for the cluster's server.
+        out["metrics"] = {"namespace": metrics.namespace, "service": WORKSTATION_SERVICE}
+    return {"llamaWorkstation": out, "llamaWorkstationApiKey": server.api_key}
 
 
 def _cluster_server(

@@ -66,13 +66,15 @@ def brain_rules(t: AlertThresholds, scope: Scope) -> list[dict[str, Any]]:
     m = f'namespace="{scope.llm_namespace}"'
     w = t.settings.rate_window
     decode = s.decode_rate_expr(m, w)
+    # The job (the Service's name) of each scraped server: the cluster's, and the workstation's.
+    jobs = "|".join(scope.llama_services)
     return [
         _rule(
             "LlamaServerDown",
-            f'up{{job="{s.JOB_LLAMA}",{m}}} == 0',
+            f'up{{job=~"{jobs}",{m}}} == 0',
             "5m",
             "critical",
-            "llama-server {{ $labels.pod }} does not answer Prometheus's scrape",
+            "llama-server {{ $labels.service }} ({{ $labels.instance }}) does not answer Prometheus's scrape",
         ),
         # Without requests the ratio has no value and the rule stays quiet: it judges served tokens only.
         _rule(
@@ -80,9 +82,19 @@ def brain_rules(t: AlertThresholds, scope: Scope) -> list[dict[str, Any]]:
             f"{decode} < {t.decode_tokens_per_second:g}",
             t.settings.sustained,
             "warning",
-            f"Decode speed per request is under the phase's {t.decode_tokens_per_second:g} tokens/s target",
+            f"Decode speed per request of {{{{ $labels.service }}}} is under the phase's "
+            f"{t.decode_tokens_per_second:g} tokens/s target",
         ),
-        _absent("LlamaMetricsAbsent", f"{s.LLAMA_TOKENS_PREDICTED}{{{m}}}", t, "llama-server"),
+        # One absent() per server, so that one server's series cannot hide the other's disappearance.
+        *(
+            _absent(
+                "LlamaMetricsAbsent",
+                f'{s.LLAMA_TOKENS_PREDICTED}{{{m},service="{service}"}}',
+                t,
+                f"llama-server ({service})",
+            )
+            for service in scope.llama_services
+        ),
     ]
 
 

@@ -78,6 +78,9 @@ class Scope:
     platform_namespace: str = "platform"
     data_namespace: str = "platform-data"
     local_groups: tuple[str, ...] = ("local",)
+    # The llama servers Prometheus scrapes, by their Service (`job` and `service` labels): the
+    # cluster's, and the workstation's where the cluster reaches it (components/stack.py).
+    llama_services: tuple[str, ...] = (s.JOB_LLAMA,)
 
 
 def _sum_rate(metric: str, by: str, matchers: str = "") -> str:
@@ -130,43 +133,47 @@ def gpu_board() -> Board:
 
 
 def brain_board(t: AlertThresholds, scope: Scope) -> Board:
+    # Per server: each llama Service (the cluster's, the workstation's) serves one model, and only
+    # the cluster's series have a `pod` label, so every line is one namespace/service.
     by = "namespace, service"
     m = f'namespace="{scope.llm_namespace}"'
     per_request = s.decode_rate_expr(m, RATE, by)
     prompt = f"{_sum_rate(s.LLAMA_PROMPT_TOKENS, by, m)} / {_sum_rate(s.LLAMA_PROMPT_SECONDS, by, m)}"
+    server = "{{namespace}}/{{service}}"
     return Board(
         "brain",
         "gpu-platform-local-brain",
         "Local brain",
-        f"llama-server's decode and prompt speed against the {t.decode_tokens_per_second:g} tokens/s target, "
-        "and its queue: requests processing and deferred, busy slots",
+        f"each llama-server's (cluster and workstation) decode and prompt speed against the "
+        f"{t.decode_tokens_per_second:g} tokens/s target, and its queue: requests processing and deferred, busy slots",
         f"decode tokens/s per request stays above the {t.decode_tokens_per_second:g} tokens/s line while "
-        "requests are served; requests deferred stays at 0 or returns to 0 within minutes",
+        "requests are served; requests deferred stays at 0 or returns to 0 within minutes; each server has its "
+        "line (the workstation's only where `llama.workstationListen` is an address the K3s nodes reach)",
         (
             Panel(
                 "Decode tokens/s per request",
                 "short",
-                (Query(per_request, "{{namespace}}/{{service}}"),),
+                (Query(per_request, server),),
                 threshold=t.decode_tokens_per_second,
             ),
             Panel(
                 "Decode tokens/s, all requests",
                 "short",
-                (Query(_sum_rate(s.LLAMA_TOKENS_PREDICTED, by, m), "{{namespace}}/{{service}}"),),
+                (Query(_sum_rate(s.LLAMA_TOKENS_PREDICTED, by, m), server),),
             ),
-            Panel("Prompt tokens/s per request", "short", (Query(prompt, "{{namespace}}/{{service}}"),)),
+            Panel("Prompt tokens/s per request", "short", (Query(prompt, server),)),
             Panel(
                 "Requests processing and deferred",
                 "short",
                 (
-                    Query(f"sum by (namespace, pod) ({s.LLAMA_REQUESTS_PROCESSING}{{{m}}})", "processing {{pod}}"),
-                    Query(f"sum by (namespace, pod) ({s.LLAMA_REQUESTS_DEFERRED}{{{m}}})", "deferred {{pod}}"),
+                    Query(f"sum by ({by}) ({s.LLAMA_REQUESTS_PROCESSING}{{{m}}})", "processing " + server),
+                    Query(f"sum by ({by}) ({s.LLAMA_REQUESTS_DEFERRED}{{{m}}})", "deferred " + server),
                 ),
             ),
             Panel(
                 "Busy slots per decode",
                 "short",
-                (Query(f"max by (namespace, pod) ({s.LLAMA_BUSY_SLOTS}{{{m}}})", "{{pod}}"),),
+                (Query(f"max by ({by}) ({s.LLAMA_BUSY_SLOTS}{{{m}}})", server),),
             ),
         ),
     )

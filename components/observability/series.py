@@ -9,7 +9,11 @@ tests/real/test_observability.py evaluates every query against the real servers'
   the pod using the GPU; kept by the ServiceMonitor's honorLabels, components/platform/charts.py).
 - llama-server (llama.cpp 0c1e57098, tools/server/server-task.cpp, `--metrics`): `llamacpp:` counters
   and gauges without labels of their own; the server is told apart by the ServiceMonitor's target
-  labels (namespace, service, pod).
+  labels (namespace, service, pod): the cluster's is `service="llama"`, the workstation's (scraped
+  through a Service without a selector and its Endpoints) `service="llama-workstation"` with no
+  `pod`, as the Prometheus Operator's `endpoints` role labels a target that is not a pod (operator
+  v0.91.0, the chart's: pkg/prometheus/promcfg.go sets `pod` from a Pod target reference only, and
+  `job` and `service` from the Service's name).
 - LiteLLM v1.104.8 (litellm/integrations/prometheus.py, the `prometheus` callback): per model group.
 - Traefik v3.6 (K3s's bundled Traefik): per load-balanced backend service, as the cutover gate reads them.
 - the scheduled backups (components/scripts/backup-report.sh): pushed to the Pushgateway once a
@@ -68,6 +72,7 @@ JOB_BACKUP: Final = "gpu-platform-backup"  # the push's job label, kept by the s
 
 # The jobs the Prometheus Operator gives each scrape (the Service's name), for up{} and absent().
 JOB_LLAMA: Final = "llama"  # components/llm/llama.py: Service and ServiceMonitor `llama`
+JOB_LLAMA_WORKSTATION: Final = "llama-workstation"  # components/llm/llama.py WORKSTATION_SERVICE
 JOB_ROUTER: Final = "router"  # components/llm/router.py: Service and ServiceMonitor `router`
 
 

@@ -11,7 +11,10 @@ Prometheus (Debian's 2.42, `make tools-traffic`) scrapes, on 127.0.0.1:
 - kube-state-metrics' Job series, as kube-prometheus-stack's own rules read them.
 
 Each scrape carries the target labels the Prometheus Operator would give it (job = the Service's
-name, namespace, service, pod), and honor_labels where our ServiceMonitors set honorLabels. A panel
+name, namespace, service, pod), and honor_labels where our ServiceMonitors set honorLabels. The same
+llama-server is scraped a second time as the workstation's (job and service `llama-workstation`, no
+pod: a selector-less Service's Endpoints, components/llm/llama.py), so the local-brain dashboard must
+show both servers. A panel
 passes when its query returns data with the labels its legend names; an alert expression passes
 when it evaluates and every series it selects exists. A misspelt metric fails (the checker's test).
 """
@@ -33,8 +36,9 @@ import pytest
 import requests
 
 from components.config.phases import RouterLocalShareThresholds, alert_thresholds, load_phases, phase_ids
+from components.observability import series
 from components.observability.alerts import rule_groups
-from components.observability.dashboards import CONCERNS, Panel, Query, Scope, boards
+from components.observability.dashboards import CONCERNS, Panel, Query, Scope, boards, brain_board
 from migrate import checks
 from tests.conftest import upstream_root
 from tests.local import stop
@@ -56,6 +60,7 @@ GPUS = (
      "DCGM_FI_DRIVER_VERSION": "570.133.20"},
 )  # fmt: skip
 KSM = 'kube_job_{}{{namespace="platform-data",job_name="restore-postgres"}} {}'
+WORKSTATION = series.JOB_LLAMA_WORKSTATION
 
 
 def dcgm_exposition() -> str:
@@ -204,6 +209,8 @@ def observed(brain_up: Brain, tmp_path_factory: pytest.TempPathFactory) -> Itera
     llama, router = b.llama_url.split("//")[1], b.router_url.split("//")[1]
     config = "".join([
         _scrape("llama", llama, "/metrics", {"namespace": "llm", "service": "llama", "pod": "llama-0"}, LLAMA_KEY),
+        _scrape(WORKSTATION, llama, "/metrics", {"namespace": "llm", "service": WORKSTATION, "endpoint": "http"},
+                LLAMA_KEY),
         _scrape("router", router, "/metrics", {"namespace": "llm", "service": "router", "pod": "router-0"}, MASTER_KEY),
         _scrape("dcgm-exporter", local, "/dcgm", {"service": "dcgm-exporter"}, honor=True),
         # The operator's target labels; Traefik's own `service` wins (honorLabels, components/platform/charts.py).
@@ -212,7 +219,7 @@ def observed(brain_up: Brain, tmp_path_factory: pytest.TempPathFactory) -> Itera
     ])  # fmt: skip
     proc, url = _start_prometheus(config, tmp)
     try:
-        _wait(url, "count(up == 1) == 5", "every target up")
+        _wait(url, "count(up == 1) == 6", "every target up")
         for _ in range(40):
             exporters.traefik.serve("app.example.test")
         for stream in (False, True, False, True, False, True):
@@ -246,7 +253,8 @@ def observed(brain_up: Brain, tmp_path_factory: pytest.TempPathFactory) -> Itera
         time.sleep(2)
         (fallback_share,) = _p3_checks(b, url, "router-local-share")
         local_groups = tuple(m["model_name"] for m in b.config["model_list"] if m["model_name"] != "cloud-fallback")
-        yield Observed(url, (served, time.time()), Scope(local_groups=local_groups), served_checks, fallback_share)
+        scope = Scope(local_groups=local_groups, llama_services=(series.JOB_LLAMA, WORKSTATION))
+        yield Observed(url, (served, time.time()), scope, served_checks, fallback_share)
     finally:
         stop(proc)
         exporters.close()
@@ -359,3 +367,34 @@ def test_the_p3_checks_read_the_same_series_through_prometheus(observed: Observe
     assert not unreachable.ok and "Prometheus " in unreachable.detail and "(target 100000)" in unreachable.detail
     # After a fallback to the cloud and a failed one, the same window shows the share under 90%.
     assert not observed.fallback_share.ok and "target is at least 90%" in observed.fallback_share.detail
+
+
+def _servers(url: str, panel: Panel, at: float) -> list[set[str]]:
+    """The llama Services each of the panel's queries answers for at `at`."""
+    return [{r["metric"].get("service", "") for r in query(url, q.expr, at)} for q in panel.queries]
+
+
+def test_every_brain_panel_shows_the_cluster_and_the_workstation_server(observed: Observed) -> None:
+    served = observed.times[0]  # the local server up, after real requests
+    board = brain_board(_last_phase()[0], observed.scope)
+    shown = {panel.title: _servers(observed.url, panel, served) for panel in board.panels}
+    both = {series.JOB_LLAMA, WORKSTATION}
+    assert shown == {panel.title: [both] * len(panel.queries) for panel in board.panels}
+
+
+def test_a_misspelt_metric_or_server_fails_the_workstations_panel(observed: Observed) -> None:
+    served = (observed.times[0],)
+
+    def busy(selector: str, by: str = "service") -> Panel:
+        return Panel("Busy", "short", (Query(f"max by ({by}) ({selector})", "{{" + by + "}}"),))
+
+    misspelt = f'llamacpp:n_busy_slot_per_decode{{service="{WORKSTATION}"}}'
+    assert panel_problems(observed.url, busy(misspelt), served) == [
+        f"Busy: no data for max by (service) ({misspelt}) (missing: [{misspelt!r}])"
+    ]
+    # The right metric under a service no scrape gives fails the same way.
+    nowhere = busy('llamacpp:n_busy_slots_per_decode{service="llama-ws"}')
+    assert panel_problems(observed.url, nowhere, served)[0].startswith("Busy: no data")
+    # A pod legend: the workstation's series have no pod (Endpoints without a pod behind them).
+    by_pod = busy(f'llamacpp:n_busy_slots_per_decode{{service="{WORKSTATION}"}}', by="pod")
+    assert "without the labels ['pod']" in panel_problems(observed.url, by_pod, served)[0]
