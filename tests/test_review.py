@@ -177,6 +177,28 @@ def test_output_into_a_closed_pipe_ends_quietly(argv: tuple[str, ...]) -> None:
     assert "Traceback" not in err and "BrokenPipeError" not in err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("migrate.affected", "--files", "README.md", "components/config/load.py"),
+        ("migrate.scan", "--only", "actionlint"),
+    ],
+    ids=["affected", "scan"],
+)
+def test_the_other_commands_end_quietly_on_a_closed_pipe(argv: tuple[str, ...]) -> None:
+    """`python -m migrate.affected` and `python -m migrate.scan` keep the same contract: their output
+    is short, so the reader here is gone before they write, and every write meets the closed pipe."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *argv], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # what `| head -0` does, before the first line
+    err = proc.stderr.read()
+    code = proc.wait(timeout=120)
+    assert code == output.EXIT_BROKEN_PIPE, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
 # --- 2. diff as a review --------------------------------------------------------------------------
 
 
