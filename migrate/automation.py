@@ -48,6 +48,7 @@ from rich.table import Table
 
 from components.config.phases import STACKS_DIR, Phase, forward_gate, irreversible_between, load_phases, resolve
 from components.core.errors import ConfigError
+from components.migration.backups import BackupError, bucket_keys
 from migrate import checks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,7 +163,16 @@ def exit_checks(
     fly_token = os.environ.get("FLY_API_TOKEN") or _config_value(stack, FLY_TOKEN_KEY)
     # FLY_API_URL: the same override components/clouds/fly_api.py honours (a proxy, a test server).
     fly_api_url = os.environ.get("FLY_API_URL", checks.FLY_API_URL)
-    key_id, secret = _config_value(stack, BACKUP_KEY_ID_KEY), _config_value(stack, BACKUP_SECRET_KEY)
+    # The pair the providers read the bucket with: BACKUP_ACCESS_KEY_ID / BACKUP_SECRET_ACCESS_KEY when
+    # set (a rotated pair), else the stack's; the check must not fail on a key the providers no longer use.
+    stored = {
+        "access_key_id": _config_value(stack, BACKUP_KEY_ID_KEY),
+        "secret_access_key": _config_value(stack, BACKUP_SECRET_KEY),
+    }
+    try:
+        key_id, secret = bucket_keys(stored)
+    except BackupError as exc:
+        raise ConfigError(str(exc)) from None
     ctx = checks.CheckContext(
         outputs=_with_config(outputs, stack),
         fly_token=fly_token,

@@ -7,6 +7,7 @@ config says, as the engine would: the `phase` output becomes the configured phas
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import io
 import re
@@ -29,6 +30,8 @@ from pulumi.automation import (
 from rich.console import Console
 
 from components.config.phases import load_phases
+from components.core.errors import ConfigError
+from components.migration.backups import BACKUP_KEY_ENV
 from migrate import automation, cli
 from migrate.automation import PHASE_KEY, POLICY_PACK, Deps, Refused, plan_move
 from migrate.checks import CheckResult
@@ -588,6 +591,8 @@ def test_exit_checks_read_fly_apps_and_backup_location_from_stack_config(monkeyp
 
     monkeypatch.setattr("migrate.checks.run_check", fake_run_check)
     monkeypatch.setenv("FLY_API_URL", "http://127.0.0.1:9/v1")
+    for name in BACKUP_KEY_ENV:
+        monkeypatch.delenv(name, raising=False)  # they would win over the stack's pair
     stack = FakeStack(
         config={
             "gpu-platform:flyApps": '["web", "jobs"]',
@@ -608,6 +613,50 @@ def test_exit_checks_read_fly_apps_and_backup_location_from_stack_config(monkeyp
     }
     assert got["creds"] == ("AKID", "s3cr3t")
     assert got["fly"] == "http://127.0.0.1:9/v1"
+
+
+def test_exit_checks_read_the_bucket_with_the_environments_key_pair_over_the_stacks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The precedence of the providers (components/migration/backups.py, bucket_keys): after a
+    rotation the stack still holds the old pair, which moto's S3 server rejects, and the new pair is
+    in BACKUP_ACCESS_KEY_ID / BACKUP_SECRET_ACCESS_KEY."""
+    from tests.fakes.s3 import moto_s3  # noqa: PLC0415 (loads moto.server: +0.37 s CPU for every importer)
+
+    body = b"pg_dump custom format"
+    out = io.StringIO()
+    console = Console(file=out, width=200, color_system=None)
+    stale = FakeStack(
+        config={
+            "gpu-platform:backupAccessKeyId": "AKIASTALESTALESTALE0",
+            "gpu-platform:backupSecretAccessKey": "the-pair-before-the-rotation",
+        }
+    )
+    for name in BACKUP_KEY_ENV:
+        monkeypatch.delenv(name, raising=False)
+    with moto_s3() as s3:
+        s3.make_bucket("backups")
+        s3.client("backups").put_object(Bucket="backups", Key="postgres/app.dump", Body=body)
+        outputs = {
+            "backupBucket": "backups",
+            "backupEndpoint": s3.endpoint,
+            "backupObjects": [{"key": "postgres/app.dump", "sha256": hashlib.sha256(body).hexdigest()}],
+        }
+        rotated = s3.iam_key_pair("backups")
+        with s3.signed_requests_only():
+            # Only the stack's pair: the check reads with it, and moto refuses it.
+            (refused,) = automation.exit_checks(["backups-verified"], outputs, stale, console)
+            assert not refused.ok and "InvalidAccessKeyId" in refused.detail, refused.detail
+
+            monkeypatch.setenv("BACKUP_ACCESS_KEY_ID", rotated[0])
+            with pytest.raises(ConfigError, match="BACKUP_ACCESS_KEY_ID is set but BACKUP_SECRET_ACCESS_KEY is not"):
+                automation.exit_checks(["backups-verified"], outputs, stale, console)
+
+            monkeypatch.setenv("BACKUP_SECRET_ACCESS_KEY", rotated[1])
+            (verified,) = automation.exit_checks(["backups-verified"], outputs, stale, console)
+    assert verified.ok, verified.detail
+    assert verified.detail == f"1 object(s), {len(body)} bytes in s3://backups match their recorded SHA-256"
+    assert "PASS backups-verified" in out.getvalue()
 
 
 def test_the_fake_stack_takes_only_what_the_real_stack_takes() -> None:
