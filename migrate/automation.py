@@ -63,6 +63,9 @@ PHASE_OUTPUT = "phase"
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_IRREVERSIBLE = 0, 1, 2, 3  # migrate/output.py's contract
 _LOG = logging.getLogger("gpu-platform.migrate")
+# For a caller that configures logging (a CI wrapper): the command prints its notes on stderr itself,
+# and logging's last-resort handler would print them there a second time.
+_LOG.addHandler(logging.NullHandler())
 
 INSTALL_HELP = (
     "The Pulumi CLI is not installed (no `pulumi` on PATH). Install it, then run this again:\n"
@@ -566,10 +569,11 @@ def _move(
 
         gate = _gate(handle, move, deps)
         note = ""
+        # The verdicts go to stderr, the move's own report (the plan, the checks as they run) to stdout.
         if gate is not None and override_gate is None:
-            console.print(
-                f"[red]gate closed:[/] {gate}. Nothing was changed. Fix what failed (or wait for the measurements), "
-                f"roll back with `python -m migrate rollback --stack {stack}`, or move anyway with "
+            deps.err.print(
+                f"[red]refused: gate closed:[/] {escape(gate)}. Nothing was changed. Fix what failed (or wait for "
+                f"the measurements), roll back with `python -m migrate rollback --stack {stack}`, or move anyway with "
                 '`--override-gate "<reason>"`, which is recorded in the stack history '
                 "(docs/troubleshooting.md#the-cutover-gate-stays-closed).",
                 highlight=False,
@@ -578,14 +582,16 @@ def _move(
         if gate is not None:
             note = f"gate overridden by {_who()}: {override_gate} ({gate})"
             _LOG.warning("%s: %s", stack, note)
-            console.print(f"[yellow]{note}[/]", markup=True, highlight=False)
+            deps.err.print(f"[yellow]warning:[/] {escape(note)}", highlight=False)
         elif override_gate is not None:
-            console.print("--override-gate given, but the gate passed; nothing was overridden")
+            deps.err.print("note: --override-gate given, but the gate passed; nothing was overridden")
 
         console.print(f"[bold]1/4[/] offline check of {move.target.id}")
         code = deps.offline_check(stack, move.target.id)
         if code != EXIT_OK:
-            console.print(f"[red]offline check failed (exit {code})[/]; nothing was changed")
+            deps.err.print(
+                f"[red]refused:[/] the offline check of {move.target.id} failed (exit {code}); nothing was changed"
+            )
             return EXIT_FAILED
 
         # What to put back if the move does not complete: the deployed phase, so config and state agree.
@@ -621,7 +627,7 @@ def _apply(handle: StackHandle, move: Move, restore_to: str | None, yes: bool, d
             )
         _print_summary(console, getattr(preview, "change_summary", {}) or {})
         if not yes and not deps.confirm(f"Deploy {target.id} to stack {move.stack}?"):
-            console.print("declined; nothing was deployed")
+            deps.err.print("declined; nothing was deployed")
             return EXIT_FAILED
         console.print(f"[bold]3/4[/] pulumi up --refresh ({target.id})")
         with console.status("pulumi up …"):
@@ -636,18 +642,18 @@ def _apply(handle: StackHandle, move: Move, restore_to: str | None, yes: bool, d
             )
         deployed = True
     except CommandError as exc:
-        console.print(f"[red]pulumi failed:[/] {_tail(exc)}", highlight=False)
-        console.print(
+        deps.err.print(f"[red]pulumi failed:[/] {escape(_tail(exc))}", highlight=False)
+        deps.err.print(
             f"Resources of {target.id} that were created before the failure stay in the stack; "
             f"`python -m migrate {move.direction} --stack {move.stack}` tries again."
         )
         return EXIT_FAILED
     except Exception as exc:  # the automation API raises plain errors too ("summary event never found")
-        console.print(f"[red]{type(exc).__name__}:[/] {exc}", highlight=False)
+        deps.err.print(f"[red]{type(exc).__name__}:[/] {escape(str(exc))}", highlight=False)
         return EXIT_FAILED
     finally:
         if not deployed:
-            _restore(handle, restore_to, move.stack, console)
+            _restore(handle, restore_to, move.stack, console, deps.err)
 
     console.print(f"[green]deployed {target.id}[/] on {move.stack}; commit Pulumi.{move.stack}.yaml ({PHASE_KEY})")
     measured = target.exit_criteria.measurements
@@ -672,7 +678,7 @@ def _apply(handle: StackHandle, move: Move, restore_to: str | None, yes: bool, d
     for item in target.exit_criteria.checklist:
         console.print(f"  [ ] {item}", markup=False, highlight=False)
     if failed:
-        console.print(
+        deps.err.print(
             f"[red]{target.id} is deployed but exit check(s) failed: {', '.join(failed)}[/]. Fix and rerun "
             f"`python -m migrate status --stack {move.stack} --checks`, or go back with "
             f"`python -m migrate rollback --stack {move.stack}`."
@@ -682,7 +688,7 @@ def _apply(handle: StackHandle, move: Move, restore_to: str | None, yes: bool, d
     return EXIT_OK
 
 
-def _restore(handle: StackHandle, value: str | None, stack: str, console: Console) -> None:
+def _restore(handle: StackHandle, value: str | None, stack: str, console: Console, err: Console) -> None:
     try:
         if value is None:
             handle.remove_config(PHASE_KEY)
@@ -694,7 +700,7 @@ def _restore(handle: StackHandle, value: str | None, stack: str, console: Consol
             if value is None
             else f"pulumi config set {PHASE_KEY} {value} --stack {stack}"
         )
-        console.print(f"[red]could not restore {PHASE_KEY}[/] ({exc}); run: {fix}", highlight=False)
+        err.print(f"[red]could not restore {PHASE_KEY}[/] ({escape(str(exc))}); run: {fix}", highlight=False)
         return
     console.print(f"{PHASE_KEY} restored to {value or '(unset)'}")
 

@@ -135,9 +135,12 @@ class Harness:
         answer: bool = True,
         offline_code: int = 0,
         failing_checks: Sequence[str] = (),
+        split: bool = False,
     ) -> None:
         self.stack = stack
         self.out = io.StringIO()
+        # split: stderr on its own (`errors`); otherwise both in one buffer, in the order printed
+        self.err_out = io.StringIO() if split else self.out
         self.opened: list[tuple[str, bool]] = []
         self.offline: list[tuple[str, str]] = []
         self.prompts: list[str] = []
@@ -177,12 +180,16 @@ class Harness:
             confirm=confirm,
             interactive=lambda: interactive,
             console=Console(file=self.out, width=200, color_system=None, force_terminal=False),
-            err=Console(file=self.out, width=200, color_system=None, force_terminal=False),
+            err=Console(file=self.err_out, width=200, color_system=None, force_terminal=False),
         )
 
     @property
     def text(self) -> str:
         return self.out.getvalue()
+
+    @property
+    def errors(self) -> str:
+        return self.err_out.getvalue()
 
 
 # The pack and the stack's policy config, as `pulumi preview --policy-pack P --policy-pack-config C`.
@@ -716,6 +723,33 @@ def test_override_gate_moves_anyway_and_records_the_reason_in_the_stack_history(
     (message,) = stack.messages
     assert "gate overridden by" in message and "INC-42: load test host down" in message and "load-test" in message
     assert "INC-42" in caplog.text and "INC-42" in h.text
+
+
+def test_forward_reports_on_stdout_and_gives_its_verdicts_on_stderr(caplog: pytest.LogCaptureFixture) -> None:
+    """The exit-code contract (migrate/output.py): the move and its checks are the report, on stdout;
+    a refusal goes to stderr with a non-zero exit, and so does an override's warning."""
+    closed = Harness(
+        FakeStack(deployed="p2b1-cutover-50", configured="p2b1-cutover-50"), failing_checks=["routes-slo"], split=True
+    )
+    assert automation.forward("dev", yes=True, deps=closed.deps) == 1
+    assert "forward dev: p2b1-cutover-50 → p2b2-cutover-100" in closed.text
+    assert "the exit checks of p2b1-cutover-50 must pass first" in closed.text
+    assert closed.errors.startswith("refused: gate closed: exit check(s) of p2b1-cutover-50 failed: routes-slo.")
+    assert "gate closed" not in closed.text and "--override-gate" not in closed.text
+
+    overridden = Harness(
+        FakeStack(deployed="p2b1-cutover-50", configured="p2b1-cutover-50"), failing_checks=["routes-slo"], split=True
+    )
+    with caplog.at_level("WARNING", logger="gpu-platform.migrate"):
+        assert automation.forward("dev", yes=True, deps=overridden.deps, override_gate="INC-9: probe down") == 0
+    assert overridden.errors.startswith("warning: gate overridden by ")
+    assert "INC-9: probe down (exit check(s) of p2b1-cutover-50 failed: routes-slo)" in overridden.errors
+    assert "gate overridden" not in overridden.text and "1/4 offline check of p2b2-cutover-100" in overridden.text
+
+    offline = Harness(FakeStack(), offline_code=1, split=True)
+    assert automation.forward("dev", yes=True, deps=offline.deps) == 1
+    assert offline.errors == "refused: the offline check of p2a-k3s failed (exit 1); nothing was changed\n"
+    assert "1/4 offline check of p2a-k3s" in offline.text and "refused" not in offline.text
 
 
 def test_override_gate_needs_a_reason() -> None:
