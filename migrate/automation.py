@@ -49,7 +49,7 @@ from rich.table import Table
 from components.config.phases import STACKS_DIR, Phase, forward_gate, irreversible_between, load_phases, resolve
 from components.core.errors import ConfigError
 from components.migration.backups import BackupError, bucket_keys
-from migrate import checks
+from migrate import checks, stack_review
 
 ROOT = Path(__file__).resolve().parent.parent
 PHASE_KEY = "gpu-platform:phase"
@@ -272,6 +272,7 @@ class Deps:
     # Errors and refusals go to stderr (migrate/output.py's contract); tests point both at one buffer.
     err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True, emoji=False))
     stacks_dir: Path = STACKS_DIR  # the phase files
+    stack_file: Callable[[str], Path] = stack_review.stack_path  # Pulumi.<stack>.yaml, which `up` reads
 
 
 # --- reading the stack --------------------------------------------------------------------------
@@ -555,6 +556,11 @@ def _move(
         return EXIT_REFUSED
 
     def body() -> int:
+        # The stack file first, as `migrate check` reviews it: a clear-text secret, an unknown or
+        # look-alike key, another stack's `environment`, an unknown phase refuse the move before the
+        # stack is even opened.
+        path = deps.stack_file(stack)
+        stack_review.review_stack(stack, path, None)
         # A stack that does not exist yet can only move forward (to the first phase).
         handle = _open(stack, direction == "forward", deps)
         phases = _phases(deps)
@@ -562,6 +568,7 @@ def _move(
         move = plan_move(
             phases, current, direction=direction, to=to, allow_skip=allow_skip, stack=stack, stacks_dir=deps.stacks_dir
         )
+        _secrets_for(stack, path, move.target, deps)
         configured = _config_value(handle, PHASE_KEY)
         _describe_move(console, move, configured)
         if not yes and not deps.interactive():
@@ -599,6 +606,30 @@ def _move(
         return _apply(handle, move, restore_to, yes, deps, note=note)
 
     return _run(deps, body)
+
+
+def _secrets_for(stack: str, path: Path, target: Phase, deps: Deps) -> None:
+    """Refuse a move whose target phase needs a secret that the stack file holds no `secure:` value
+    for and the environment does not stand in for: the program would refuse it at preview, after
+    the phase was written to config. A file that imports ESC environments may hold them there,
+    which cannot be read offline: then it is a warning."""
+    sr = stack_review.review(stack, path, target, explicit_file=False)
+    missing = sr.unprovided(os.environ)
+    if not missing:
+        return
+    lines = [f"{stack_review.NAMESPACE}:{name} ({sr.needed[name]})" for name in missing]
+    if sr.imports_environments:
+        deps.err.print(
+            f"[yellow]warning:[/] {target.id} needs {len(missing)} secret(s) with no secure: value in "
+            f"{path.name}; its ESC environments must provide them: {escape(', '.join(lines))}",
+            highlight=False,
+        )
+        return
+    raise ConfigError(
+        f"{target.id} needs {len(missing)} secret(s) that {path.name} holds no secure: value for: "
+        + ", ".join(lines)
+        + f". Set each with `pulumi config set --secret <key> --stack {stack}`; nothing was changed"
+    )
 
 
 def _policy_pack_configs(stack: str) -> list[str] | None:

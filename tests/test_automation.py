@@ -13,10 +13,12 @@ import io
 import re
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import yaml
 from pulumi import automation as auto
 from pulumi.automation import (
     CommandError,
@@ -29,12 +31,14 @@ from pulumi.automation import (
 )
 from rich.console import Console
 
+from components.config.load import SECRET_KEYS
 from components.config.phases import load_phases
 from components.core.errors import ConfigError
 from components.migration.backups import BACKUP_KEY_ENV
 from migrate import automation, cli
 from migrate.automation import PHASE_KEY, POLICY_PACK, Deps, Refused, plan_move
 from migrate.checks import CheckResult
+from tests.conftest import ROOT
 
 
 def _cmd_error(stderr: str, cls: type[CommandError] = CommandError) -> CommandError:
@@ -124,6 +128,35 @@ class FakeStack:
         return [c for c in self.calls if c[0] in ("set_config", "remove_config", "preview", "up")]
 
 
+# The stack files the moves review (Deps.stack_file): the committed ones plus a `secure:` value for
+# every secret key, as an operator's checkout holds them after `pulumi config set --secret`.
+_STACK_FILES: dict[str, Path] = {}
+
+
+def stack_file_with(folder: Path, name: str, **config: Any) -> Path:
+    """Pulumi.<name>.yaml as committed, with `config` merged into it (None removes a key)."""
+    doc = yaml.safe_load((ROOT / f"Pulumi.{name}.yaml").read_text())
+    for key, value in config.items():
+        if value is None:
+            doc["config"].pop(key, None)
+        else:
+            doc["config"][key] = value
+    path = folder / f"Pulumi.{name}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+SECURE = {f"gpu-platform:{name}": {"secure": "v1:AAAAplaceholder"} for name, _ in SECRET_KEYS}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _stack_files_with_secrets(tmp_path_factory: pytest.TempPathFactory) -> None:
+    folder = tmp_path_factory.mktemp("stacks")
+    for name in ("dev", "prod"):
+        (folder / name).mkdir()
+        _STACK_FILES[name] = stack_file_with(folder / name, name, **SECURE)
+
+
 class Harness:
     """Deps whose every boundary call is recorded."""
 
@@ -136,6 +169,7 @@ class Harness:
         offline_code: int = 0,
         failing_checks: Sequence[str] = (),
         split: bool = False,
+        stack_file: Path | None = None,
     ) -> None:
         self.stack = stack
         self.out = io.StringIO()
@@ -181,6 +215,7 @@ class Harness:
             interactive=lambda: interactive,
             console=Console(file=self.out, width=200, color_system=None, force_terminal=False),
             err=Console(file=self.err_out, width=200, color_system=None, force_terminal=False),
+            stack_file=lambda name: stack_file or _STACK_FILES[name],
         )
 
     @property
@@ -683,6 +718,76 @@ def test_the_stack_protocol_matches_the_real_stack() -> None:
         real = inspect.signature(getattr(auto.Stack, name))
         for param in list(inspect.signature(declared).parameters)[1:]:
             assert param in real.parameters, f"Stack.{name} has no parameter {param!r}"
+
+
+# --- the stack file, reviewed as `migrate check` reviews it ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("config", "said"),
+    [
+        (
+            {"gpu-platform:flyApiToken": "fo1_cleartext"},
+            "gpu-platform:flyApiToken: a secret stored in clear text in Pulumi.dev.yaml",
+        ),
+        ({"gpu-platfrom:domain": "dev.example.com"}, "did you mean gpu-platform:domain?"),
+        ({"gpu-platform:acmeEmial": "a@example.com"}, "did you mean gpu-platform:acmeEmail?"),
+        ({"gpu-platform:environment": "prod"}, "did you mean --stack prod?"),
+        ({"gpu-platform:phase": "p2-k3s"}, "gpu-platform:phase: unknown phase 'p2-k3s'"),
+    ],
+    ids=["clear-text-secret", "look-alike-namespace", "unknown-key", "another-stacks-file", "unknown-phase"],
+)
+@pytest.mark.parametrize("direction", ["forward", "rollback"])
+def test_a_bad_stack_file_refuses_the_move_before_anything_else(
+    tmp_path: Path, config: dict[str, Any], said: str, direction: str
+) -> None:
+    stack = FakeStack(deployed="p2a-k3s", configured="p2a-k3s")
+    h = Harness(stack, split=True, stack_file=stack_file_with(tmp_path, "dev", **{**SECURE, **config}))
+    move = automation.forward if direction == "forward" else automation.rollback
+    assert move("dev", yes=True, deps=h.deps) == 2
+    assert said in h.errors and h.errors.startswith("error: ")
+    # Before anything else: the stack was not even opened, so nothing ran and nothing changed.
+    assert h.opened == [] and stack.calls == [] and h.checked == [] and h.offline == [] and h.text == ""
+
+
+def test_forward_refuses_a_target_phase_whose_secrets_the_stack_file_lacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A checkout with the secrets p2a needs, and none of those p2b-services adds.
+    later = ("composeSshPrivateKey", "githubToken", "hubspotAccessToken", "backupAccessKeyId", "backupSecretAccessKey")
+    early = stack_file_with(tmp_path, "dev", **{**SECURE, **{f"gpu-platform:{k}": None for k in later}})
+    monkeypatch.delenv("LAMBDA_API_KEY", raising=False)
+    stack = FakeStack(deployed="p2a-k3s", configured="p2a-k3s")
+    h = Harness(stack, split=True, stack_file=early)
+    assert automation.forward("dev", yes=True, deps=h.deps) == 2
+    assert "p2b-services needs 5 secret(s) that Pulumi.dev.yaml holds no secure: value for: " in h.errors
+    assert "gpu-platform:composeSshPrivateKey (p2b-services logs in to the Compose host)" in h.errors
+    assert "`pulumi config set --secret <key> --stack dev`" in h.errors
+    assert stack.mutations() == [] and h.checked == [] and h.offline == []
+
+    # The same file is enough to stay where it is (p2a needs none of them): rollback moves.
+    back = FakeStack(deployed="p2a-k3s", configured="p2a-k3s")
+    assert automation.rollback("dev", yes=True, deps=Harness(back, stack_file=early).deps) == 0
+
+    # An environment variable the program takes instead (LAMBDA_API_KEY) stands in for its key.
+    no_lambda = stack_file_with(tmp_path, "dev", **{**SECURE, "gpu-platform:lambdaApiKey": None})
+    refused = Harness(FakeStack(), split=True, stack_file=no_lambda)
+    assert automation.forward("dev", yes=True, deps=refused.deps) == 2
+    assert "gpu-platform:lambdaApiKey (every phase)" in refused.errors
+    monkeypatch.setenv("LAMBDA_API_KEY", "from-the-environment")
+    assert automation.forward("dev", yes=True, deps=Harness(FakeStack(), stack_file=no_lambda).deps) == 0
+
+
+def test_a_stack_file_that_imports_esc_environments_is_only_warned_about(tmp_path: Path) -> None:
+    """Secrets may come from the Pulumi ESC environments the file imports, which offline cannot read."""
+    path = stack_file_with(tmp_path, "dev", **{**SECURE, "gpu-platform:composeSshPrivateKey": None})
+    doc = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({"environment": ["gpu-platform/dev"], **doc}, sort_keys=False))
+    stack = FakeStack(deployed="p2a-k3s", configured="p2a-k3s")
+    h = Harness(stack, split=True, stack_file=path)
+    assert automation.forward("dev", yes=True, deps=h.deps) == 0
+    assert h.errors.startswith("warning: p2b-services needs 1 secret(s) with no secure: value in Pulumi.dev.yaml")
+    assert "its ESC environments must provide them: gpu-platform:composeSshPrivateKey" in h.errors
 
 
 # --- the cutover gate ----------------------------------------------------------------------------
