@@ -331,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    harness.PROGRAM_WARNINGS.seen.clear()  # each command says the program's warnings once
 
     def run() -> int:
         try:

@@ -24,6 +24,7 @@ import contextlib
 import contextvars
 import functools
 import json
+import logging
 import runpy
 import sys
 import types
@@ -59,6 +60,31 @@ UNKNOWN = "[unknown]"
 # Pulumi's wire markers (sdk/python/lib/pulumi/runtime/rpc.py).
 _SIG = "4dabf18193072939515e22adb298388d"
 _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+
+
+class ProgramWarnings(logging.Handler):
+    """What the program logs through `pulumi.log` (a placeholder registry, ...), on stderr as
+    `pulumi up` shows it, but once per command: `check --all-phases` records nine phases, and the
+    same warning nine times is a wall nobody reads. `cli.main` starts each command afresh, so each
+    command that `migrate.affected --run` runs in this process keeps its own copy."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if text not in self.seen:
+            self.seen.add(text)
+            print(f"{record.levelname.lower()}: {text}", file=sys.stderr)
+
+
+PROGRAM_WARNINGS = ProgramWarnings()
+# The mock engine's logger (pulumi.runtime.mocks.MockEngine logs to the root logger by default, which
+# without handlers prints every message bare, every time).
+_PROGRAM_LOG = logging.getLogger("gpu-platform.program")
+_PROGRAM_LOG.addHandler(PROGRAM_WARNINGS)
+_PROGRAM_LOG.propagate = False
 
 
 class ResourceInApplyError(Exception):
@@ -533,7 +559,7 @@ def _run(
         MockSettings(
             monitor=monitor,
             monitor_features=set(monitor.GetDeploymentInfo(None).supportedFeatures),
-            engine=MockEngine(None),
+            engine=MockEngine(_PROGRAM_LOG),
             project=PROJECT,
             stack=stack,
             dry_run=preview,

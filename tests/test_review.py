@@ -449,6 +449,21 @@ def test_the_pull_request_report_shows_the_diffs_marks_and_counts(cached_record:
     assert "8 irreversible, " in row
 
 
+def test_the_programs_warnings_are_said_once_per_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """dev's placeholder registry is warned about by every phase that runs the services; `check`
+    records several phases in one process and says it once, as a warning, on stderr."""
+    assert cli.main(["check", "--stack", "dev", "--phase", "p2b-services", "--phase", "p2c-optimize"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    placeholder = [line for line in err if "is the placeholder 'ghcr.io/example-org'" in line]
+    assert placeholder == [
+        "warning: gpu-platform:serviceImages.registry is the placeholder 'ghcr.io/example-org': the platform's "
+        "pods will not pull their images until it names your registry"
+    ]
+    # The next command says it again: each keeps its own output (migrate.affected runs several in one process).
+    assert cli.main(["check", "--stack", "dev", "--phase", "p2b-services"]) == 0
+    assert sum("is the placeholder" in line for line in capsys.readouterr().err.splitlines()) == 1
+
+
 def test_check_names_the_missing_secrets_in_one_line_per_stack(
     cached_record: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
