@@ -249,7 +249,8 @@ def add_move_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p_status.set_defaults(func=cmd_status)
     for name, what in (("forward", "the next phase"), ("rollback", "the previous phase")):
         p_move = sub.add_parser(
-            name, help=f"move a real stack to {what}: offline check, preview, confirm, up, exit checks"
+            name,
+            help=f"move a real stack to {what}: stack file review, offline check, preview, confirm, up, exit checks",
         )
         p_move.add_argument("--stack", required=True, help="stack name in the logged-in Pulumi backend")
         p_move.add_argument("--yes", action="store_true", help="do not ask for confirmation (needed without a TTY)")
