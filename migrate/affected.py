@@ -33,6 +33,7 @@ import yaml
 
 from components.config.phases import STACKS_DIR, Phase, load_phases
 from components.core.errors import ConfigError
+from migrate import output
 
 ROOT = Path(__file__).resolve().parent.parent
 PHASE_KEY = "gpu-platform:phase"
@@ -294,6 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (args.base is None) == (args.files is None):
         parser.error("give exactly one of --base or --files")
 
+    return output.survive_closed_pipe(lambda: _report(args))
+
+
+def _report(args: argparse.Namespace) -> int:
     def base_text(path: str) -> str | None:
         return file_at(args.base, path) if args.base is not None else None
 

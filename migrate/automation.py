@@ -48,7 +48,8 @@ from rich.table import Table
 
 from components.config.phases import STACKS_DIR, Phase, forward_gate, irreversible_between, load_phases, resolve
 from components.core.errors import ConfigError
-from migrate import checks
+from components.migration.backups import BackupError, bucket_keys
+from migrate import checks, stack_review
 
 ROOT = Path(__file__).resolve().parent.parent
 PHASE_KEY = "gpu-platform:phase"
@@ -62,6 +63,9 @@ PHASE_OUTPUT = "phase"
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED, EXIT_IRREVERSIBLE = 0, 1, 2, 3  # migrate/output.py's contract
 _LOG = logging.getLogger("gpu-platform.migrate")
+# For a caller that configures logging (a CI wrapper): the command prints its notes on stderr itself,
+# and logging's last-resort handler would print them there a second time.
+_LOG.addHandler(logging.NullHandler())
 
 INSTALL_HELP = (
     "The Pulumi CLI is not installed (no `pulumi` on PATH). Install it, then run this again:\n"
@@ -162,7 +166,16 @@ def exit_checks(
     fly_token = os.environ.get("FLY_API_TOKEN") or _config_value(stack, FLY_TOKEN_KEY)
     # FLY_API_URL: the same override components/clouds/fly_api.py honours (a proxy, a test server).
     fly_api_url = os.environ.get("FLY_API_URL", checks.FLY_API_URL)
-    key_id, secret = _config_value(stack, BACKUP_KEY_ID_KEY), _config_value(stack, BACKUP_SECRET_KEY)
+    # The pair the providers read the bucket with: BACKUP_ACCESS_KEY_ID / BACKUP_SECRET_ACCESS_KEY when
+    # set (a rotated pair), else the stack's; the check must not fail on a key the providers no longer use.
+    stored = {
+        "access_key_id": _config_value(stack, BACKUP_KEY_ID_KEY),
+        "secret_access_key": _config_value(stack, BACKUP_SECRET_KEY),
+    }
+    try:
+        key_id, secret = bucket_keys(stored)
+    except BackupError as exc:
+        raise ConfigError(str(exc)) from None
     ctx = checks.CheckContext(
         outputs=_with_config(outputs, stack),
         fly_token=fly_token,
@@ -259,6 +272,7 @@ class Deps:
     # Errors and refusals go to stderr (migrate/output.py's contract); tests point both at one buffer.
     err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True, emoji=False))
     stacks_dir: Path = STACKS_DIR  # the phase files
+    stack_file: Callable[[str], Path] = stack_review.stack_path  # Pulumi.<stack>.yaml, which `up` reads
 
 
 # --- reading the stack --------------------------------------------------------------------------
@@ -542,6 +556,11 @@ def _move(
         return EXIT_REFUSED
 
     def body() -> int:
+        # The stack file first, as `migrate check` reviews it: a clear-text secret, an unknown or
+        # look-alike key, another stack's `environment`, an unknown phase refuse the move before the
+        # stack is even opened.
+        path = deps.stack_file(stack)
+        stack_review.review_stack(stack, path, None)
         # A stack that does not exist yet can only move forward (to the first phase).
         handle = _open(stack, direction == "forward", deps)
         phases = _phases(deps)
@@ -549,6 +568,7 @@ def _move(
         move = plan_move(
             phases, current, direction=direction, to=to, allow_skip=allow_skip, stack=stack, stacks_dir=deps.stacks_dir
         )
+        _secrets_for(stack, path, move.target, deps)
         configured = _config_value(handle, PHASE_KEY)
         _describe_move(console, move, configured)
         if not yes and not deps.interactive():
@@ -556,10 +576,11 @@ def _move(
 
         gate = _gate(handle, move, deps)
         note = ""
+        # The verdicts go to stderr, the move's own report (the plan, the checks as they run) to stdout.
         if gate is not None and override_gate is None:
-            console.print(
-                f"[red]gate closed:[/] {gate}. Nothing was changed. Fix what failed (or wait for the measurements), "
-                f"roll back with `python -m migrate rollback --stack {stack}`, or move anyway with "
+            deps.err.print(
+                f"[red]refused: gate closed:[/] {escape(gate)}. Nothing was changed. Fix what failed (or wait for "
+                f"the measurements), roll back with `python -m migrate rollback --stack {stack}`, or move anyway with "
                 '`--override-gate "<reason>"`, which is recorded in the stack history '
                 "(docs/troubleshooting.md#the-cutover-gate-stays-closed).",
                 highlight=False,
@@ -568,14 +589,16 @@ def _move(
         if gate is not None:
             note = f"gate overridden by {_who()}: {override_gate} ({gate})"
             _LOG.warning("%s: %s", stack, note)
-            console.print(f"[yellow]{note}[/]", markup=True, highlight=False)
+            deps.err.print(f"[yellow]warning:[/] {escape(note)}", highlight=False)
         elif override_gate is not None:
-            console.print("--override-gate given, but the gate passed; nothing was overridden")
+            deps.err.print("note: --override-gate given, but the gate passed; nothing was overridden")
 
         console.print(f"[bold]1/4[/] offline check of {move.target.id}")
         code = deps.offline_check(stack, move.target.id)
         if code != EXIT_OK:
-            console.print(f"[red]offline check failed (exit {code})[/]; nothing was changed")
+            deps.err.print(
+                f"[red]refused:[/] the offline check of {move.target.id} failed (exit {code}); nothing was changed"
+            )
             return EXIT_FAILED
 
         # What to put back if the move does not complete: the deployed phase, so config and state agree.
@@ -583,6 +606,30 @@ def _move(
         return _apply(handle, move, restore_to, yes, deps, note=note)
 
     return _run(deps, body)
+
+
+def _secrets_for(stack: str, path: Path, target: Phase, deps: Deps) -> None:
+    """Refuse a move whose target phase needs a secret that the stack file holds no `secure:` value
+    for and the environment does not stand in for: the program would refuse it at preview, after
+    the phase was written to config. A file that imports ESC environments may hold them there,
+    which cannot be read offline: then it is a warning."""
+    sr = stack_review.review(stack, path, target, explicit_file=False)
+    missing = sr.unprovided(os.environ)
+    if not missing:
+        return
+    lines = [f"{stack_review.NAMESPACE}:{name} ({sr.needed[name]})" for name in missing]
+    if sr.imports_environments:
+        deps.err.print(
+            f"[yellow]warning:[/] {target.id} needs {len(missing)} secret(s) with no secure: value in "
+            f"{path.name}; its ESC environments must provide them: {escape(', '.join(lines))}",
+            highlight=False,
+        )
+        return
+    raise ConfigError(
+        f"{target.id} needs {len(missing)} secret(s) that {path.name} holds no secure: value for: "
+        + ", ".join(lines)
+        + f". Set each with `pulumi config set --secret <key> --stack {stack}`; nothing was changed"
+    )
 
 
 def _policy_pack_configs(stack: str) -> list[str] | None:
@@ -611,7 +658,7 @@ def _apply(handle: StackHandle, move: Move, restore_to: str | None, yes: bool, d
             )
         _print_summary(console, getattr(preview, "change_summary", {}) or {})
         if not yes and not deps.confirm(f"Deploy {target.id} to stack {move.stack}?"):
-            console.print("declined; nothing was deployed")
+            deps.err.print("declined; nothing was deployed")
             return EXIT_FAILED
         console.print(f"[bold]3/4[/] pulumi up --refresh ({target.id})")
         with console.status("pulumi up …"):
@@ -626,18 +673,18 @@ def _apply(handle: StackHandle, move: Move, restore_to: str | None, yes: bool, d
             )
         deployed = True
     except CommandError as exc:
-        console.print(f"[red]pulumi failed:[/] {_tail(exc)}", highlight=False)
-        console.print(
+        deps.err.print(f"[red]pulumi failed:[/] {escape(_tail(exc))}", highlight=False)
+        deps.err.print(
             f"Resources of {target.id} that were created before the failure stay in the stack; "
             f"`python -m migrate {move.direction} --stack {move.stack}` tries again."
         )
         return EXIT_FAILED
     except Exception as exc:  # the automation API raises plain errors too ("summary event never found")
-        console.print(f"[red]{type(exc).__name__}:[/] {exc}", highlight=False)
+        deps.err.print(f"[red]{type(exc).__name__}:[/] {escape(str(exc))}", highlight=False)
         return EXIT_FAILED
     finally:
         if not deployed:
-            _restore(handle, restore_to, move.stack, console)
+            _restore(handle, restore_to, move.stack, console, deps.err)
 
     console.print(f"[green]deployed {target.id}[/] on {move.stack}; commit Pulumi.{move.stack}.yaml ({PHASE_KEY})")
     measured = target.exit_criteria.measurements
@@ -662,7 +709,7 @@ def _apply(handle: StackHandle, move: Move, restore_to: str | None, yes: bool, d
     for item in target.exit_criteria.checklist:
         console.print(f"  [ ] {item}", markup=False, highlight=False)
     if failed:
-        console.print(
+        deps.err.print(
             f"[red]{target.id} is deployed but exit check(s) failed: {', '.join(failed)}[/]. Fix and rerun "
             f"`python -m migrate status --stack {move.stack} --checks`, or go back with "
             f"`python -m migrate rollback --stack {move.stack}`."
@@ -672,7 +719,7 @@ def _apply(handle: StackHandle, move: Move, restore_to: str | None, yes: bool, d
     return EXIT_OK
 
 
-def _restore(handle: StackHandle, value: str | None, stack: str, console: Console) -> None:
+def _restore(handle: StackHandle, value: str | None, stack: str, console: Console, err: Console) -> None:
     try:
         if value is None:
             handle.remove_config(PHASE_KEY)
@@ -684,7 +731,7 @@ def _restore(handle: StackHandle, value: str | None, stack: str, console: Consol
             if value is None
             else f"pulumi config set {PHASE_KEY} {value} --stack {stack}"
         )
-        console.print(f"[red]could not restore {PHASE_KEY}[/] ({exc}); run: {fix}", highlight=False)
+        err.print(f"[red]could not restore {PHASE_KEY}[/] ({escape(str(exc))}); run: {fix}", highlight=False)
         return
     console.print(f"{PHASE_KEY} restored to {value or '(unset)'}")
 

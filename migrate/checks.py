@@ -626,18 +626,18 @@ def llama_health(ctx: CheckContext, deadline: Deadline) -> str:
 def _s3(ctx: CheckContext) -> Any:
     if ctx.s3_client is not None:
         return ctx.s3_client
-    # Only this check needs boto3, the heaviest import here: +118 ms (160 modules) for every importer
-    # of this module (runbooks, every `python -m migrate` command), measured after a whole prod plan.
-    import boto3  # noqa: PLC0415
+    # The providers' client (path-style addressing for an S3-compatible endpoint), so the check reads
+    # the bucket as they do. Imported here: only this check needs it, and it brings boto3, the heaviest
+    # import here (+118 ms, 160 modules, for every importer of this module: runbooks, every
+    # `python -m migrate` command), measured after a whole prod plan.
+    from components.migration.backups import BucketLocation, s3_client  # noqa: PLC0415
 
-    key_id, secret = ctx.s3_credentials or (None, None)
-    return boto3.client(
-        "s3",
-        region_name=ctx.outputs.get(OUT_BACKUP_REGION) or None,
-        endpoint_url=ctx.outputs.get(OUT_BACKUP_ENDPOINT) or None,
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
+    location = BucketLocation(
+        bucket=str(ctx.outputs.get(OUT_BACKUP_BUCKET) or ""),
+        region=str(ctx.outputs.get(OUT_BACKUP_REGION) or "us-east-1"),
+        endpoint=ctx.outputs.get(OUT_BACKUP_ENDPOINT) or None,
     )
+    return s3_client(location, *(ctx.s3_credentials or ()))
 
 
 @_check("backups-verified", "every backup object re-read and its SHA-256 matches the record")

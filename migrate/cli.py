@@ -56,16 +56,7 @@ def _epilog(*commands: str) -> str:
 
 
 def _stack_path(stack: str, stack_file: str | None) -> Path:
-    if stack_file:
-        path = Path(stack_file)
-        if not path.is_file():
-            raise ConfigError(f"--stack-file {stack_file}: no such file")
-        return path
-    path = harness.stack_file(stack)
-    if not path.is_file():
-        known = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in path.parent.glob("Pulumi.*.yaml"))
-        raise ConfigError(f"--stack {stack}: no Pulumi.{stack}.yaml; known stacks: {', '.join(known)}")
-    return path
+    return stack_review.stack_path(stack, stack_file)
 
 
 def _console() -> Console:
@@ -75,9 +66,7 @@ def _console() -> Console:
 def _stack_review(args: argparse.Namespace, phase_id: str | None) -> stack_review.StackReview:
     """The stack file's keys and secrets, refused (ConfigError) before anything is recorded."""
     path = _stack_path(args.stack, args.stack_file)
-    raw = harness.read_stack_file(path)
-    phase = resolve(phase_id or str(raw.get("phase", "")))
-    return stack_review.review(args.stack, path, phase, explicit_file=bool(args.stack_file))
+    return stack_review.review_stack(args.stack, path, phase_id, explicit_file=bool(args.stack_file))
 
 
 def _print_secrets(console: Console, sr: stack_review.StackReview) -> None:
@@ -172,15 +161,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     ids = list(phase_ids()) if args.all_phases else list(args.phase)
     for phase_id in ids:
         resolve(phase_id)
-    first: dict[str, str] = {}
-    file_name = ""
-    for phase_id in ids or [None]:
-        sr = _stack_review(args, phase_id)
-        file_name = sr.path.name
-        for name in sr.missing:
-            first.setdefault(name, f"{phase_id or 'the configured phase'} needs it ({sr.needed[name]})")
-    for name, why in first.items():
-        output.error(f"{stack_review.NAMESPACE}:{name}: no secure: value in {file_name}; {why}", "warning")
+    reviews = [_stack_review(args, phase_id) for phase_id in ids or [None]]
+    missing = stack_review.missing_summary(reviews, os.environ)
+    if missing:
+        output.error(missing, "warning")
     code: int = policy_runner.run_from_args(args)
     return code
 
@@ -265,7 +249,8 @@ def add_move_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p_status.set_defaults(func=cmd_status)
     for name, what in (("forward", "the next phase"), ("rollback", "the previous phase")):
         p_move = sub.add_parser(
-            name, help=f"move a real stack to {what}: offline check, preview, confirm, up, exit checks"
+            name,
+            help=f"move a real stack to {what}: stack file review, offline check, preview, confirm, up, exit checks",
         )
         p_move.add_argument("--stack", required=True, help="stack name in the logged-in Pulumi backend")
         p_move.add_argument("--yes", action="store_true", help="do not ask for confirmation (needed without a TTY)")
@@ -347,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    harness.new_command()
 
     def run() -> int:
         try:

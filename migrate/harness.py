@@ -535,6 +535,12 @@ def _note_resources_in_applies(found: list[str]) -> None:
 _PRINTED_WARNINGS: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 
 
+def new_command() -> None:
+    """Forget which warnings were printed: each command of `migrate` says the program's warnings
+    once, even when several run in one process on one stderr (a test, `migrate.affected`)."""
+    _PRINTED_WARNINGS.clear()
+
+
 class _Warnings(logging.Handler):
     """The mock engine's log: WARNING and above kept for the plan and printed once on stderr."""
 

@@ -42,9 +42,10 @@ from pulumi_policy import (
 from pulumi_policy.policy import _NotApplicableError
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
 
+from components.config.load import parse
 from components.config.phases import phase_ids, resolve
 from components.core.errors import ConfigError
-from migrate import harness
+from migrate import capacity, harness
 from migrate.harness import PROJECT, ROOT, UNKNOWN, RecordedPlan, RecordedResource, ResourceInApplyError
 
 POLICY_DIR = ROOT / "policy"
@@ -447,8 +448,25 @@ def check_phase(
         return PhaseResult(label, "refused" if gated else "error", message=str(exc))
     except ResourceInApplyError as exc:
         return PhaseResult(label, "error", message=str(exc))
-    found = evaluate(plan, policy_config)
+    found = evaluate(plan, policy_config) + capacity_violations(plan, stack_path)
     return PhaseResult(plan.phase, "violations" if found else "clean", len(plan.resources), found)
+
+
+CAPACITY = "pods-fit-nodes"
+
+
+def capacity_violations(plan: RecordedPlan, stack_path: Path | None) -> list[Violation]:
+    """migrate/capacity.py beside the pack (it needs the stack's hosts, which no resource carries
+    whole): a phase whose pods cannot all be scheduled by their requests fails as a mandatory
+    policy would. A preview is skipped: a replica count may still be unknown there."""
+    if plan.preview:
+        return []
+    raw = harness.read_stack_file(stack_path or harness.stack_file(plan.stack))
+    try:
+        problems = capacity.check(plan, parse(raw))
+    except ConfigError as exc:  # a node size no source states: say so, do not guess
+        return [Violation(CAPACITY, "advisory", "", f"not checked: {exc}")]
+    return [Violation(CAPACITY, "mandatory", "", line) for line in problems]
 
 
 CANT_RUN = "can't run policy"  # the SDK's advisory note when a rule reads an unknown during a preview
@@ -515,7 +533,7 @@ def _print_text(
     out.write(f"result: {mandatory} mandatory, {advisory} advisory violation(s){tail}; exit {code}\n")
     out.write(
         "offline-only rule parts (not enforced by `pulumi preview --policy-pack`, enforced here): "
-        + ", ".join(offline_only())
+        + ", ".join([*offline_only(), CAPACITY])
         + "\n"
     )
 

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from components.core.errors import ConfigError
+from migrate import output
 
 if TYPE_CHECKING:
     from migrate.harness import RecordedPlan
@@ -281,6 +282,10 @@ def _report(tool_name: str, lines: Sequence[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    return output.survive_closed_pipe(lambda: _scan(args))
+
+
+def _scan(args: argparse.Namespace) -> int:
     chosen = args.only or list(DEFAULT_TOOLS)
     code = 0
     try:

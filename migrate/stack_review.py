@@ -19,7 +19,7 @@ from __future__ import annotations
 import difflib
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,10 @@ import yaml
 
 from components.catalog.services import app_secret_keys
 from components.config.load import SECRET_ENV, SECRET_KEYS
-from components.config.phases import Phase
+from components.config.phases import Phase, resolve
 from components.config.schema import NAMESPACE
 from components.core.errors import ConfigError
+from migrate import harness
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,10 +77,19 @@ class StackReview:
     path: Path
     secure: frozenset[str]  # secret keys the file holds as `secure:` values
     needed: dict[str, str]  # secret key -> why this phase needs it
+    phase_id: str = ""  # the phase reviewed
+    # The file imports Pulumi ESC environments (its top-level `environment:`), which may hold the
+    # secrets: offline nothing can read them, so a missing `secure:` value is no proof of absence.
+    imports_environments: bool = False
 
     @property
     def missing(self) -> list[str]:
         return [name for name in self.needed if name not in self.secure]
+
+    def unprovided(self, environ: Mapping[str, str]) -> list[str]:
+        """The missing secrets that the environment does not stand in for either (SECRET_ENV): the
+        program would refuse to run without them."""
+        return [name for name in self.missing if not environ.get(SECRET_ENV.get(name, ""))]
 
     def missing_lines(self, environ: Mapping[str, str]) -> list[str]:
         lines = []
@@ -158,4 +168,55 @@ def review(stack: str, path: Path, phase: Phase, *, explicit_file: bool) -> Stac
         if isinstance(k, str) and k.startswith(prefix) and isinstance(v, dict) and "secure" in v
     )
     raw = {k[len(prefix) :]: v for k, v in config.items() if isinstance(k, str) and k.startswith(prefix)}
-    return StackReview(path, secure, needed_secrets(phase, raw))
+    esc = bool(doc.get("environment"))
+    return StackReview(path, secure, needed_secrets(phase, raw), phase.id, imports_environments=esc)
+
+
+def stack_path(stack: str, stack_file: str | None = None) -> Path:
+    """The stack file to review: `stack_file` when given, else the stack's own Pulumi.<stack>.yaml."""
+    if stack_file:
+        path = Path(stack_file)
+        if not path.is_file():
+            raise ConfigError(f"--stack-file {stack_file}: no such file")
+        return path
+    path = harness.stack_file(stack)
+    if not path.is_file():
+        known = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in path.parent.glob("Pulumi.*.yaml"))
+        raise ConfigError(f"--stack {stack}: no Pulumi.{stack}.yaml; known stacks: {', '.join(known)}")
+    return path
+
+
+def review_stack(stack: str, path: Path, phase_id: str | None, *, explicit_file: bool = False) -> StackReview:
+    """The review every command runs before anything else (plan, diff, check, forward, rollback): the
+    file must read, its keys must be declared and its secrets not in clear text, and the phase
+    (`phase_id`, else the file's `gpu-platform:phase`) must exist; ConfigError names each fault."""
+    raw = harness.read_stack_file(path)
+    phase = resolve(phase_id or str(raw.get("phase", "")))
+    return review(stack, path, phase, explicit_file=explicit_file)
+
+
+def missing_summary(reviews: Sequence[StackReview], environ: Mapping[str, str]) -> str | None:
+    """One line for the secrets that the reviewed phases need and the file holds no `secure:` value
+    for, each under the first phase that needs it, with why; None when nothing is missing. A
+    committed stack file never holds them (operators set them with `pulumi config set --secret`),
+    so this is one line per stack, not one per secret."""
+    first: dict[str, tuple[str, str]] = {}  # secret -> (first phase, why)
+    path_name = ""
+    for sr in reviews:
+        path_name = sr.path.name
+        for name in sr.unprovided(environ):
+            first.setdefault(name, (sr.phase_id, sr.needed[name]))
+    if not first:
+        return None
+    groups: dict[str, dict[str, list[str]]] = {}  # phase -> why -> secrets, in order of appearance
+    for name, (phase_id, why) in first.items():
+        groups.setdefault(phase_id, {}).setdefault(why, []).append(name)
+    parts = [
+        f"from {phase_id}: " + ", ".join(f"{', '.join(names)} ({why})" for why, names in whys.items())
+        for phase_id, whys in groups.items()
+    ]
+    return (
+        f"{path_name} holds no secure: value for {len(first)} secret(s) the checked phases need, so the "
+        f"policy pack saw placeholders for them: {'; '.join(parts)}. `pulumi up` (and `migrate forward`) "
+        "refuses the phase until they are set with `pulumi config set --secret <key>`"
+    )

@@ -7,15 +7,18 @@ config says, as the engine would: the `phase` output becomes the configured phas
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import io
 import re
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import yaml
 from pulumi import automation as auto
 from pulumi.automation import (
     CommandError,
@@ -28,10 +31,14 @@ from pulumi.automation import (
 )
 from rich.console import Console
 
+from components.config.load import SECRET_KEYS
 from components.config.phases import load_phases
+from components.core.errors import ConfigError
+from components.migration.backups import BACKUP_KEY_ENV
 from migrate import automation, cli
 from migrate.automation import PHASE_KEY, POLICY_PACK, Deps, Refused, plan_move
 from migrate.checks import CheckResult
+from tests.conftest import ROOT
 
 
 def _cmd_error(stderr: str, cls: type[CommandError] = CommandError) -> CommandError:
@@ -121,6 +128,35 @@ class FakeStack:
         return [c for c in self.calls if c[0] in ("set_config", "remove_config", "preview", "up")]
 
 
+# The stack files the moves review (Deps.stack_file): the committed ones plus a `secure:` value for
+# every secret key, as an operator's checkout holds them after `pulumi config set --secret`.
+_STACK_FILES: dict[str, Path] = {}
+
+
+def stack_file_with(folder: Path, name: str, **config: Any) -> Path:
+    """Pulumi.<name>.yaml as committed, with `config` merged into it (None removes a key)."""
+    doc = yaml.safe_load((ROOT / f"Pulumi.{name}.yaml").read_text())
+    for key, value in config.items():
+        if value is None:
+            doc["config"].pop(key, None)
+        else:
+            doc["config"][key] = value
+    path = folder / f"Pulumi.{name}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+SECURE = {f"gpu-platform:{name}": {"secure": "v1:AAAAplaceholder"} for name, _ in SECRET_KEYS}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _stack_files_with_secrets(tmp_path_factory: pytest.TempPathFactory) -> None:
+    folder = tmp_path_factory.mktemp("stacks")
+    for name in ("dev", "prod"):
+        (folder / name).mkdir()
+        _STACK_FILES[name] = stack_file_with(folder / name, name, **SECURE)
+
+
 class Harness:
     """Deps whose every boundary call is recorded."""
 
@@ -132,9 +168,13 @@ class Harness:
         answer: bool = True,
         offline_code: int = 0,
         failing_checks: Sequence[str] = (),
+        split: bool = False,
+        stack_file: Path | None = None,
     ) -> None:
         self.stack = stack
         self.out = io.StringIO()
+        # split: stderr on its own (`errors`); otherwise both in one buffer, in the order printed
+        self.err_out = io.StringIO() if split else self.out
         self.opened: list[tuple[str, bool]] = []
         self.offline: list[tuple[str, str]] = []
         self.prompts: list[str] = []
@@ -174,12 +214,17 @@ class Harness:
             confirm=confirm,
             interactive=lambda: interactive,
             console=Console(file=self.out, width=200, color_system=None, force_terminal=False),
-            err=Console(file=self.out, width=200, color_system=None, force_terminal=False),
+            err=Console(file=self.err_out, width=200, color_system=None, force_terminal=False),
+            stack_file=lambda name: stack_file or _STACK_FILES[name],
         )
 
     @property
     def text(self) -> str:
         return self.out.getvalue()
+
+    @property
+    def errors(self) -> str:
+        return self.err_out.getvalue()
 
 
 # The pack and the stack's policy config, as `pulumi preview --policy-pack P --policy-pack-config C`.
@@ -588,6 +633,8 @@ def test_exit_checks_read_fly_apps_and_backup_location_from_stack_config(monkeyp
 
     monkeypatch.setattr("migrate.checks.run_check", fake_run_check)
     monkeypatch.setenv("FLY_API_URL", "http://127.0.0.1:9/v1")
+    for name in BACKUP_KEY_ENV:
+        monkeypatch.delenv(name, raising=False)  # they would win over the stack's pair
     stack = FakeStack(
         config={
             "gpu-platform:flyApps": '["web", "jobs"]',
@@ -610,6 +657,50 @@ def test_exit_checks_read_fly_apps_and_backup_location_from_stack_config(monkeyp
     assert got["fly"] == "http://127.0.0.1:9/v1"
 
 
+def test_exit_checks_read_the_bucket_with_the_environments_key_pair_over_the_stacks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The precedence of the providers (components/migration/backups.py, bucket_keys): after a
+    rotation the stack still holds the old pair, which moto's S3 server rejects, and the new pair is
+    in BACKUP_ACCESS_KEY_ID / BACKUP_SECRET_ACCESS_KEY."""
+    from tests.fakes.s3 import moto_s3  # noqa: PLC0415 (loads moto.server: +0.37 s CPU for every importer)
+
+    body = b"pg_dump custom format"
+    out = io.StringIO()
+    console = Console(file=out, width=200, color_system=None)
+    stale = FakeStack(
+        config={
+            "gpu-platform:backupAccessKeyId": "AKIASTALESTALESTALE0",
+            "gpu-platform:backupSecretAccessKey": "the-pair-before-the-rotation",
+        }
+    )
+    for name in BACKUP_KEY_ENV:
+        monkeypatch.delenv(name, raising=False)
+    with moto_s3() as s3:
+        s3.make_bucket("backups")
+        s3.client("backups").put_object(Bucket="backups", Key="postgres/app.dump", Body=body)
+        outputs = {
+            "backupBucket": "backups",
+            "backupEndpoint": s3.endpoint,
+            "backupObjects": [{"key": "postgres/app.dump", "sha256": hashlib.sha256(body).hexdigest()}],
+        }
+        rotated = s3.iam_key_pair("backups")
+        with s3.signed_requests_only():
+            # Only the stack's pair: the check reads with it, and moto refuses it.
+            (refused,) = automation.exit_checks(["backups-verified"], outputs, stale, console)
+            assert not refused.ok and "InvalidAccessKeyId" in refused.detail, refused.detail
+
+            monkeypatch.setenv("BACKUP_ACCESS_KEY_ID", rotated[0])
+            with pytest.raises(ConfigError, match="BACKUP_ACCESS_KEY_ID is set but BACKUP_SECRET_ACCESS_KEY is not"):
+                automation.exit_checks(["backups-verified"], outputs, stale, console)
+
+            monkeypatch.setenv("BACKUP_SECRET_ACCESS_KEY", rotated[1])
+            (verified,) = automation.exit_checks(["backups-verified"], outputs, stale, console)
+    assert verified.ok, verified.detail
+    assert verified.detail == f"1 object(s), {len(body)} bytes in s3://backups match their recorded SHA-256"
+    assert "PASS backups-verified" in out.getvalue()
+
+
 def test_the_fake_stack_takes_only_what_the_real_stack_takes() -> None:
     stack = FakeStack()
     with pytest.raises(TypeError, match="refrsh"):
@@ -627,6 +718,76 @@ def test_the_stack_protocol_matches_the_real_stack() -> None:
         real = inspect.signature(getattr(auto.Stack, name))
         for param in list(inspect.signature(declared).parameters)[1:]:
             assert param in real.parameters, f"Stack.{name} has no parameter {param!r}"
+
+
+# --- the stack file, reviewed as `migrate check` reviews it ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("config", "said"),
+    [
+        (
+            {"gpu-platform:flyApiToken": "fo1_cleartext"},
+            "gpu-platform:flyApiToken: a secret stored in clear text in Pulumi.dev.yaml",
+        ),
+        ({"gpu-platfrom:domain": "dev.example.com"}, "did you mean gpu-platform:domain?"),
+        ({"gpu-platform:acmeEmial": "a@example.com"}, "did you mean gpu-platform:acmeEmail?"),
+        ({"gpu-platform:environment": "prod"}, "did you mean --stack prod?"),
+        ({"gpu-platform:phase": "p2-k3s"}, "gpu-platform:phase: unknown phase 'p2-k3s'"),
+    ],
+    ids=["clear-text-secret", "look-alike-namespace", "unknown-key", "another-stacks-file", "unknown-phase"],
+)
+@pytest.mark.parametrize("direction", ["forward", "rollback"])
+def test_a_bad_stack_file_refuses_the_move_before_anything_else(
+    tmp_path: Path, config: dict[str, Any], said: str, direction: str
+) -> None:
+    stack = FakeStack(deployed="p2a-k3s", configured="p2a-k3s")
+    h = Harness(stack, split=True, stack_file=stack_file_with(tmp_path, "dev", **{**SECURE, **config}))
+    move = automation.forward if direction == "forward" else automation.rollback
+    assert move("dev", yes=True, deps=h.deps) == 2
+    assert said in h.errors and h.errors.startswith("error: ")
+    # Before anything else: the stack was not even opened, so nothing ran and nothing changed.
+    assert h.opened == [] and stack.calls == [] and h.checked == [] and h.offline == [] and h.text == ""
+
+
+def test_forward_refuses_a_target_phase_whose_secrets_the_stack_file_lacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A checkout with the secrets p2a needs, and none of those p2b-services adds.
+    later = ("composeSshPrivateKey", "githubToken", "hubspotAccessToken", "backupAccessKeyId", "backupSecretAccessKey")
+    early = stack_file_with(tmp_path, "dev", **{**SECURE, **{f"gpu-platform:{k}": None for k in later}})
+    monkeypatch.delenv("LAMBDA_API_KEY", raising=False)
+    stack = FakeStack(deployed="p2a-k3s", configured="p2a-k3s")
+    h = Harness(stack, split=True, stack_file=early)
+    assert automation.forward("dev", yes=True, deps=h.deps) == 2
+    assert "p2b-services needs 5 secret(s) that Pulumi.dev.yaml holds no secure: value for: " in h.errors
+    assert "gpu-platform:composeSshPrivateKey (p2b-services logs in to the Compose host)" in h.errors
+    assert "`pulumi config set --secret <key> --stack dev`" in h.errors
+    assert stack.mutations() == [] and h.checked == [] and h.offline == []
+
+    # The same file is enough to stay where it is (p2a needs none of them): rollback moves.
+    back = FakeStack(deployed="p2a-k3s", configured="p2a-k3s")
+    assert automation.rollback("dev", yes=True, deps=Harness(back, stack_file=early).deps) == 0
+
+    # An environment variable the program takes instead (LAMBDA_API_KEY) stands in for its key.
+    no_lambda = stack_file_with(tmp_path, "dev", **{**SECURE, "gpu-platform:lambdaApiKey": None})
+    refused = Harness(FakeStack(), split=True, stack_file=no_lambda)
+    assert automation.forward("dev", yes=True, deps=refused.deps) == 2
+    assert "gpu-platform:lambdaApiKey (every phase)" in refused.errors
+    monkeypatch.setenv("LAMBDA_API_KEY", "from-the-environment")
+    assert automation.forward("dev", yes=True, deps=Harness(FakeStack(), stack_file=no_lambda).deps) == 0
+
+
+def test_a_stack_file_that_imports_esc_environments_is_only_warned_about(tmp_path: Path) -> None:
+    """Secrets may come from the Pulumi ESC environments the file imports, which offline cannot read."""
+    path = stack_file_with(tmp_path, "dev", **{**SECURE, "gpu-platform:composeSshPrivateKey": None})
+    doc = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({"environment": ["gpu-platform/dev"], **doc}, sort_keys=False))
+    stack = FakeStack(deployed="p2a-k3s", configured="p2a-k3s")
+    h = Harness(stack, split=True, stack_file=path)
+    assert automation.forward("dev", yes=True, deps=h.deps) == 0
+    assert h.errors.startswith("warning: p2b-services needs 1 secret(s) with no secure: value in Pulumi.dev.yaml")
+    assert "its ESC environments must provide them: gpu-platform:composeSshPrivateKey" in h.errors
 
 
 # --- the cutover gate ----------------------------------------------------------------------------
@@ -667,6 +828,33 @@ def test_override_gate_moves_anyway_and_records_the_reason_in_the_stack_history(
     (message,) = stack.messages
     assert "gate overridden by" in message and "INC-42: load test host down" in message and "load-test" in message
     assert "INC-42" in caplog.text and "INC-42" in h.text
+
+
+def test_forward_reports_on_stdout_and_gives_its_verdicts_on_stderr(caplog: pytest.LogCaptureFixture) -> None:
+    """The exit-code contract (migrate/output.py): the move and its checks are the report, on stdout;
+    a refusal goes to stderr with a non-zero exit, and so does an override's warning."""
+    closed = Harness(
+        FakeStack(deployed="p2b1-cutover-50", configured="p2b1-cutover-50"), failing_checks=["routes-slo"], split=True
+    )
+    assert automation.forward("dev", yes=True, deps=closed.deps) == 1
+    assert "forward dev: p2b1-cutover-50 → p2b2-cutover-100" in closed.text
+    assert "the exit checks of p2b1-cutover-50 must pass first" in closed.text
+    assert closed.errors.startswith("refused: gate closed: exit check(s) of p2b1-cutover-50 failed: routes-slo.")
+    assert "gate closed" not in closed.text and "--override-gate" not in closed.text
+
+    overridden = Harness(
+        FakeStack(deployed="p2b1-cutover-50", configured="p2b1-cutover-50"), failing_checks=["routes-slo"], split=True
+    )
+    with caplog.at_level("WARNING", logger="gpu-platform.migrate"):
+        assert automation.forward("dev", yes=True, deps=overridden.deps, override_gate="INC-9: probe down") == 0
+    assert overridden.errors.startswith("warning: gate overridden by ")
+    assert "INC-9: probe down (exit check(s) of p2b1-cutover-50 failed: routes-slo)" in overridden.errors
+    assert "gate overridden" not in overridden.text and "1/4 offline check of p2b2-cutover-100" in overridden.text
+
+    offline = Harness(FakeStack(), offline_code=1, split=True)
+    assert automation.forward("dev", yes=True, deps=offline.deps) == 1
+    assert offline.errors == "refused: the offline check of p2a-k3s failed (exit 1); nothing was changed\n"
+    assert "1/4 offline check of p2a-k3s" in offline.text and "refused" not in offline.text
 
 
 def test_override_gate_needs_a_reason() -> None:

@@ -177,6 +177,28 @@ def test_output_into_a_closed_pipe_ends_quietly(argv: tuple[str, ...]) -> None:
     assert "Traceback" not in err and "BrokenPipeError" not in err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("migrate.affected", "--files", "README.md", "components/config/load.py"),
+        ("migrate.scan", "--only", "actionlint"),
+    ],
+    ids=["affected", "scan"],
+)
+def test_the_other_commands_end_quietly_on_a_closed_pipe(argv: tuple[str, ...]) -> None:
+    """`python -m migrate.affected` and `python -m migrate.scan` keep the same contract: their output
+    is short, so the reader here is gone before they write, and every write meets the closed pipe."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *argv], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # what `| head -0` does, before the first line
+    err = proc.stderr.read()
+    code = proc.wait(timeout=120)
+    assert code == output.EXIT_BROKEN_PIPE, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
 # --- 2. diff as a review --------------------------------------------------------------------------
 
 
@@ -427,12 +449,40 @@ def test_the_pull_request_report_shows_the_diffs_marks_and_counts(cached_record:
     assert "8 irreversible, " in row
 
 
-def test_check_warns_about_missing_secrets_on_stderr(cached_record: None, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["check", "--stack", "prod", "--phase", "p0-baseline", "--phase", "p2b-services"]) == 0
+def test_the_programs_warnings_are_said_once_per_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """dev's placeholder registry is warned about by every phase that runs the services; `check`
+    records several phases in one process and says it once, as a warning, on stderr."""
+    assert cli.main(["check", "--stack", "dev", "--phase", "p2b-services", "--phase", "p2c-optimize"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    placeholder = [line for line in err if "is the placeholder 'ghcr.io/example-org'" in line]
+    assert placeholder == [
+        "warning: gpu-platform:serviceImages.registry is the placeholder 'ghcr.io/example-org': the platform's "
+        "pods will not pull their images until it names your registry"
+    ]
+    # The next command says it again: each keeps its own output (migrate.affected runs several in one process).
+    assert cli.main(["check", "--stack", "dev", "--phase", "p2b-services"]) == 0
+    assert sum("is the placeholder" in line for line in capsys.readouterr().err.splitlines()) == 1
+
+
+def test_check_names_the_missing_secrets_in_one_line_per_stack(
+    cached_record: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make check` on the committed stack files (which never hold secrets): one warning line per
+    stack, every missing secret under the first phase that needs it, with why; on stderr."""
+    monkeypatch.delenv("LAMBDA_API_KEY", raising=False)
+    monkeypatch.delenv("FLY_API_TOKEN", raising=False)
+    assert cli.main(["check", "--stack", "prod", "--all-phases"]) == 0
     captured = capsys.readouterr()
-    warnings = captured.err.splitlines()
-    assert (
-        "warning: gpu-platform:composeSshPrivateKey: no secure: value in Pulumi.prod.yaml; p2b-services needs it "
-        "(p2b-services logs in to the Compose host)" in warnings
-    )
-    assert "warning:" not in captured.out
+    (warning,) = [line for line in captured.err.splitlines() if "secure:" in line]
+    assert warning.startswith("warning: Pulumi.prod.yaml holds no secure: value for 8 secret(s) the checked phases")
+    assert "from p0-baseline: lambdaApiKey, flyApiToken (every phase), cloudLlmApiKey (router.cloudFallback" in warning
+    assert "; from p2b-services: composeSshPrivateKey (p2b-services logs in to the Compose host), " in warning
+    assert "backupAccessKeyId, backupSecretAccessKey (platform.restoreFromBackup: " in warning
+    assert "secure:" not in captured.out
+
+    # A variable the program takes instead stands in for its key; a single phase names only its own.
+    monkeypatch.setenv("LAMBDA_API_KEY", "from-the-environment")
+    assert cli.main(["check", "--stack", "prod", "--phase", "p0-baseline"]) == 0
+    (warning,) = [line for line in capsys.readouterr().err.splitlines() if "secure:" in line]
+    assert "for 2 secret(s)" in warning and "from p0-baseline: flyApiToken (every phase), cloudLlmApiKey" in warning
+    assert "lambdaApiKey" not in warning and "composeSshPrivateKey" not in warning

@@ -50,24 +50,32 @@ class InstanceType(Frozen):
     name: str
     gpu: GpuModel
     gpu_count: int
+    # The machine's vCPUs and RAM (GiB): what a K3s node on it can allocate (migrate/capacity.py).
+    # None where no source states them; the capacity check then refuses to guess.
+    vcpus: int | None = None
+    memory_gib: int | None = None
 
 
 # Lambda Cloud instance types we allow, from `GET /instance-types` (names follow the API's
 # `gpu_<count>x_<model>` scheme). A name outside this table is refused at config time rather than
 # failing minutes into a launch.
+# vCPUs and RAM: lambda.ai/instances as transcribed verbatim (the same transcription as the prices in
+# prices.json: github.com/api-evangelist/lambda-labs plans/lambda-labs-plans-pricing.yml, run
+# 20260920T120546, `included_quota`); gpu_1x_gh200's also in the API spec's example (lambda-cloud
+# 1.8.3, `specs`). The 1x A100 and 1x A6000 types are not on that page: unknown.
 LAMBDA_INSTANCE_TYPES: Final[dict[str, InstanceType]] = {
     t.name: t
     for t in (
-        InstanceType(name="gpu_1x_a10", gpu="A10-24GB", gpu_count=1),
+        InstanceType(name="gpu_1x_a10", gpu="A10-24GB", gpu_count=1, vcpus=30, memory_gib=226),
         InstanceType(name="gpu_1x_a100", gpu="A100-40GB", gpu_count=1),
         InstanceType(name="gpu_1x_a100_sxm4", gpu="A100-40GB", gpu_count=1),
         InstanceType(name="gpu_1x_a6000", gpu="A6000-48GB", gpu_count=1),
-        InstanceType(name="gpu_1x_h100_pcie", gpu="H100-80GB", gpu_count=1),
-        InstanceType(name="gpu_1x_h100_sxm5", gpu="H100-80GB", gpu_count=1),
-        InstanceType(name="gpu_2x_h100_sxm5", gpu="H100-80GB", gpu_count=2),
-        InstanceType(name="gpu_8x_h100_sxm5", gpu="H100-80GB", gpu_count=8),
-        InstanceType(name="gpu_8x_a100_80gb_sxm4", gpu="A100-80GB", gpu_count=8),
-        InstanceType(name="gpu_1x_gh200", gpu="GH200-96GB", gpu_count=1),
+        InstanceType(name="gpu_1x_h100_pcie", gpu="H100-80GB", gpu_count=1, vcpus=26, memory_gib=225),
+        InstanceType(name="gpu_1x_h100_sxm5", gpu="H100-80GB", gpu_count=1, vcpus=26, memory_gib=225),
+        InstanceType(name="gpu_2x_h100_sxm5", gpu="H100-80GB", gpu_count=2, vcpus=52, memory_gib=450),
+        InstanceType(name="gpu_8x_h100_sxm5", gpu="H100-80GB", gpu_count=8, vcpus=208, memory_gib=1800),
+        InstanceType(name="gpu_8x_a100_80gb_sxm4", gpu="A100-80GB", gpu_count=8, vcpus=240, memory_gib=1800),
+        InstanceType(name="gpu_1x_gh200", gpu="GH200-96GB", gpu_count=1, vcpus=64, memory_gib=432),
     )
 }
 
@@ -91,6 +99,12 @@ LAMBDA_REGIONS: Final = (
     "us-east-3",
     "us-midwest-2",
 )
+
+# GCP machine types by their vCPUs and memory (GB as Google states it), for `gcp` K3s nodes: the
+# accelerator-optimized table of cloud.google.com/compute/docs/accelerator-optimized-machines (A2
+# Standard, a2-highgpu-1g: 12 vCPUs, 85 GB), the figures prices.json's entry carries too. Others are
+# unknown until added with their source.
+GCP_MACHINE_SIZES: Final[dict[str, tuple[int, int]]] = {"a2-highgpu-1g": (12, 85)}
 
 # GCP accelerator types by the GPU they carry, for `gcp` hosts.
 GCP_ACCELERATORS: Final[dict[str, GpuModel]] = {
