@@ -40,6 +40,10 @@ HEADROOM: Final = 2.0
 # Two workers (two cores) per pod at most, so a pod still schedules beside the GPU server on a
 # small node; more CPU comes as more replicas.
 MAX_WORKERS: Final = 2
+# The most router pods the router component runs (RouterArgs.replicas). The ceiling is a bandwidth
+# bound, far above what a small model really streams (kernel launches and sampling dominate there), so
+# a server whose bound needs more pods gets this many and the plan says so (`capped`), not a refusal.
+MAX_REPLICAS: Final = 10
 # A generous host memory bandwidth (DDR5, several channels) for servers that run on the CPU.
 CPU_BANDWIDTH_GBPS: Final = 200
 
@@ -50,13 +54,22 @@ class RouterSizing(Frozen):
     workers: int  # LiteLLM --num_workers per pod
     cpu_millicores: int  # the pod's CPU request: one core per worker
     replicas: int
+    capped: bool = False  # the ceiling needs more than MAX_REPLICAS pods; the router may cap the server
+
+    @property
+    def follows_tps(self) -> float:
+        """Tokens/s the sized router follows with its headroom intact."""
+        return self.replicas * self.workers / (CPU_PER_CHUNK_S * HEADROOM)
 
     def summary(self) -> str:
-        return (
+        text = (
             f"router: {self.replicas} x {self.workers} worker(s) ({self.cpu_millicores}m CPU each) for up to "
             f"{self.ceiling_tps:.0f} tokens/s from the server ({self.cores_needed:.2f} cores at "
             f"{CPU_PER_CHUNK_S * 1000:g} ms per chunk, x{HEADROOM:g} headroom)"
         )
+        if self.capped:
+            text += f"; capped at {MAX_REPLICAS} pods, which follow {self.follows_tps:.0f} tokens/s"
+        return text
 
 
 def ceiling_tps(server: ServerSizing) -> float:
@@ -70,10 +83,12 @@ def size_router(server: ServerSizing, replicas: int) -> RouterSizing:
     ceiling = ceiling_tps(server)
     cores = ceiling * CPU_PER_CHUNK_S * HEADROOM
     workers = min(MAX_WORKERS, max(1, math.ceil(cores / replicas)))
+    needed = max(replicas, math.ceil(cores / workers))
     return RouterSizing(
         ceiling_tps=ceiling,
         cores_needed=cores,
         workers=workers,
         cpu_millicores=workers * 1000,
-        replicas=max(replicas, math.ceil(cores / workers)),
+        replicas=min(needed, MAX_REPLICAS),
+        capped=needed > MAX_REPLICAS,
     )

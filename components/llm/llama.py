@@ -68,7 +68,7 @@ from components.catalog.gguf import GgufModel, resolve
 from components.cluster import nvidia
 from components.config.load import Secrets
 from components.config.phases import LlamaState
-from components.config.router_sizing import size_router
+from components.config.router_sizing import MAX_REPLICAS, size_router
 from components.config.schema import HostConfig, LlamaConfig, StackConfig
 from components.config.sizing import GIB, ServerSizing, plan_cluster, plan_workstation
 from components.core.errors import ConfigError
@@ -889,6 +889,12 @@ def _router(
     sized = size_router(
         plan_cluster(cfg.llama, cfg.k3s_nodes, cfg.gpu_time_slicing_replicas).sizing, router_cfg.replicas
     )
+    if sized.capped:
+        pulumi.log.warn(
+            f"gpu-platform:llama.parallel: {cfg.llama.parallel} slots of the cluster server can stream up to "
+            f"{sized.ceiling_tps:.0f} tokens/s by its memory bandwidth, more than the router's {MAX_REPLICAS} pods "
+            f"follow ({sized.follows_tps:.0f}); the router is sized at its maximum and may cap the server"
+        )
     router = Router(
         "llm-router",
         RouterArgs(

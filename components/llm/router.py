@@ -31,6 +31,7 @@ import yaml
 from pydantic import Field, InstanceOf, model_validator
 
 from components.catalog import versions
+from components.config.router_sizing import MAX_REPLICAS
 from components.core.model import Args
 from components.handles import ClusterHandle
 from components.platform.kube import bearer_monitor_spec, namespace_ingress_policy
@@ -128,7 +129,7 @@ class RouterArgs(Args):
     # Name of the Secret (in `namespace`) that holds the llama server's key under `api-key`.
     local_key_secret: str
     cloud_api_key: pulumi.Output[str] | None = None  # secret; required when settings.cloud_model is set
-    replicas: int = Field(default=2, ge=1, le=10)
+    replicas: int = Field(default=2, ge=1, le=MAX_REPLICAS)
     # LiteLLM worker processes per pod, one per CPU of the pod's request (its production guide);
     # components/config/router_sizing.py chooses both from the GPU's token ceiling.
     workers: int = Field(default=1, ge=1, le=16)
