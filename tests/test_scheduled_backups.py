@@ -9,6 +9,7 @@ built, k3s/ alone expires early, and rolling back to p2a deletes no volume and n
 
 from __future__ import annotations
 
+import copy
 import itertools
 import subprocess
 import sys
@@ -267,3 +268,20 @@ def test_rolling_back_to_p2a_removes_the_cron_jobs_and_deletes_no_volume_or_obje
     lifecycle = [c for c in diff.changes if c.type.endswith("BucketLifecycleConfiguration")]
     assert [c.kind for c in lifecycle] == ["update"]
     assert all(not c.stateful for c in diff.changes if c.kind in ("delete", "replace") and "scheduled" in c.name)
+
+
+def test_the_cron_jobs_pass_strict_validation_and_a_broken_one_does_not() -> None:
+    # tests/test_manifests.py validates every object of every phase; this pins that the CronJobs are
+    # among them with kubernetes-validate's own batch/v1 CronJob schema, not a CRD fallback.
+    from tests.test_manifests import _builtin_validator, problems  # noqa: PLC0415 (loads the schemas)
+
+    assert _builtin_validator("batch/v1", "CronJob") is not None
+    jobs = _cron_jobs(recorded("prod", "p2b-services"))
+    for job in jobs.values():
+        assert problems(job) == [], job["metadata"]["name"]
+    broken = copy.deepcopy(jobs["postgres"])
+    broken["spec"]["startingDeadlineSeconds"] = "15m"
+    _pod(broken)["spec"]["initContainers"][0]["securityContext"]["readOnlyRootFileSystem"] = True
+    found = problems(broken)
+    assert any("startingDeadlineSeconds" in p for p in found), found
+    assert any("readOnlyRootFileSystem" in p for p in found), found
