@@ -288,7 +288,7 @@ class Backups(Frozen):
     @classmethod
     def _every_hours(cls, v: int) -> int:
         if v not in EVERY_HOURS:
-            raise ValueError(f"{v} is not one of {', '.join(map(str, EVERY_HOURS))} (hours that divide a day)")
+            raise ValueError(f"must be one of {', '.join(map(str, EVERY_HOURS))} (hours that divide a day)")
         return v
 
 

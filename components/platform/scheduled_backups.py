@@ -11,13 +11,15 @@ pod runs, in order,
              $BACKUP_DIR/started is the unix second before the dump began
     upload   curl image: a new key k3s/<store>/<UTC stamp>-<48 random bits>.<ext>, never an existing
              one, then read BACK from the bucket and compared, size and SHA-256, with the dump
-    verify   the store's image: the read-back object restored into a scratch instance inside the
-             pod and checked (Postgres: every listed table restored; Redis: the key count; Qdrant:
-             every collection's snapshot present and readable, weaker, see the README)
+    verify   the store's image (Qdrant: the curl image): the read-back object restored into a
+             scratch instance inside the pod and checked (Postgres: every listed table restored;
+             Redis: the key count; Qdrant: every collection's snapshot present and readable, which
+             is weaker, see the README)
     report   curl image, scripts/backup-report.sh: the three gauges on the Pushgateway
 
-as init containers, so a failed step stops the pod before `report` and nothing is pushed: the
-newest verified backup's age keeps growing until the alert fires. Each step is a script in
+the first three as init containers and `report` as the pod's one container, so a failed step
+stops the pod before `report` and nothing is pushed: the newest verified backup's age keeps
+growing until the alert fires. Each step is a script in
 components/scripts, mounted from the ConfigMap `backup-scripts`.
 
 Rolling back to p2a removes the CronJobs, their ConfigMap and their Secret; no object in the
@@ -184,6 +186,8 @@ class ScheduledBackups(pulumi.ComponentResource):
                 # A run still going when the next is due is a backup that is late, not two backups.
                 "concurrency_policy": "Forbid",
                 "starting_deadline_seconds": STARTING_DEADLINE_SECONDS,
+                # No ttlSecondsAfterFinished: the last failed Jobs (and their pods' logs) stay until
+                # newer ones push them out, so a failure is still there to read and alert on.
                 "successful_jobs_history_limit": 3,
                 "failed_jobs_history_limit": 3,
                 "job_template": {
@@ -192,8 +196,6 @@ class ScheduledBackups(pulumi.ComponentResource):
                         # A retry is a new pod with a new key: never an overwrite (scripts/backup-upload.sh).
                         "backoff_limit": 1,
                         "active_deadline_seconds": args.job_deadline_minutes * 60,
-                        # The pods' logs stay a day for whoever looks at a failed run.
-                        "ttl_seconds_after_finished": 86400,
                         "template": {
                             "metadata": {"labels": {**job_labels, PUSHER_LABEL: "true"}},
                             "spec": _pod_spec(store, args),
