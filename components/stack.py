@@ -41,9 +41,15 @@ from components.migration.legacy import LegacyEstate, LegacyEstateArgs
 from components.observability import series
 from components.observability.dashboards import Scope, concerns_for
 from components.observability.shipping import Observability, ObservabilityArgs
-from components.platform.datastores import STORAGE_CLASS
+from components.platform.datastores import STORAGE_CLASS, BucketTarget
 from components.platform.platform import DATA_NAMESPACE, MONITORING_NAMESPACE, Platform, PlatformArgs, PlatformSecrets
 from components.platform.platform import NAMESPACE as PLATFORM_NAMESPACE
+from components.platform.scheduled_backups import (
+    PREFIX,
+    ScheduledBackups,
+    ScheduledBackupsArgs,
+    check_schedule,
+)
 
 Outputs = dict[str, Any]
 
@@ -78,13 +84,16 @@ def build(loaded: Loaded, phase: Phase) -> Outputs:
 
 
 def refusals(cfg: StackConfig, secrets: Secrets, phase: Phase) -> LegacyEstateArgs:
-    """Everything the legacy area can refuse, before its first resource; the legacy estate's Args.
+    """Everything the phase can refuse, before its first resource; the legacy estate's Args.
 
-    A p4 that would destroy a Fly app without flyAllowDestroy; the Compose host's login key missing
+    A backup schedule that would set off BackupTooOld on its own (platform.servicesStateful on); a
+    p4 that would destroy a Fly app without flyAllowDestroy; the Compose host's login key missing
     from the phase that dumps its data or stops it.
     """
     state = phase.state
     check_decommission(cfg.fly_apps, cfg.fly_allow_destroy, state.legacy.fly_apps, phase.id)
+    if state.platform.services_stateful:
+        check_schedule(cfg.backups.every_hours, cfg.backups.job_deadline_minutes, phase.alerts.max_backup_age)
     compose_ssh: SshTarget | None = None
     if state.backups.compose_data or state.legacy.compose == "stopped":
         if secrets.compose_ssh_private_key is None:
@@ -132,6 +141,7 @@ def backups_and_fly(cfg: StackConfig, secrets: Secrets, phase: Phase, compose_ss
             access_key_id=secrets.backup_access_key_id,
             secret_access_key=secrets.backup_secret_access_key,
             compose=ComposeSource(ssh=compose_ssh, host=cfg.compose_host) if compose and compose_ssh else None,
+            k3s_backups=state.platform.services_stateful,
         ),
     )
     fly_apps = FlyApps(
@@ -329,7 +339,49 @@ def platform_on_k3s(
             ),
         ),
     )
-    return PlatformStep(component=platform, outputs={"platform": platform.outputs})
+    outputs: Outputs = {"platform": platform.outputs}
+    if state.platform.services_stateful:
+        outputs["scheduledBackups"] = scheduled_backups(cfg, secrets, cluster, backups, platform, phase_id=phase_id)
+    return PlatformStep(component=platform, outputs=outputs)
+
+
+def scheduled_backups(
+    cfg: StackConfig,
+    secrets: Secrets,
+    cluster: ClusterHandle,
+    backups: BackupHandle,
+    platform: Platform,
+    *,
+    phase_id: str,
+) -> Outputs:
+    """From platform.servicesStateful on: a CronJob per store (components/platform/scheduled_backups.py)
+    that writes a verified backup under k3s/ in the backup bucket; rolled back, they go and their
+    objects stay. The schedule was checked against alerts.maxBackupAge in `refusals`."""
+    if secrets.backup_access_key_id is None or secrets.backup_secret_access_key is None:
+        raise ConfigError(
+            "gpu-platform:backupAccessKeyId and gpu-platform:backupSecretAccessKey: required once "
+            f"platform.servicesStateful is on (this is {phase_id}): the scheduled backups write the bucket with them"
+        )
+    job = ScheduledBackups(
+        "scheduled-backups",
+        ScheduledBackupsArgs(
+            cluster=cluster,
+            namespace=DATA_NAMESPACE,
+            monitoring_namespace=MONITORING_NAMESPACE,
+            target=BucketTarget(
+                bucket=backups.bucket,
+                endpoint=backups.endpoint,
+                region=backups.region,
+                access_key_id=secrets.backup_access_key_id,
+                secret_access_key=secrets.backup_secret_access_key,
+            ),
+            every_hours=cfg.backups.every_hours,
+            job_deadline_minutes=cfg.backups.job_deadline_minutes,
+            max_backup_age=alert_thresholds(phase_id).settings.max_backup_age,
+            depends_on=platform.data_stores,
+        ),
+    )
+    return {"schedule": job.schedule, "bucketPrefix": f"{PREFIX}/", "cronJobs": sorted(job.cron_jobs)}
 
 
 # --- the local brain -----------------------------------------------------------------------------

@@ -46,6 +46,9 @@ DRIVES: dict[str, frozenset[str]] = {
     "k3s.devicePlugin": frozenset({"nvidia", "k3s", "charts", "shipping"}),
     "k3s.timeSlicing": frozenset({"nvidia"}),
     "platform.": frozenset({"platform", "charts", "datastores", "services", "traffic", "shipping"}),
+    # The stores' scheduled backups run where the stores do, and the bucket expires their k3s/ objects
+    # (components/platform/scheduled_backups.py, the lifecycle rule in components/migration/backups.py).
+    "platform.servicesStateful": frozenset({"scheduled_backups", "backups"}),
     # The cluster model volume lives with the retained storage from p2a on, so a rollback of the
     # llama phase never deletes downloaded weights (components/stack.py, llama block).
     "platform.retainStorage": frozenset({"llama"}),

@@ -486,7 +486,14 @@ def test_shellcheck_reports_nothing_on_any_script() -> None:
 # Scripts that run in minimal images (busybox or the store's own image: no bash there) are POSIX
 # sh; every other one is bash.
 POSIX_SH = {
+    "backup-dump-postgres.sh",
+    "backup-dump-qdrant.sh",
+    "backup-dump-redis.sh",
     "backup-report.sh",
+    "backup-upload.sh",
+    "backup-verify-postgres.sh",
+    "backup-verify-qdrant.sh",
+    "backup-verify-redis.sh",
     "fetch-model.sh",
     "fly-volume-export.sh",
     "restore-fetch.sh",

@@ -263,6 +263,9 @@ class GcpVm(Frozen):
     boot_disk: str | None = Field(default=None, pattern=r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
+EVERY_HOURS = (1, 2, 3, 4, 6, 8, 12, 24)
+
+
 class Backups(Frozen):
     bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
     region: str = "us-east-1"
@@ -274,6 +277,19 @@ class Backups(Frozen):
     # Fly keeps volume snapshots 1 to 60 days; p1 raises every volume's retention to this before
     # taking the on-demand snapshot (never lowers it).
     fly_snapshot_retention_days: int = Field(default=60, ge=1, le=60)
+    # The scheduled backups of the K3s stores (components/platform/scheduled_backups.py): one run
+    # every this many hours (a divisor of 24, so the runs are evenly spaced across midnight), each
+    # Job stopped after jobDeadlineMinutes; their objects under k3s/ expire after k3sRetentionDays.
+    every_hours: int = 24
+    job_deadline_minutes: int = Field(default=90, ge=10, le=1440)
+    k3s_retention_days: int = Field(default=35, ge=1, le=3650)
+
+    @field_validator("every_hours")
+    @classmethod
+    def _every_hours(cls, v: int) -> int:
+        if v not in EVERY_HOURS:
+            raise ValueError(f"must be one of {', '.join(map(str, EVERY_HOURS))} (hours that divide a day)")
+        return v
 
 
 class LlamaConfig(Frozen):

@@ -10,7 +10,10 @@ What lands in the bucket:
 - `fly/<app>/<stamp>-<attempt>/…`: each Fly app's manifest (machine configs, volume list) and one tarball per
   volume, exported from an on-demand snapshot (p1-fly-freeze);
 - `compose/<service>/<stamp>-<attempt>.<ext>`: the Compose host's Qdrant snapshot, Redis RDB and Postgres
-  custom-format dump (p2b-services), which the restore Jobs in K3s read.
+  custom-format dump (p2b-services), which the restore Jobs in K3s read;
+- `k3s/<store>/<stamp>-<random>.<ext>`: the K3s stores' scheduled backups (p2b-services on,
+  components/platform/scheduled_backups.py), the only objects a lifecycle rule of their own
+  expires early (backups.k3sRetentionDays); fly/ and compose/ keep the bucket's retention.
 
 The bucket speaks S3: AWS itself, or any S3-compatible endpoint (GCS interoperability, R2, MinIO)
 through `backups.endpoint`. Verification reads with boto3 against the same endpoint.
@@ -416,6 +419,9 @@ class BackupsArgs(Args):
     secret_access_key: pulumi.Output[str] | None = None
     # Set when this phase dumps the Compose host's data (state.backups.composeData).
     compose: ComposeSource | None = None
+    # The K3s stores' scheduled backups write k3s/ (platform.servicesStateful): expire those
+    # after backups.k3sRetentionDays.
+    k3s_backups: bool = False
 
     @model_validator(mode="after")
     def _keys(self) -> BackupsArgs:
@@ -454,7 +460,7 @@ class Backups(pulumi.ComponentResource):
             # `pulumi destroy`. Dev keeps it on destroy too, but can be removed on purpose.
             opts=pulumi.ResourceOptions.merge(on_aws, pulumi.ResourceOptions(protect=prod, retain_on_delete=True)),
         )
-        ready = [bucket, *self._bucket_settings(name, bucket, cfg, on_aws)]
+        ready = [bucket, *self._bucket_settings(name, bucket, cfg, on_aws, k3s_backups=args.k3s_backups)]
         if cfg.gcs_bucket:
             self._gcs_bucket(name, args, prod)
 
@@ -492,7 +498,13 @@ class Backups(pulumi.ComponentResource):
         )
 
     def _bucket_settings(
-        self, name: str, bucket: aws.s3.Bucket, cfg: BackupsConfig, on_aws: pulumi.ResourceOptions
+        self,
+        name: str,
+        bucket: aws.s3.Bucket,
+        cfg: BackupsConfig,
+        on_aws: pulumi.ResourceOptions,
+        *,
+        k3s_backups: bool = False,
     ) -> list[pulumi.Resource]:
         """Versioning, encryption, expiry and (on AWS) the public access block: what writes wait for."""
         versioning = aws.s3.BucketVersioning(
@@ -518,7 +530,22 @@ class Backups(pulumi.ComponentResource):
                     "expiration": {"days": cfg.retention_days},
                     "noncurrent_version_expiration": {"noncurrent_days": cfg.retention_days},
                     "abort_incomplete_multipart_upload": {"days_after_initiation": 7},
-                }
+                },
+                # A scheduled backup a day makes k3s/ the bulk of the bucket; only that prefix
+                # expires early, the migration's own records (fly/, compose/) never before the rule above.
+                *(
+                    [
+                        {
+                            "id": "expire-k3s-backups",
+                            "status": "Enabled",
+                            "filter": {"prefix": "k3s/"},
+                            "expiration": {"days": cfg.k3s_retention_days},
+                            "noncurrent_version_expiration": {"noncurrent_days": 1},
+                        }
+                    ]
+                    if k3s_backups
+                    else []
+                ),
             ],
             # S3 rejects lifecycle rules on versions until versioning is on.
             opts=pulumi.ResourceOptions.merge(on_aws, pulumi.ResourceOptions(depends_on=[versioning])),

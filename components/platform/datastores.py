@@ -62,6 +62,9 @@ STORAGE_CLASS = "platform-retain"
 RESTORE_LABEL = "gpu-platform/restore"
 RESTORE_SELECTOR = f"{RESTORE_LABEL}=true"
 RESTORE_OF_LABEL = "gpu-platform/restore-of"  # on restore pods; the store's NetworkPolicy admits it
+# On the scheduled backups' pods (scheduled_backups.py), which the store's NetworkPolicy admits.
+BACKUP_LABEL = "gpu-platform/backup"
+STORE_LABEL = "gpu-platform/store"
 DATA_SECRET = "store-credentials"  # in the data namespace: the stores' own passwords
 BACKUP_READER_SECRET = "backup-reader"  # in the data namespace: read-only keys for the bucket
 POSTGRES_DATABASE = "platform"  # the Compose stack's database; DATABASE_URL points at it
@@ -137,6 +140,30 @@ def script(name: str) -> str:
         raise ConfigError(f"{path}: cannot read restore script ({exc.strerror})") from None
 
 
+def bucket_keys_secret(
+    resource_name: str,
+    *,
+    secret_name: str,
+    namespace: str,
+    secret_labels: Mapping[str, str],
+    access_key_id: str | pulumi.Output[str],
+    secret_access_key: str | pulumi.Output[str],
+    opts: pulumi.ResourceOptions,
+) -> pulumi.Resource:
+    """The backup bucket's keys as a Secret the Jobs' pods read (access-key-id, secret-access-key):
+    the restore Jobs' and the scheduled backups' (scheduled_backups.py), one way for both."""
+    return k8s.core.v1.Secret(
+        resource_name,
+        metadata={"name": secret_name, "namespace": namespace, "labels": dict(secret_labels)},
+        type="Opaque",
+        string_data={
+            "access-key-id": pulumi.Output.secret(access_key_id),
+            "secret-access-key": pulumi.Output.secret(secret_access_key),
+        },
+        opts=opts,
+    )
+
+
 def storage_class(name: str, parent: pulumi.Resource, cluster: ClusterHandle) -> pulumi.Resource:
     """The Retain class for the databases' volumes (phase p2a, platform.retainStorage).
 
@@ -156,15 +183,21 @@ def storage_class(name: str, parent: pulumi.Resource, cluster: ClusterHandle) ->
     )
 
 
-class RestoreSource(Args):
-    """Where the verified backups are and how to read them."""
+class BucketTarget(Args):
+    """The backup bucket and the stack's keys for it: what the restore Jobs read and the scheduled
+    backups (scheduled_backups.py) write."""
 
     bucket: str | pulumi.Output[str]
     endpoint: str | None
     region: str
-    verified: Mapping[str, InstanceOf[VerifiedBackup]]
     access_key_id: str | pulumi.Output[str]  # secret
     secret_access_key: str | pulumi.Output[str]  # secret
+
+
+class RestoreSource(BucketTarget):
+    """Where the verified backups are and how to read them."""
+
+    verified: Mapping[str, InstanceOf[VerifiedBackup]]
 
     @model_validator(mode="after")
     def _every_store(self) -> RestoreSource:
@@ -323,8 +356,10 @@ class DataStores(pulumi.ComponentResource):
                                         },
                                         "pod_selector": {"match_labels": {USES_LABEL.format(store=store): "true"}},
                                     },
-                                    # ...and this store's own restore Job.
+                                    # ...this store's own restore Job...
                                     {"pod_selector": {"match_labels": {RESTORE_OF_LABEL: store}}},
+                                    # ...and its scheduled backups (scheduled_backups.py).
+                                    {"pod_selector": {"match_labels": {BACKUP_LABEL: "true", STORE_LABEL: store}}},
                                 ],
                                 "ports": [{"port": p, "protocol": "TCP"} for p in spec.ports.values()],
                             }
@@ -358,14 +393,13 @@ class DataStores(pulumi.ComponentResource):
             },
             opts=k8s_opts(self, args.cluster, depends_on=args.depends_on),
         )
-        reader = k8s.core.v1.Secret(
+        reader = bucket_keys_secret(
             f"{name}-backup-reader",
-            metadata={"name": BACKUP_READER_SECRET, "namespace": ns, "labels": labels("restore", "credentials")},
-            type="Opaque",
-            string_data={
-                "access-key-id": pulumi.Output.secret(source.access_key_id),
-                "secret-access-key": pulumi.Output.secret(source.secret_access_key),
-            },
+            secret_name=BACKUP_READER_SECRET,
+            namespace=ns,
+            secret_labels=labels("restore", "credentials"),
+            access_key_id=source.access_key_id,
+            secret_access_key=source.secret_access_key,
             opts=k8s_opts(self, args.cluster, depends_on=args.depends_on),
         )
         return {
@@ -378,7 +412,7 @@ class DataStores(pulumi.ComponentResource):
     ) -> pulumi.Resource:
         """Fetch and verify the store's backup object, then restore it; only after `after` exist."""
         backup = source.verified[store]
-        job_labels = {**labels(f"restore-{store}", "restore"), RESTORE_LABEL: "true", "gpu-platform/store": store}
+        job_labels = {**labels(f"restore-{store}", "restore"), RESTORE_LABEL: "true", STORE_LABEL: store}
         return k8s.batch.v1.Job(
             f"{name}-restore-{store}",
             metadata={
@@ -558,7 +592,7 @@ def _restore_pod_spec(store: Store, namespace: str, fetch_env: list[dict[str, An
                 "name": "restore",
                 "image": spec.restore_image,
                 "command": ["/bin/sh", f"/scripts/restore-{store}.sh"],
-                "env": _restore_env(store, namespace),
+                "env": client_env(store, namespace),
                 "security_context": container_security(),
                 "resources": _job_resources(),
                 "volume_mounts": mounts,
@@ -572,7 +606,9 @@ def _restore_pod_spec(store: Store, namespace: str, fetch_env: list[dict[str, An
     }
 
 
-def _restore_env(store: Store, namespace: str) -> list[dict[str, Any]]:
+def client_env(store: Store, namespace: str) -> list[dict[str, Any]]:
+    """How a Job's container reaches the live store: its address, and its password from the
+    stores' Secret (the restore Jobs' and the scheduled backups' dump step)."""
     host = store_host(store, namespace)
     if store == "postgres":
         return [

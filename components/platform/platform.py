@@ -135,6 +135,8 @@ class Platform(pulumi.ComponentResource):
 
     outputs: dict[str, Any]
     foundations: list[pulumi.Resource]
+    # What a backup of the stores waits for: the StatefulSets and the restore Jobs (empty before p2a).
+    data_stores: list[pulumi.Resource]
 
     def __init__(self, name: str, args: PlatformArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("gpu-platform:platform:Platform", name, None, opts)
@@ -145,6 +147,7 @@ class Platform(pulumi.ComponentResource):
         charts = self._charts(name, args) if state.cert_manager or state.monitoring else None
         passwords = self._passwords(name, args) if state.retain_storage or state.services_stateless else {}
         stores = self._data_stores(name, args, passwords) if state.retain_storage else None
+        self.data_stores = [*stores.stateful_sets.values(), *stores.restore_jobs.values()] if stores else []
 
         if state.services_stateless:
             namespace = k8s.core.v1.Namespace(
