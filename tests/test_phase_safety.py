@@ -45,7 +45,7 @@ DRIVES: dict[str, frozenset[str]] = {
     # GPU telemetry (dcgm-exporter in the charts, the GPU dashboard and rules) comes with the device plugin.
     "k3s.devicePlugin": frozenset({"nvidia", "k3s", "charts", "shipping"}),
     "k3s.timeSlicing": frozenset({"nvidia"}),
-    "platform.": frozenset({"platform", "charts", "datastores", "services", "traffic", "shipping"}),
+    "platform.": frozenset({"platform", "charts", "datastores", "services", "traffic", "shipping", "pushgateway"}),
     # The cluster model volume lives with the retained storage from p2a on, so a rollback of the
     # llama phase never deletes downloaded weights (components/stack.py, llama block).
     "platform.retainStorage": frozenset({"llama"}),
