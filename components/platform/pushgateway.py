@@ -7,8 +7,9 @@ honorLabels so the pushed {job, source} survive. Only pods labelled `PUSHER_LABE
 Lifecycle, like the data stores' (components/platform/datastores.py): the component exists from the
 phase that has monitoring and the Retain storage (p2a), its Deployment at 0 replicas until the
 stores run (p2b, `serving`). Its claim holds the last outcome of every backup (`--persistence.file`),
-so a restarted Pushgateway still shows when each store was last verified; in prod it is protected
-like every claim, and rolling back p2b -> p2a is a replica change, never the claim's delete.
+so a restarted Pushgateway still shows when each store was last verified. It uses the stores' Retain
+class, which exists from p2a as this claim does; in prod it is protected like every claim, and
+rolling back p2b -> p2a is a replica change, never the claim's delete.
 """
 
 from __future__ import annotations
