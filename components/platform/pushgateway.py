@@ -111,12 +111,7 @@ class Pushgateway(pulumi.ComponentResource):
             api_version="monitoring.coreos.com/v1",
             kind="ServiceMonitor",
             metadata={"name": SERVICE, **meta},
-            spec={
-                "selector": {"matchLabels": selector(SERVICE)},
-                # The pushed {job, source} must win over the target's job (the Service's name); the
-                # Pushgateway's own series keep job="pushgateway", which PushgatewayDown reads.
-                "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s", "honorLabels": True}],
-            },
+            spec=monitor_spec(),
             opts=k8s_opts(self, args.cluster, depends_on=[service, *deps]),
         )
         k8s.networking.v1.NetworkPolicy(
@@ -126,6 +121,17 @@ class Pushgateway(pulumi.ComponentResource):
             opts=k8s_opts(self, args.cluster, depends_on=deps),
         )
         self.register_outputs({"url": self.url, "replicas": self.replicas})
+
+
+def monitor_spec() -> dict[str, Any]:
+    """The ServiceMonitor's spec (tests/real/test_observability.py scrapes the real Pushgateway with its
+    endpoint's settings)."""
+    return {
+        "selector": {"matchLabels": selector(SERVICE)},
+        # The pushed {job, source} must win over the target's job (the Service's name); the
+        # Pushgateway's own series keep job="pushgateway", which PushgatewayDown reads.
+        "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s", "honorLabels": True}],
+    }
 
 
 def _pod_spec() -> dict[str, Any]:

@@ -41,6 +41,7 @@ from components.catalog.services import STORES
 from components.config.phases import RouterLocalShareThresholds, alert_thresholds, load_phases, phase_ids
 from components.observability.alerts import rule_groups
 from components.observability.dashboards import CONCERNS, Panel, Query, Scope, boards
+from components.platform import pushgateway as pg
 from migrate import checks
 from tests.conftest import upstream_root
 from tests.local import stop
@@ -237,6 +238,7 @@ def observed(brain_up: Brain, tmp_path_factory: pytest.TempPathFactory) -> Itera
     gateway = contextlib.ExitStack()
     push_url = gateway.enter_context(pushgateway(tmp))
     backups = report_backups(push_url, tmp)
+    (gateway_endpoint,) = pg.monitor_spec()["endpoints"]
     llama, router = b.llama_url.split("//")[1], b.router_url.split("//")[1]
     config = "".join([
         _scrape("llama", llama, "/metrics", {"namespace": "llm", "service": "llama", "pod": "llama-0"}, LLAMA_KEY),
@@ -245,10 +247,12 @@ def observed(brain_up: Brain, tmp_path_factory: pytest.TempPathFactory) -> Itera
         # The operator's target labels; Traefik's own `service` wins (honorLabels, components/platform/charts.py).
         _scrape("traefik", local, "/traefik", {"namespace": "kube-system", "service": "traefik-metrics"}, honor=True),
         _scrape("kube-state-metrics", local, "/ksm", {"service": "kube-state-metrics"}, honor=True),
-        # The operator's target labels for the Pushgateway's ServiceMonitor; the pushed job and source win.
-        _scrape("pushgateway", push_url.split("//")[1], "/metrics",
-                {"namespace": "monitoring", "service": "pushgateway", "pod": "pushgateway-0", "endpoint": "http",
-                 "container": "pushgateway"}, honor=True),
+        # As the Pushgateway's ServiceMonitor has it scraped: its endpoint's path and honorLabels, the
+        # operator's target labels (job = the Service's name); the pushed job and source win.
+        _scrape(pg.SERVICE, push_url.split("//")[1], gateway_endpoint["path"],
+                {"namespace": "monitoring", "service": pg.SERVICE, "pod": "pushgateway-0",
+                 "endpoint": gateway_endpoint["port"], "container": pg.SERVICE},
+                honor=gateway_endpoint["honorLabels"]),
     ])  # fmt: skip
     proc, url = _start_prometheus(config, tmp)
     try:
