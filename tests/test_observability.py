@@ -1,6 +1,6 @@
 """The dashboards and alert rules (components/observability/): where they exist, what Grafana's sidecar
 needs to load them, where their thresholds come from, and `promtool test rules` inducing and
-clearing every alert (tests/fixtures/promtool/observability.test.yaml).
+clearing every alert (tests/fixtures/promtool/observability.test.yaml and backups.test.yaml).
 
 That every query names real series is tests/real/test_observability.py's business.
 """
@@ -27,7 +27,9 @@ from components.platform.charts import DASHBOARD_FOLDER_ANNOTATION, MONITORING_N
 from migrate.manifests import manifest
 from tests.conftest import STACKS, recorded, upstream_root
 
-CASES = Path(__file__).parent / "fixtures" / "promtool" / "observability.test.yaml"
+PROMTOOL_CASES = Path(__file__).parent / "fixtures" / "promtool"
+# BackupTooOld's cases span days: their file evaluates every 15 minutes (see its header).
+CASE_FILES = (PROMTOOL_CASES / "observability.test.yaml", PROMTOOL_CASES / "backups.test.yaml")
 RULE_TYPE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
 CONFIGMAP_TYPE = "kubernetes:core/v1:ConfigMap"
 LAST = phase_ids()[-1]
@@ -163,9 +165,10 @@ def _promtool() -> str:
 
 def _promtool_test(groups: list[dict[str, Any]], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     (tmp_path / "observability-rules.yaml").write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
-    shutil.copy(CASES, tmp_path / CASES.name)
+    for cases in CASE_FILES:
+        shutil.copy(cases, tmp_path / cases.name)
     return subprocess.run(
-        [_promtool(), "test", "rules", CASES.name],
+        [_promtool(), "test", "rules", *(cases.name for cases in CASE_FILES)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -195,7 +198,12 @@ def test_promtool_catches_a_wrong_threshold(tmp_path: Path) -> None:
 
 
 def test_every_alert_has_a_firing_and_a_quiet_case_and_every_source_an_absent_alert() -> None:
-    checks = [c for case in yaml.safe_load(CASES.read_text())["tests"] for c in case["alert_rule_test"]]
+    checks = [
+        c
+        for cases in CASE_FILES
+        for case in yaml.safe_load(cases.read_text())["tests"]
+        for c in case["alert_rule_test"]
+    ]
     rules = [r for g in _last_phase_rules() for r in g["rules"]]
     for rule in rules:
         mine = [c for c in checks if c["alertname"] == rule["alert"]]

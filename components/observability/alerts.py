@@ -2,7 +2,8 @@
 
 Every threshold comes from the phase files (`alert_thresholds`, components/config/phases.py), and
 every source has an absent() rule, so that a renamed metric fires an alert instead of silencing
-the others. tests/fixtures/promtool/observability.test.yaml induces and clears each one.
+the others. tests/fixtures/promtool/observability.test.yaml (and backups.test.yaml for the
+backups' age, which spans days) induces and clears each one.
 """
 
 from __future__ import annotations
