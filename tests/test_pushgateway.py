@@ -15,9 +15,11 @@ from typing import Any
 
 import pytest
 import requests
+from pydantic import ValidationError
 
 from components.catalog import versions
 from components.config.phases import load_phases, phase_ids
+from components.handles import ClusterHandle
 from components.platform import pushgateway as pg
 from components.platform.charts import MONITORING_NAMESPACE
 from components.platform.datastores import STORAGE_CLASS
@@ -130,6 +132,20 @@ def test_the_network_policy_admits_pushers_from_anywhere_and_prometheus_only() -
     ).read_text()
     ((key, value),) = pg.PROMETHEUS_POD_LABELS.items()
     assert f"{key}: {value}\n" in service
+
+
+@pytest.mark.parametrize(("field", "value"), [("namespace", "Monitoring"), ("storage_class", "")])
+def test_bad_args_are_refused_before_anything_is_built(field: str, value: str) -> None:
+    good: dict[str, Any] = {
+        "cluster": ClusterHandle.__new__(ClusterHandle),
+        "namespace": MONITORING_NAMESPACE,
+        "storage_class": STORAGE_CLASS,
+        "serving": True,
+        "protect": False,
+    }
+    pg.PushgatewayArgs(**good)
+    with pytest.raises(ValidationError, match=field):
+        pg.PushgatewayArgs(**{**good, field: value})
 
 
 # --- the rendered flags on the real Pushgateway --------------------------------------------------

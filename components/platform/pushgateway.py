@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pydantic import InstanceOf
+from pydantic import Field, InstanceOf
 
 from components.catalog import versions
 from components.core.model import Args
@@ -37,6 +37,7 @@ DATA_DIR: Final = "/pushgateway/data"
 # Prometheus pods carry, the peer allowed to scrape.
 PROMETHEUS_POD_LABELS: Final = {"app.kubernetes.io/name": "prometheus"}
 LABELS: Final = labels(SERVICE, "metrics")
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"  # a namespace's or storage class's name
 
 
 def push_url(namespace: str) -> str:
@@ -51,8 +52,8 @@ ARGS: Final = (f"--web.listen-address=:{PORT}", f"--persistence.file={DATA_DIR}/
 
 class PushgatewayArgs(Args):
     cluster: InstanceOf[ClusterHandle]
-    namespace: str  # the monitoring namespace (created by the monitoring chart's step)
-    storage_class: str  # the Retain class the data stores use
+    namespace: str = Field(pattern=_DNS_LABEL)  # the monitoring namespace (created by the monitoring chart's step)
+    storage_class: str = Field(pattern=_DNS_LABEL)  # the Retain class the data stores use
     serving: bool  # the stores run, so their backups push: 1 replica, else 0
     protect: bool  # prod: protect + retain_on_delete on the claim
     # The monitoring release (the ServiceMonitor CRD, the namespace) and the storage class.
