@@ -10,6 +10,7 @@ what a step depends on is exactly what it is given.
     hosts       GPU hosts, their access and K3s peer rules (components/hosts/)
     cluster     K3s and NVIDIA's device plugin (components/cluster/)
     platform    charts, data stores, services, traffic (components/platform/)
+    pushgateway where the scheduled backups report (components/platform/pushgateway.py)
     brain       the llama servers and the router (components/llm/)
     watch       dashboards and alert rules of what the phase runs (components/observability/)
     legacy      the legacy VM and Compose host, last (components/migration/legacy.py)
@@ -44,6 +45,7 @@ from components.observability.shipping import Observability, ObservabilityArgs
 from components.platform.datastores import STORAGE_CLASS, BucketTarget
 from components.platform.platform import DATA_NAMESPACE, MONITORING_NAMESPACE, Platform, PlatformArgs, PlatformSecrets
 from components.platform.platform import NAMESPACE as PLATFORM_NAMESPACE
+from components.platform.pushgateway import Pushgateway, PushgatewayArgs
 from components.platform.scheduled_backups import (
     PREFIX,
     ScheduledBackups,
@@ -62,6 +64,7 @@ def build(loaded: Loaded, phase: Phase) -> Outputs:
     hosts = gpu_hosts(cfg, secrets, state)
     cluster = k3s(cfg, state, hosts.handles)
     platform = platform_on_k3s(cfg, secrets, state, phase_id=phase.id, cluster=cluster.handle, backups=estate.backups)
+    pushgateway(cfg, state, cluster=cluster.handle, platform=platform.component)
     brain = local_brain(cfg, secrets, state, cluster=cluster.handle, hosts=hosts.handles, platform=platform.component)
     watch = observability(cfg, phase, cluster=cluster.handle, platform=platform.component)
     legacy = legacy_estate(legacy_args, state, estate.backups, platform.component)
@@ -382,6 +385,30 @@ def scheduled_backups(
         ),
     )
     return {"schedule": job.schedule, "bucketPrefix": f"{PREFIX}/", "cronJobs": sorted(job.cron_jobs)}
+
+
+# --- the Pushgateway ----------------------------------------------------------------------------
+
+
+def pushgateway(
+    cfg: StackConfig, state: PhaseState, *, cluster: ClusterHandle | None, platform: Platform | None
+) -> None:
+    """Where the stores' scheduled backups report, in the monitoring namespace: from the phase with
+    monitoring and the Retain storage (p2a) so that its claim outlives a rollback, serving once the
+    stores run (p2b). Nothing later needs a handle: the Jobs push to push_url(MONITORING_NAMESPACE)."""
+    if cluster is None or platform is None or not (state.platform.monitoring and state.platform.retain_storage):
+        return
+    Pushgateway(
+        "pushgateway",
+        PushgatewayArgs(
+            cluster=cluster,
+            namespace=MONITORING_NAMESPACE,
+            storage_class=STORAGE_CLASS,
+            serving=state.platform.services_stateful,
+            protect=cfg.is_prod,
+            depends_on=list(platform.foundations),
+        ),
+    )
 
 
 # --- the local brain -----------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The dashboards and alert rules (components/observability/): where they exist, what Grafana's sidecar
 needs to load them, where their thresholds come from, and `promtool test rules` inducing and
-clearing every alert (tests/fixtures/promtool/observability.test.yaml).
+clearing every alert (tests/fixtures/promtool/observability.test.yaml and backups.test.yaml).
 
 That every query names real series is tests/real/test_observability.py's business.
 """
@@ -8,6 +8,7 @@ That every query names real series is tests/real/test_observability.py's busines
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,7 +18,8 @@ import pytest
 import yaml
 
 from components.catalog import versions
-from components.config.phases import alert_thresholds, load_phases, phase_ids
+from components.catalog.services import STORES
+from components.config.phases import AlertThresholds, alert_thresholds, load_phases, phase_ids
 from components.observability import series
 from components.observability.alerts import rule_groups
 from components.observability.dashboards import CONCERNS, FOLDER, Scope, boards, concerns_for, dashboard_json
@@ -26,7 +28,9 @@ from components.platform.charts import DASHBOARD_FOLDER_ANNOTATION, MONITORING_N
 from migrate.manifests import manifest
 from tests.conftest import STACKS, recorded, upstream_root
 
-CASES = Path(__file__).parent / "fixtures" / "promtool" / "observability.test.yaml"
+PROMTOOL_CASES = Path(__file__).parent / "fixtures" / "promtool"
+# BackupTooOld's cases span days: their file evaluates every 15 minutes (see its header).
+CASE_FILES = (PROMTOOL_CASES / "observability.test.yaml", PROMTOOL_CASES / "backups.test.yaml")
 RULE_TYPE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
 CONFIGMAP_TYPE = "kubernetes:core/v1:ConfigMap"
 LAST = phase_ids()[-1]
@@ -164,9 +168,10 @@ def _promtool() -> str:
 
 def _promtool_test(groups: list[dict[str, Any]], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     (tmp_path / "observability-rules.yaml").write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
-    shutil.copy(CASES, tmp_path / CASES.name)
+    for cases in CASE_FILES:
+        shutil.copy(cases, tmp_path / cases.name)
     return subprocess.run(
-        [_promtool(), "test", "rules", CASES.name],
+        [_promtool(), "test", "rules", *(cases.name for cases in CASE_FILES)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -196,19 +201,27 @@ def test_promtool_catches_a_wrong_threshold(tmp_path: Path) -> None:
 
 
 def test_every_alert_has_a_firing_and_a_quiet_case_and_every_source_an_absent_alert() -> None:
-    checks = [c for case in yaml.safe_load(CASES.read_text())["tests"] for c in case["alert_rule_test"]]
+    checks = [
+        c
+        for cases in CASE_FILES
+        for case in yaml.safe_load(cases.read_text())["tests"]
+        for c in case["alert_rule_test"]
+    ]
     rules = [r for g in _last_phase_rules() for r in g["rules"]]
     for rule in rules:
         mine = [c for c in checks if c["alertname"] == rule["alert"]]
         assert any(c["exp_alerts"] for c in mine), f"{rule['alert']}: no case in which it fires"
         assert any(not c["exp_alerts"] for c in mine), f"{rule['alert']}: no case in which it stays quiet"
-    absent = {r["alert"] for r in rules if r["expr"].startswith("absent(")}
+    absent = {r["alert"] for r in rules if "absent(" in r["expr"]}
     assert absent == {
         "DcgmExporterAbsent",
         "LlamaMetricsAbsent",
         "RouterMetricsAbsent",
         "TraefikMetricsAbsent",
         "RestoreJobMetricsAbsent",
+        # The Pushgateway unscraped or the backup series renamed; a store that never reported.
+        "BackupMetricsAbsent",
+        "BackupTooOld",
     }
 
 
@@ -242,3 +255,52 @@ def test_promtool_catches_a_workstation_alert_that_misses_the_workstation(tmp_pa
     result = _promtool_test(groups, tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode != 0 and "LlamaServerDown" in output and "LlamaMetricsAbsent" in output
+
+
+# --- data safety: the scheduled backups' age ----------------------------------------------------
+
+
+def _data_rules(t: AlertThresholds) -> list[dict[str, Any]]:
+    return [r for g in rule_groups("data", t, Scope()) for r in g["rules"]]
+
+
+def test_every_store_has_its_own_never_reported_rule_held_for_max_backup_age() -> None:
+    t = alert_thresholds(LAST)
+    absent = [r for r in _data_rules(t) if r["alert"] == "BackupTooOld" and r["expr"].startswith("absent(")]
+    assert sorted(re.findall(r'source="(\w+)"', " ".join(r["expr"] for r in absent))) == sorted(STORES)
+    assert {r["for"] for r in absent} == {t.settings.max_backup_age} == {"26h"}
+
+
+def test_max_backup_age_comes_from_the_phase_files(tmp_path: Path) -> None:
+    stacks = tmp_path / "stacks"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "stacks", stacks)
+    p2b = stacks / "p2b-services.yaml"
+    assert "maxBackupAge: 26h" in p2b.read_text()
+    p2b.write_text(p2b.read_text().replace("maxBackupAge: 26h", "maxBackupAge: 2d"))
+    t = alert_thresholds(LAST, stacks)
+    too_old = [r for r in _data_rules(t) if r["alert"] == "BackupTooOld"]
+    assert too_old[0]["expr"].endswith(f"> {2 * 86400}") and "2d" in too_old[0]["annotations"]["summary"]
+    assert all(r["for"] == "2d" for r in too_old[1:])
+    (board,) = boards(("data",), t, Scope())
+    assert board.panels[0].threshold == 2 * 86400
+
+
+def _without(alert_rules: list[dict[str, Any]], drop: Any) -> list[dict[str, Any]]:
+    return [{**g, "rules": [r for r in g["rules"] if not drop(r)]} for g in alert_rules]
+
+
+def test_promtool_catches_a_backup_rule_that_misses_a_store(tmp_path: Path) -> None:
+    # Without the per-store absent() rules, a store that never reported goes unnoticed.
+    groups = _without(_last_phase_rules(), lambda r: r["alert"] == "BackupTooOld" and "absent(" in r["expr"])
+    result = _promtool_test(groups, tmp_path)
+    assert result.returncode != 0 and "redis never reported" in result.stdout + result.stderr
+
+
+def test_promtool_catches_a_wrong_backup_age_threshold(tmp_path: Path) -> None:
+    groups = _last_phase_rules()
+    for group in groups:
+        for rule in group["rules"]:
+            if rule["alert"] == "BackupTooOld" and not rule["expr"].startswith("absent("):
+                rule["expr"] = rule["expr"].replace("> 93600", "> 108000")  # 30h instead of 26h
+    result = _promtool_test(groups, tmp_path)
+    assert result.returncode != 0 and "postgres's backups stop verifying" in result.stdout + result.stderr

@@ -45,7 +45,7 @@ DRIVES: dict[str, frozenset[str]] = {
     # GPU telemetry (dcgm-exporter in the charts, the GPU dashboard and rules) comes with the device plugin.
     "k3s.devicePlugin": frozenset({"nvidia", "k3s", "charts", "shipping"}),
     "k3s.timeSlicing": frozenset({"nvidia"}),
-    "platform.": frozenset({"platform", "charts", "datastores", "services", "traffic", "shipping"}),
+    "platform.": frozenset({"platform", "charts", "datastores", "services", "traffic", "shipping", "pushgateway"}),
     # The stores' scheduled backups run where the stores do, and the bucket expires their k3s/ objects
     # (components/platform/scheduled_backups.py, the lifecycle rule in components/migration/backups.py).
     "platform.servicesStateful": frozenset({"scheduled_backups", "backups"}),

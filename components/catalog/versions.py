@@ -69,6 +69,11 @@ QDRANT_IMAGE: Final = "docker.io/qdrant/qdrant:v1.18.2-unprivileged"
 # curl 8.22.0 on Alpine 3.24: `--aws-sigv4` (curl >= 7.75) reads the backups without an AWS CLI,
 # busybox sha256sum/tar/gzip verify and unpack them.
 RESTORE_FETCH_IMAGE: Final = "docker.io/curlimages/curl:8.22.0"
+# Prometheus Pushgateway v1.11.3 (2026-05-27), the newest release tag of github.com/prometheus/pushgateway
+# (`git tag` of the repository, read here); its README names Docker Hub's prom/pushgateway as the
+# image, built from the tag's Dockerfile: USER 65534, WORKDIR /pushgateway. The scheduled backups'
+# outcomes land here (components/platform/pushgateway.py).
+PUSHGATEWAY_IMAGE: Final = "docker.io/prom/pushgateway:v1.11.3"
 # nginx 1.30.4 (stable) unprivileged build: listens on 8080 as uid 101.
 NGINX_IMAGE: Final = "docker.io/nginxinc/nginx-unprivileged:1.30.4-alpine"
 # The organisation's own service images are `<registry>/<name>:<tag>` from stack config
@@ -149,6 +154,7 @@ DIGEST_PENDING: Final[dict[str, str]] = {
     "docker.io/qdrant/qdrant": _UNRESOLVED,
     "docker.io/curlimages/curl": _UNRESOLVED,
     "docker.io/nginxinc/nginx-unprivileged": _UNRESOLVED,
+    "docker.io/prom/pushgateway": _UNRESOLVED,
     "ghcr.io/berriai/litellm-non_root": _UNRESOLVED,
     "ghcr.io/ggml-org/llama.cpp": (
         "server-cuda12-b11312 is pinned to match the llama.cpp source the tests build (llama-cpp-python "

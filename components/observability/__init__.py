@@ -8,7 +8,7 @@ the component that ships them to the cluster.
 
 Which concerns a phase shows follows what the phase runs (`concerns_for`): GPUs from the device
 plugin on, the local brain and the router from p3, the cutover once traffic is split, data safety
-once restore Jobs exist.
+once the stores run (their scheduled backups report, their restore Jobs ran).
 
 Imports: `core`, `catalog`, `config`, `handles`, `cluster`, `platform`, `llm`.
 """

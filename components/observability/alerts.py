@@ -2,16 +2,19 @@
 
 Every threshold comes from the phase files (`alert_thresholds`, components/config/phases.py), and
 every source has an absent() rule, so that a renamed metric fires an alert instead of silencing
-the others. tests/fixtures/promtool/observability.test.yaml induces and clears each one.
+the others. tests/fixtures/promtool/observability.test.yaml (and backups.test.yaml for the
+backups' age, which spans days) induces and clears each one.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from components.catalog.services import STORES
 from components.config.phases import AlertThresholds
 from components.observability import series as s
 from components.observability.dashboards import Concern, Scope
+from components.platform.charts import MONITORING_NAMESPACE
 
 
 def _rule(alert: str, expr: str, for_: str, severity: str, summary: str) -> dict[str, Any]:
@@ -155,15 +158,52 @@ def cutover_rules(t: AlertThresholds, scope: Scope) -> list[dict[str, Any]]:
 
 def data_rules(t: AlertThresholds, scope: Scope) -> list[dict[str, Any]]:
     m = f'namespace="{scope.data_namespace}"'
+    max_age = t.settings.max_backup_age
+    backup = f'{s.BACKUP_VERIFIED_AT}{{job="{s.JOB_BACKUP}"}}'
+    gateway = f'up{{job="{s.JOB_PUSHGATEWAY}",namespace="{MONITORING_NAMESPACE}"}}'
+    too_old = f"No verified backup of {{{{ $labels.source }}}} newer than {max_age} (alerts.maxBackupAge)"
     return [
+        _rule("BackupTooOld", f"{s.backup_age_expr()} > {s.range_seconds(max_age)}", "0m", "critical", too_old),
+        # A store that never reported has no age to compare: its absence, held for the same
+        # maxBackupAge from when the rule (created with the CronJobs) first saw it, is the same alert.
+        *(
+            _rule(
+                "BackupTooOld",
+                f'absent({s.BACKUP_VERIFIED_AT}{{job="{s.JOB_BACKUP}",source="{store}"}})',
+                max_age,
+                "critical",
+                too_old,
+            )
+            for store in STORES
+        ),
+        # The failed backup Jobs (the scheduled ones, in the same namespace) as much as the restore Jobs.
         _rule(
             "RestoreVerificationFailed",
             f"max by (job_name) ({s.KSM_JOB_FAILED}{{{m}}}) > 0",
             "0m",
             "critical",
-            "Restore Job {{ $labels.job_name }} failed: its backup did not verify or did not load",
+            f"Job {{{{ $labels.job_name }}}} in {scope.data_namespace} failed: a backup or restore that "
+            "did not verify or did not load",
         ),
         _absent("RestoreJobMetricsAbsent", f"{s.KSM_JOB_START}{{{m}}}", t, "restore Job (kube-state-metrics)"),
+        _rule(
+            "PushgatewayDown",
+            f"{gateway} == 0",
+            "5m",
+            "warning",
+            "The Pushgateway {{ $labels.pod }} does not answer Prometheus's scrape: backups cannot report",
+        ),
+        # Quiet on a new cluster until the first backup pushes (no group yet), then loud if the groups
+        # exist without the series the age is read from (renamed); and whenever the Pushgateway is
+        # not scraped at all.
+        _rule(
+            "BackupMetricsAbsent",
+            f'(absent({backup}) and on() count({s.PUSH_TIME}{{job="{s.JOB_BACKUP}"}})) or absent({gateway})',
+            t.settings.absent_for,
+            "warning",
+            "No scheduled backup series in Prometheus: the Pushgateway is unscraped or the backups push "
+            "under other metric names",
+        ),
     ]
 
 

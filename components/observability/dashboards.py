@@ -19,6 +19,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as common_models
 from grafana_foundation_sdk.models import dashboard as dashboard_models
 
+from components.catalog.services import STORES
 from components.config.phases import AlertThresholds, PhaseState
 from components.observability import series as s
 
@@ -39,7 +40,8 @@ def concerns_for(state: PhaseState) -> tuple[Concern, ...]:
         "brain": state.llama.cluster,
         "router": state.llama.router,
         "cutover": state.traffic.k3s_weight > 0,
-        "data": state.platform.restore_from_backup,
+        # The stores run: their scheduled backups report to the Pushgateway, their restore Jobs ran.
+        "data": state.platform.services_stateful,
     }
     return tuple(c for c in CONCERNS if on[c])
 
@@ -289,28 +291,53 @@ def cutover_board(t: AlertThresholds, scope: Scope) -> Board:
     )
 
 
-def data_board(scope: Scope) -> Board:
+def _one(title: str, unit: str, expr: str, line_per: str = "source") -> Panel:
+    """A panel of one query with a line per value of the label `line_per` (a store, or a Job's `job_name`)."""
+    return Panel(title, unit, (Query(expr, f"{{{{{line_per}}}}}"),))
+
+
+def data_board(t: AlertThresholds, scope: Scope) -> Board:
     m = f'namespace="{scope.data_namespace}"'
+    backup = f'job="{s.JOB_BACKUP}"'
+    max_age = t.settings.max_backup_age
     return Board(
         "data",
         "gpu-platform-data-safety",
         "Data safety",
-        "the restore Jobs that verify each backup's SHA-256 before loading it: when each ran, "
-        "which are still running and which failed",
-        "every restore Job ran once, none is still running and none failed",
+        f"the age of each store's newest verified backup against the {max_age} limit (alerts.maxBackupAge), "
+        "its size and how long it took, when each store's backup last passed its restore check, and the "
+        "backup and restore Jobs that failed",
+        f"every store ({', '.join(STORES)}) has a line in the age panel (from its first scheduled backup "
+        f"on), a sawtooth under the {max_age} line that drops after each backup; sizes change slowly; every "
+        "restore Job ran once and no Job failed",
         (
             Panel(
-                "Hours since each restore Job started",
+                "Age of the newest verified backup",
+                "s",
+                (Query(s.backup_age_expr(), "{{source}}"),),
+                threshold=s.range_seconds(max_age),
+                good_above=False,
+            ),
+            _one(
+                "Size of the newest verified backup", "bytes", f"max by (source) ({s.BACKUP_VERIFIED_SIZE}{{{backup}}})"
+            ),
+            _one("Backup duration, dump to verified", "s", f"max by (source) ({s.BACKUP_DURATION}{{{backup}}})"),
+            _one(
+                "Since each store's last passed restore check (scheduled backups)",
+                "s",
+                f"time() - max by (source) ({s.PUSH_TIME}{{{backup}}})",
+            ),
+            _one(
+                "Hours since each restore or backup Job started",
                 "h",
-                (Query(f"(time() - max by (job_name) ({s.KSM_JOB_START}{{{m}}})) / 3600", "{{job_name}}"),),
+                f"(time() - max by (job_name) ({s.KSM_JOB_START}{{{m}}})) / 3600",
+                "job_name",
+            ),
+            _one(
+                "Restore and backup Jobs running", "short", f"sum by (job_name) ({s.KSM_JOB_ACTIVE}{{{m}}})", "job_name"
             ),
             Panel(
-                "Restore Jobs running",
-                "short",
-                (Query(f"sum by (job_name) ({s.KSM_JOB_ACTIVE}{{{m}}})", "{{job_name}}"),),
-            ),
-            Panel(
-                "Restore Jobs failed (a backup that did not verify)",
+                "Restore and backup Jobs failed (a backup that did not verify)",
                 "short",
                 (Query(f"sum by (job_name) ({s.KSM_JOB_FAILED}{{{m}}})", "{{job_name}}"),),
                 threshold=1,
@@ -326,7 +353,7 @@ def boards(concerns: tuple[Concern, ...], t: AlertThresholds, scope: Scope) -> t
         "brain": lambda: brain_board(t, scope),
         "router": lambda: router_board(t, scope),
         "cutover": lambda: cutover_board(t, scope),
-        "data": lambda: data_board(scope),
+        "data": lambda: data_board(t, scope),
     }
     return tuple(made[c]() for c in concerns)
 

@@ -17,7 +17,9 @@ tests/real/test_observability.py evaluates every query against the real servers'
 - LiteLLM v1.104.8 (litellm/integrations/prometheus.py, the `prometheus` callback): per model group.
 - Traefik v3.6 (K3s's bundled Traefik): per load-balanced backend service, as the cutover gate reads them.
 - the scheduled backups (components/scripts/backup-report.sh): pushed to the Pushgateway once a
-  backup is verified, grouped by {job, source}; the Pushgateway adds push_time_seconds per group.
+  backup is verified, grouped by {job, source}; the Pushgateway adds push_time_seconds per group
+  (its README at v1.11.3, "the Unix timestamp of the last successful push") and exports the groups
+  with instance="", so the scrape's honorLabels keeps the pushed job and source and no instance.
 - kube-state-metrics (kube-prometheus-stack 86.3.2's subchart): the Job series the chart's own
   KubeJobFailed / KubeJobNotCompleted rules read (templates/prometheus/rules-1.14/kubernetes-apps.yaml).
 """
@@ -25,6 +27,8 @@ tests/real/test_observability.py evaluates every query against the real servers'
 from __future__ import annotations
 
 from typing import Final
+
+from components.platform import pushgateway
 
 # --- dcgm-exporter --------------------------------------------------------------------------------
 DCGM_GPU_UTIL: Final = "DCGM_FI_DEV_GPU_UTIL"  # gauge, %
@@ -69,11 +73,13 @@ BACKUP_VERIFIED_AT: Final = "gpu_platform_backup_verified_timestamp_seconds"  # 
 BACKUP_VERIFIED_SIZE: Final = "gpu_platform_backup_verified_size_bytes"
 BACKUP_DURATION: Final = "gpu_platform_backup_duration_seconds"  # dump to verified
 JOB_BACKUP: Final = "gpu-platform-backup"  # the push's job label, kept by the scrape's honorLabels
+PUSH_TIME: Final = "push_time_seconds"  # the Pushgateway's, per pushed group: when it was last pushed
 
 # The jobs the Prometheus Operator gives each scrape (the Service's name), for up{} and absent().
 JOB_LLAMA: Final = "llama"  # components/llm/llama.py: Service and ServiceMonitor `llama`
 JOB_LLAMA_WORKSTATION: Final = "llama-workstation"  # components/llm/llama.py WORKSTATION_SERVICE
 JOB_ROUTER: Final = "router"  # components/llm/router.py: Service and ServiceMonitor `router`
+JOB_PUSHGATEWAY: Final = pushgateway.SERVICE  # its own series and up{}; the pushed ones keep their job
 
 
 def local_share_expr(local_groups: tuple[str, ...], window: str) -> str:
@@ -96,3 +102,18 @@ def decode_rate_expr(matchers: str, window: str, by: str = "namespace, service")
         f"sum by ({by}) (rate({LLAMA_TOKENS_PREDICTED}{{{matchers}}}[{window}])) / "
         f"sum by ({by}) (rate({LLAMA_TOKENS_PREDICTED_SECONDS}{{{matchers}}}[{window}]))"
     )
+
+
+def backup_age_expr() -> str:
+    """Seconds since the data of each store's newest verified backup was taken: the data-safety
+    dashboard's first panel and the BackupTooOld alert."""
+    return f'time() - max by (source) ({BACKUP_VERIFIED_AT}{{job="{JOB_BACKUP}"}})'
+
+
+_UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def range_seconds(promql_range: str) -> int:
+    """A phase file's PromQL range (`26h`, components/config/phases.py _PROMQL_RANGE) in seconds,
+    for a comparison: Prometheus 2.x has no duration literals in expressions."""
+    return int(promql_range[:-1]) * _UNIT_SECONDS[promql_range[-1]]

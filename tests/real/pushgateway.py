@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,8 +21,9 @@ from tests.tool_versions import UnfitToolError, require
 
 
 @contextmanager
-def pushgateway(tmp: Path, *, persistence: bool = False) -> Iterator[str]:
-    """The Pushgateway's URL while it runs; `persistence` keeps its groups in tmp/metrics across restarts."""
+def pushgateway(tmp: Path, *, persistence: bool = False, extra_args: Sequence[str] = ()) -> Iterator[str]:
+    """The Pushgateway's URL while it runs; `persistence` keeps its groups in tmp/metrics across restarts;
+    `extra_args` are further flags (the ones components/platform/pushgateway.py renders)."""
     try:
         binary = require("prometheus-pushgateway")
     except UnfitToolError as exc:
@@ -31,6 +32,7 @@ def pushgateway(tmp: Path, *, persistence: bool = False) -> Iterator[str]:
     argv = [binary, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
     if persistence:
         argv += [f"--persistence.file={tmp / 'metrics'}", "--persistence.interval=1s"]
+    argv += list(extra_args)
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -8,7 +8,10 @@ Prometheus (Debian's 2.42, `make tools-traffic`) scrapes, on 127.0.0.1:
   (the verified upstream files, tests/conftest.py's upstream_root) with the labels its source attaches
   (components/observability/series.py cites the files);
 - Traefik's, as the cutover gate's tests emit them (tests/test_traffic_gate.py's FakeTraefik);
-- kube-state-metrics' Job series, as kube-prometheus-stack's own rules read them.
+- kube-state-metrics' Job series, as kube-prometheus-stack's own rules read them;
+- the real Pushgateway (Debian's 1.5.1, tests/real/pushgateway.py) after the real
+  components/scripts/backup-report.sh pushed each store's verified backup to it, scraped the way
+  its ServiceMonitor scrapes it (honorLabels, components/platform/pushgateway.py).
 
 Each scrape carries the target labels the Prometheus Operator would give it (job = the Service's
 name, namespace, service, pod), and honor_labels where our ServiceMonitors set honorLabels. The same
@@ -21,6 +24,8 @@ when it evaluates and every series it selects exists. A misspelt metric fails (t
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shutil
 import subprocess
@@ -35,14 +40,17 @@ from typing import Any
 import pytest
 import requests
 
+from components.catalog.services import STORES
 from components.config.phases import RouterLocalShareThresholds, alert_thresholds, load_phases, phase_ids
 from components.observability import series
 from components.observability.alerts import rule_groups
 from components.observability.dashboards import CONCERNS, Panel, Query, Scope, boards, brain_board
+from components.platform import pushgateway as pg
 from migrate import checks
 from tests.conftest import upstream_root
 from tests.local import stop
 from tests.real.brain import LLAMA_KEY, MASTER_KEY, Brain, ask
+from tests.real.pushgateway import pushgateway
 from tests.real.test_router import brain_up  # noqa: F401  (the fixture)
 from tests.real.tools import free_port
 from tests.test_traffic_gate import Backend, FakeTraefik, Route
@@ -61,6 +69,10 @@ GPUS = (
 )  # fmt: skip
 KSM = 'kube_job_{}{{namespace="platform-data",job_name="restore-postgres"}} {}'
 WORKSTATION = series.JOB_LLAMA_WORKSTATION
+BACKUP_REPORT = Path(__file__).resolve().parents[2] / "components" / "scripts" / "backup-report.sh"
+# A store whose last verified backup is 27 hours old, beside the fresh ones: BackupTooOld's threshold
+# on real timestamps.
+STALE_SOURCE, STALE_HOURS = "stale-store", 27
 
 
 def dcgm_exposition() -> str:
@@ -88,6 +100,8 @@ class Observed:
     # The p3 checks through this Prometheus: (check, result) with the local server up, then after the fallbacks.
     served_checks: tuple[checks.CheckResult, ...]
     fallback_share: checks.CheckResult
+    # What backup-report.sh pushed per source: (the data's unix second, size in bytes).
+    backups: dict[str, tuple[int, int]]
 
 
 def _p3_checks(b: Brain, url: str, *names: str, decode: float = 10) -> tuple[checks.CheckResult, ...]:
@@ -201,11 +215,35 @@ def _wait(url: str, promql: str, what: str, seconds: float = 60) -> None:
     pytest.fail(f"Prometheus never saw {what} ({promql}) in {seconds:g}s")
 
 
+def report_backups(url: str, tmp: Path) -> dict[str, tuple[int, int]]:
+    """Run the backup Jobs' last step, components/scripts/backup-report.sh, for every store (and the
+    stale one) against the Pushgateway at `url`, as the pod runs it: what it pushed, by source."""
+    pushed, now = {}, int(time.time())
+    for index, source in enumerate((*STORES, STALE_SOURCE)):
+        started = now - (STALE_HOURS * 3600 if source == STALE_SOURCE else 600 + index)
+        size = 1_000_000 * (index + 1)
+        folder = tmp / f"backup-{source}"
+        folder.mkdir()
+        (folder / "started").write_text(f"{started}\n")
+        (folder / "verified").write_text(f"{size} {'ab' * 32}\n")
+        env = {"PATH": os.environ["PATH"], "PUSHGATEWAY_URL": url, "BACKUP_SOURCE": source, "BACKUP_DIR": str(folder)}
+        done = subprocess.run(
+            ["sh", str(BACKUP_REPORT)], check=False, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, f"backup-report.sh {source}: {done.stderr}"
+        pushed[source] = (started, size)
+    return pushed
+
+
 @pytest.fixture(scope="module")
 def observed(brain_up: Brain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Observed]:  # noqa: F811
     b, tmp = brain_up, tmp_path_factory.mktemp("observability")
     exporters = _Exporters()
     local = f"127.0.0.1:{exporters.port}"
+    gateway = contextlib.ExitStack()
+    push_url = gateway.enter_context(pushgateway(tmp))
+    backups = report_backups(push_url, tmp)
+    (gateway_endpoint,) = pg.monitor_spec()["endpoints"]
     llama, router = b.llama_url.split("//")[1], b.router_url.split("//")[1]
     config = "".join([
         _scrape("llama", llama, "/metrics", {"namespace": "llm", "service": "llama", "pod": "llama-0"}, LLAMA_KEY),
@@ -216,10 +254,17 @@ def observed(brain_up: Brain, tmp_path_factory: pytest.TempPathFactory) -> Itera
         # The operator's target labels; Traefik's own `service` wins (honorLabels, components/platform/charts.py).
         _scrape("traefik", local, "/traefik", {"namespace": "kube-system", "service": "traefik-metrics"}, honor=True),
         _scrape("kube-state-metrics", local, "/ksm", {"service": "kube-state-metrics"}, honor=True),
+        # As the Pushgateway's ServiceMonitor has it scraped: its endpoint's path and honorLabels, the
+        # operator's target labels (job = the Service's name); the pushed job and source win.
+        _scrape(pg.SERVICE, push_url.split("//")[1], gateway_endpoint["path"],
+                {"namespace": "monitoring", "service": pg.SERVICE, "pod": "pushgateway-0",
+                 "endpoint": gateway_endpoint["port"], "container": pg.SERVICE},
+                honor=gateway_endpoint["honorLabels"]),
     ])  # fmt: skip
     proc, url = _start_prometheus(config, tmp)
     try:
         _wait(url, "count(up == 1) == 6", "every target up")
+        _wait(url, f"count(gpu_platform_backup_verified_size_bytes) == {len(backups)}", "every pushed backup")
         for _ in range(40):
             exporters.traefik.serve("app.example.test")
         for stream in (False, True, False, True, False, True):
@@ -254,10 +299,11 @@ def observed(brain_up: Brain, tmp_path_factory: pytest.TempPathFactory) -> Itera
         (fallback_share,) = _p3_checks(b, url, "router-local-share")
         local_groups = tuple(m["model_name"] for m in b.config["model_list"] if m["model_name"] != "cloud-fallback")
         scope = Scope(local_groups=local_groups, llama_services=(series.JOB_LLAMA, WORKSTATION))
-        yield Observed(url, (served, time.time()), scope, served_checks, fallback_share)
+        yield Observed(url, (served, time.time()), scope, served_checks, fallback_share, backups)
     finally:
         stop(proc)
         exporters.close()
+        gateway.close()
 
 
 # --- the checker ----------------------------------------------------------------------------------
@@ -338,7 +384,7 @@ def test_the_absent_alerts_are_quiet_while_every_source_reports(observed: Observ
     t, _ = _last_phase()
     loud = [
         r["alert"] for c in CONCERNS for g in rule_groups(c, t, observed.scope, 2) for r in g["rules"]
-        if r["expr"].startswith("absent(") and query(observed.url, r["expr"], observed.times[0])
+        if "absent(" in r["expr"] and query(observed.url, r["expr"], observed.times[0])
     ]  # fmt: skip
     assert not loud
 
@@ -398,3 +444,52 @@ def test_a_misspelt_metric_or_server_fails_the_workstations_panel(observed: Obse
     # A pod legend: the workstation's series have no pod (Endpoints without a pod behind them).
     by_pod = busy(f'llamacpp:n_busy_slots_per_decode{{service="{WORKSTATION}"}}', by="pod")
     assert "without the labels ['pod']" in panel_problems(observed.url, by_pod, served)[0]
+
+
+# --- data safety: the scheduled backups as the Pushgateway's scrape keeps them ---------------------
+
+
+def test_the_backup_series_carry_the_pushed_job_and_source_and_no_instance(observed: Observed) -> None:
+    found = query(observed.url, 'gpu_platform_backup_verified_timestamp_seconds{job="gpu-platform-backup"}')
+    by_source = {r["metric"]["source"]: r for r in found}
+    assert sorted(by_source) == sorted(observed.backups)
+    for source, (started, _) in observed.backups.items():
+        labels = by_source[source]["metric"]
+        # honorLabels: the push's job, not the target's; the Pushgateway's instance="" leaves none.
+        assert labels["job"] == "gpu-platform-backup" and "instance" not in labels, labels
+        assert labels["namespace"] == "monitoring" and labels["service"] == "pushgateway", labels
+        assert float(by_source[source]["value"][1]) == started
+    # The Pushgateway's own series keep the scrape's job: what PushgatewayDown reads.
+    assert query(observed.url, 'up{job="pushgateway",namespace="monitoring"} == 1')
+
+
+def test_the_age_panel_and_backup_too_old_read_the_pushed_data_time(observed: Observed) -> None:
+    t, _ = _last_phase()
+    (board,) = boards(("data",), t, observed.scope)
+    age = {r["metric"]["source"]: float(r["value"][1]) for r in query(observed.url, board.panels[0].queries[0].expr)}
+    size = {r["metric"]["source"]: float(r["value"][1]) for r in query(observed.url, board.panels[1].queries[0].expr)}
+    now = time.time()
+    for source, (started, pushed_size) in observed.backups.items():
+        assert abs(age[source] - (now - started)) < 120, (source, age[source])
+        assert size[source] == pushed_size
+    # Only the store whose backup is 27 h old is over the phase's 26 h.
+    (too_old,) = [
+        r for g in rule_groups("data", t, observed.scope) for r in g["rules"]
+        if r["alert"] == "BackupTooOld" and not r["expr"].startswith("absent(")
+    ]  # fmt: skip
+    assert [r["metric"]["source"] for r in query(observed.url, too_old["expr"])] == [STALE_SOURCE]
+
+
+def test_a_misspelt_backup_metric_fails_the_check(observed: Observed) -> None:
+    wrong = Panel(
+        "Age",
+        "s",
+        (
+            Query(
+                'time() - max by (source) (gpu_platform_backup_verified_timestamp{job="gpu-platform-backup"})',
+                "{{source}}",
+            ),
+        ),
+    )
+    assert panel_problems(observed.url, wrong, observed.times)
+    assert missing_series(observed.url, 'push_time_second{job="gpu-platform-backup"}', observed.times)
