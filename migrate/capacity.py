@@ -11,8 +11,9 @@ plan asks for and compares it with what the stack's nodes can allocate:
   System Daemons": allocatable = capacity - kube-reserved - system-reserved - eviction threshold);
 - what the cluster runs besides the plan's own workloads: the K3s add-ons and the pods of the
   charts the plan installs, at their requests (SYSTEM_PODS, CHART_DAEMONS, with their sources);
-- the plan's Deployments and StatefulSets (replicas), Jobs (parallelism) and DaemonSets (one per
-  node they may run on); a pod's request is the larger of its containers' sum and its largest
+- the plan's Deployments and StatefulSets (replicas), Jobs (parallelism), CronJobs (their Job's
+  parallelism: the scheduled backups all start at one minute, and Forbid keeps each to one Job) and
+  DaemonSets (one per node they may run on); a pod's request is the larger of its containers' sum and its largest
   init container, as the scheduler computes it.
 
 The checks are necessary conditions, not a scheduler: each pod fits on some node it may use (GPU
@@ -83,6 +84,7 @@ _WORKLOADS = {
     "kubernetes:apps/v1:Deployment",
     "kubernetes:apps/v1:StatefulSet",
     "kubernetes:batch/v1:Job",
+    "kubernetes:batch/v1:CronJob",
     "kubernetes:apps/v1:DaemonSet",
 }
 _RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -221,8 +223,10 @@ def pods(plan: RecordedPlan) -> list[Pods]:
     for r in plan.resources:
         if r.type in _WORKLOADS:
             spec = r.inputs.get("spec") or {}
+            if r.type == "kubernetes:batch/v1:CronJob":
+                spec = (spec.get("job_template") or spec.get("jobTemplate") or {}).get("spec") or {}
             template = (spec.get("template") or {}).get("spec") or {}
-            key = "parallelism" if r.type == "kubernetes:batch/v1:Job" else "replicas"
+            key = "replicas" if r.type.startswith("kubernetes:apps/") else "parallelism"
             tolerations = tuple(template.get("tolerations") or ())
             per_node = r.type == "kubernetes:apps/v1:DaemonSet"
             out.append(Pods(r.name, int(spec.get(key, 1)), _pod_request(template), tolerations, per_node))

@@ -60,7 +60,7 @@ def test_dev_schedules_the_router_at_tinyllamas_ceiling_on_its_one_node() -> Non
 def test_a_phase_that_does_not_fit_fails_with_the_resource_and_the_figures() -> None:
     plan = with_spec(recorded("dev", "p3-local-brain"), "llm-router-deployment", replicas=12)
     (problem,) = capacity.check(plan, config("dev"))
-    assert problem.startswith("dev p3-local-brain: CPU: the pods request 33.16 CPU, ")
+    assert problem.startswith("dev p3-local-brain: CPU: the pods request 33.92 CPU, ")
     assert "on all nodes (dev-gpu-1), which allocate 30 CPU, 225.9 GiB, 4 GPU" in problem
     assert "largest: llm-router-deployment 12 x 2 CPU, 0.5 GiB, 0 GPU" in problem
 
@@ -160,7 +160,7 @@ def test_migrate_check_fails_a_phase_whose_pods_do_not_fit(
     out = capsys.readouterr().out
     assert "p2c-optimize       clean" in out
     assert "[mandatory] pods-fit-nodes: 1 resource(s)" in out
-    assert "(stack): dev p3-local-brain: CPU: the pods request 17.16 CPU" in out
+    assert "(stack): dev p3-local-brain: CPU: the pods request 17.92 CPU" in out
     assert "which allocate 16 CPU, 225.9 GiB, 4 GPU; largest: llm-router-deployment 4 x 2 CPU" in out
 
 
