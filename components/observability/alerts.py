@@ -162,6 +162,9 @@ def data_rules(t: AlertThresholds, scope: Scope) -> list[dict[str, Any]]:
     backup = f'{s.BACKUP_VERIFIED_AT}{{job="{s.JOB_BACKUP}"}}'
     gateway = f'up{{job="{s.JOB_PUSHGATEWAY}",namespace="{MONITORING_NAMESPACE}"}}'
     too_old = f"No verified backup of {{{{ $labels.source }}}} newer than {max_age} (alerts.maxBackupAge)"
+    by_cron = f'{s.KSM_JOB_OWNER}{{{m},owner_kind="CronJob"}}'
+    owned = f"{s.KSM_JOB_START}{{{m}}} * on (namespace, job_name) group_left (owner_name) {by_cron}"
+    newest = f"{owned} == on (namespace, owner_name) group_left () max by (namespace, owner_name) ({owned})"
     return [
         _rule("BackupTooOld", f"{s.backup_age_expr()} > {s.range_seconds(max_age)}", "0m", "critical", too_old),
         # A store that never reported has no age to compare: its absence, held for the same
@@ -176,14 +179,24 @@ def data_rules(t: AlertThresholds, scope: Scope) -> list[dict[str, Any]]:
             )
             for store in STORES
         ),
-        # The failed backup Jobs (the scheduled ones, in the same namespace) as much as the restore Jobs.
+        # The migration's restore Jobs: a failure stays until a person has looked (the Job is kept).
         _rule(
             "RestoreVerificationFailed",
-            f"max by (job_name) ({s.KSM_JOB_FAILED}{{{m}}}) > 0",
+            f"max by (job_name) ({s.KSM_JOB_FAILED}{{{m}}} > 0 unless on (namespace, job_name) {by_cron})",
             "0m",
             "critical",
-            f"Job {{{{ $labels.job_name }}}} in {scope.data_namespace} failed: a backup or restore that "
-            "did not verify or did not load",
+            f"Restore Job {{{{ $labels.job_name }}}} in {scope.data_namespace} failed: its backup did not "
+            "verify or did not load",
+        ),
+        # A scheduled backup's newest Job only: the CronJob keeps its failed Jobs for reading, and an
+        # old failure must not keep firing once a later backup has verified.
+        _rule(
+            "BackupJobFailed",
+            f"max by (owner_name, job_name) (({newest}) and on (namespace, job_name) ({s.KSM_JOB_FAILED}{{{m}}} > 0))",
+            "0m",
+            "warning",
+            "The latest scheduled backup of {{ $labels.owner_name }} ({{ $labels.job_name }}) failed; the "
+            f"last verified one still stands, and BackupTooOld fires if none verifies within {max_age}",
         ),
         _absent("RestoreJobMetricsAbsent", f"{s.KSM_JOB_START}{{{m}}}", t, "restore Job (kube-state-metrics)"),
         _rule(

@@ -66,6 +66,9 @@ TRAEFIK_DURATION_BUCKET: Final = "traefik_service_request_duration_seconds_bucke
 KSM_JOB_FAILED: Final = "kube_job_failed"  # by namespace, job_name
 KSM_JOB_ACTIVE: Final = "kube_job_status_active"
 KSM_JOB_START: Final = "kube_job_status_start_time"  # unix seconds
+# by namespace, job_name, owner_kind, owner_name: a CronJob's Jobs carry owner_kind="CronJob" and its
+# name (the chart's templates/prometheus/rules-1.14/k8s.rules.pod_owner.yaml reads these labels).
+KSM_JOB_OWNER: Final = "kube_job_owner"
 
 # --- the scheduled backups -----------------------------------------------------------------------
 # Gauges by source (the store), as components/scripts/backup-report.sh pushes them.

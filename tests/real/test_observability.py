@@ -67,7 +67,12 @@ GPUS = (
      "device": "nvidia1", "modelName": "NVIDIA H100 80GB HBM3", "Hostname": "gpu-node-1",
      "DCGM_FI_DRIVER_VERSION": "570.133.20"},
 )  # fmt: skip
-KSM = 'kube_job_{}{{namespace="platform-data",job_name="restore-postgres"}} {}'
+# kube-state-metrics' Job series, labelled as the chart's own rules read them: the migration's restore
+# Job (no owner: empty owner labels, the rules' owner_kind=~"Pod|") and one Job of a backup CronJob.
+KSM_JOBS = {
+    "restore-postgres": {"owner_kind": "", "owner_name": ""},
+    "backup-postgres-29431440": {"owner_kind": "CronJob", "owner_name": "backup-postgres"},
+}
 WORKSTATION = series.JOB_LLAMA_WORKSTATION
 BACKUP_REPORT = Path(__file__).resolve().parents[2] / "components" / "scripts" / "backup-report.sh"
 # A store whose last verified backup is 27 hours old, beside the fresh ones: BackupTooOld's threshold
@@ -139,8 +144,15 @@ class _Exporters:
         )  # fmt: skip
         dcgm = dcgm_exposition()
         started = time.time() - 600
-        ksm = "\n".join([KSM.format("status_start_time", started), KSM.format("status_active", 0),
-                         KSM.format("failed", 0)]) + "\n"  # fmt: skip
+        ksm = "".join(
+            f'kube_job_{name}{{namespace="platform-data",job_name="{job}"}} {value}\n'
+            for job in KSM_JOBS
+            for name, value in (("status_start_time", started), ("status_active", 0), ("failed", 0))
+        ) + "".join(
+            f'kube_job_owner{{namespace="platform-data",job_name="{job}",owner_kind="{o["owner_kind"]}",'
+            f'owner_name="{o["owner_name"]}",owner_is_controller="{"true" if o["owner_kind"] else ""}"}} 1\n'
+            for job, o in KSM_JOBS.items()
+        )
         pages = {"/dcgm": lambda: dcgm, "/traefik": self.traefik.metrics, "/ksm": lambda: ksm}
 
         class Handler(BaseHTTPRequestHandler):
@@ -405,8 +417,9 @@ def test_a_misspelt_metric_fails_the_check(observed: Observed) -> None:
 def test_the_p3_checks_read_the_same_series_through_prometheus(observed: Observed) -> None:
     share, bench, unreachable = observed.served_checks
     assert share.ok and "(Prometheus)" in share.detail, share.line
-    # increase() extrapolates to the window's edges: 7 requests (the fixture's first, then 6) may read as 8.
-    assert re.match(r"100% of [78] request\(s\) in the last 60s \(Prometheus\)", share.detail), share.line
+    # increase() extrapolates to the window's edges: 7 requests (the fixture's first, then 6) may read as
+    # 8, and as 9 when a loaded machine spaces the 1 s scrapes unevenly (seen in a full `make test`).
+    assert re.match(r"100% of [789] request\(s\) in the last 60s \(Prometheus\)", share.detail), share.line
     assert bench.ok and "Prometheus " in bench.detail and "tokens/s per request over 5m (target 10)" in bench.detail, (
         bench.line
     )
