@@ -360,11 +360,8 @@ def scheduled_backups(
     """From platform.servicesStateful on: a CronJob per store (components/platform/scheduled_backups.py)
     that writes a verified backup under k3s/ in the backup bucket; rolled back, they go and their
     objects stay. The schedule was checked against alerts.maxBackupAge in `refusals`."""
-    if secrets.backup_access_key_id is None or secrets.backup_secret_access_key is None:
-        raise ConfigError(
-            "gpu-platform:backupAccessKeyId and gpu-platform:backupSecretAccessKey: required once "
-            f"platform.servicesStateful is on (this is {phase_id}): the scheduled backups write the bucket with them"
-        )
+    # PlatformArgs refused a stack without the bucket's keys before the Platform existed.
+    assert secrets.backup_access_key_id is not None and secrets.backup_secret_access_key is not None
     job = ScheduledBackups(
         "scheduled-backups",
         ScheduledBackupsArgs(

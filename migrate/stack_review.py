@@ -69,6 +69,9 @@ def needed_secrets(phase: Phase, raw: Mapping[str, Any]) -> dict[str, str]:
     if state.platform.restore_from_backup:
         for name in ("backupAccessKeyId", "backupSecretAccessKey"):
             needed[name] = "platform.restoreFromBackup: the restore Jobs read the bucket"
+    elif state.platform.services_stateful:
+        for name in ("backupAccessKeyId", "backupSecretAccessKey"):
+            needed[name] = "platform.servicesStateful: the scheduled backups write the bucket"
     return needed
 
 

@@ -182,6 +182,16 @@ def test_a_missing_secret_is_named(secrets: PlatformSecrets, key: str) -> None:
         _args(secrets=secrets)
 
 
+def test_running_stores_need_the_bucket_keys_even_without_a_restore() -> None:
+    """The scheduled backups write the bucket from platform.servicesStateful on, restore or not."""
+    state = resolve("p2b-services").state.platform.model_copy(update={"restore_from_backup": False})
+    assert state.services_stateful
+    no_key = SECRETS.model_copy(update={"backup_access_key_id": None})
+    with pytest.raises(ConfigError, match=r"backupAccessKeyId .* platform\.servicesStateful is on"):
+        _args(state=state, secrets=no_key, backups=None)
+    _args(state=state, backups=None)
+
+
 def test_the_same_secrets_are_not_needed_before_the_services() -> None:
     _args("p2a-k3s", secrets=PlatformSecrets(), backups=None)
 

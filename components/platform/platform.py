@@ -115,11 +115,15 @@ class PlatformArgs(Args):
                         f"platform.restoreFromBackup: no verified backup of {missing} from the Compose host; "
                         "backups.composeData must verify qdrant, redis and postgres first"
                     )
-            if self.secrets.backup_access_key_id is None or self.secrets.backup_secret_access_key is None:
-                problems.append(
-                    "gpu-platform:backupAccessKeyId and gpu-platform:backupSecretAccessKey: required once "
-                    "platform.restoreFromBackup is on (the restore Jobs in K3s read the bucket with them)"
-                )
+        # The restore Jobs read the bucket and, from servicesStateful on, the scheduled backups write it.
+        if (s.restore_from_backup or s.services_stateful) and (
+            self.secrets.backup_access_key_id is None or self.secrets.backup_secret_access_key is None
+        ):
+            problems.append(
+                "gpu-platform:backupAccessKeyId and gpu-platform:backupSecretAccessKey: required once "
+                "platform.restoreFromBackup or platform.servicesStateful is on (the restore Jobs in K3s read "
+                "the bucket with them, the scheduled backups write it)"
+            )
         if problems:
             raise ConfigError("; ".join(problems))
         return self
