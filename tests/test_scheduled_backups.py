@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from components.catalog import versions
-from components.config.phases import load_phases, phase_ids
+from components.config.phases import load_phases, phase_ids, range_seconds
 from components.core.errors import ConfigError
 from components.platform.datastores import BACKUP_LABEL, STORE_LABEL
 from components.platform.platform import DATA_NAMESPACE, MONITORING_NAMESPACE
@@ -30,7 +30,6 @@ from components.platform.scheduled_backups import (
     STARTING_DEADLINE_SECONDS,
     check_schedule,
     cron_schedule,
-    duration_seconds,
 )
 from migrate.harness import SECRET, RecordedPlan, read_stack_file, record, stack_file
 from migrate.manifests import manifest
@@ -94,7 +93,7 @@ def test_the_worst_case_age_must_stay_below_max_backup_age() -> None:
     for part in ("gpu-platform:backups.everyHours=24", "backups.jobDeadlineMinutes=120", "alerts.maxBackupAge=26h"):
         assert part in message
     assert "26h15m" in message
-    assert duration_seconds("26h") == 26 * 3600 and duration_seconds("90m") == 5400
+    assert range_seconds("26h") == 26 * 3600 and range_seconds("90m") == 5400
     assert STARTING_DEADLINE_SECONDS < 3600
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -48,6 +49,15 @@ CHECK_NAMES: frozenset[str] = frozenset(
 
 # A PromQL range: a whole number of seconds, minutes, hours or days.
 _PROMQL_RANGE = r"^[1-9][0-9]*[smhd]$"
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def range_seconds(value: str) -> int:
+    """A phase file's range with one unit (`26h`, `90m`) in seconds: for comparing with a schedule, and in
+    rules, since Prometheus 2.x has no duration literals in expressions."""
+    if re.fullmatch(_PROMQL_RANGE, value) is None:
+        raise ConfigError(f"{value!r} is not a duration like 26h or 90m")
+    return int(value[:-1]) * _UNIT_SECONDS[value[-1]]
 
 
 class RoutesSloThresholds(Frozen):

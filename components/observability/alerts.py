@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from components.catalog.services import STORES
-from components.config.phases import AlertThresholds
+from components.config.phases import AlertThresholds, range_seconds
 from components.observability import series as s
 from components.observability.dashboards import Concern, Scope
 from components.platform.charts import MONITORING_NAMESPACE
@@ -166,7 +166,7 @@ def data_rules(t: AlertThresholds, scope: Scope) -> list[dict[str, Any]]:
     owned = f"{s.KSM_JOB_START}{{{m}}} * on (namespace, job_name) group_left (owner_name) {by_cron}"
     newest = f"{owned} == on (namespace, owner_name) group_left () max by (namespace, owner_name) ({owned})"
     return [
-        _rule("BackupTooOld", f"{s.backup_age_expr()} > {s.range_seconds(max_age)}", "0m", "critical", too_old),
+        _rule("BackupTooOld", f"{s.backup_age_expr()} > {range_seconds(max_age)}", "0m", "critical", too_old),
         # A store that never reported has no age to compare: its absence, held for the same
         # maxBackupAge from when the rule (created with the CronJobs) first saw it, is the same alert.
         *(

@@ -20,7 +20,7 @@ from grafana_foundation_sdk.models import common as common_models
 from grafana_foundation_sdk.models import dashboard as dashboard_models
 
 from components.catalog.services import STORES
-from components.config.phases import AlertThresholds, PhaseState
+from components.config.phases import AlertThresholds, PhaseState, range_seconds
 from components.observability import series as s
 
 Concern = Literal["gpus", "brain", "router", "cutover", "data"]
@@ -315,7 +315,7 @@ def data_board(t: AlertThresholds, scope: Scope) -> Board:
                 "Age of the newest verified backup",
                 "s",
                 (Query(s.backup_age_expr(), "{{source}}"),),
-                threshold=s.range_seconds(max_age),
+                threshold=range_seconds(max_age),
                 good_above=False,
             ),
             _one(

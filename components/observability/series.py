@@ -111,12 +111,3 @@ def backup_age_expr() -> str:
     """Seconds since the data of each store's newest verified backup was taken: the data-safety
     dashboard's first panel and the BackupTooOld alert."""
     return f'time() - max by (source) ({BACKUP_VERIFIED_AT}{{job="{JOB_BACKUP}"}})'
-
-
-_UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def range_seconds(promql_range: str) -> int:
-    """A phase file's PromQL range (`26h`, components/config/phases.py _PROMQL_RANGE) in seconds,
-    for a comparison: Prometheus 2.x has no duration literals in expressions."""
-    return int(promql_range[:-1]) * _UNIT_SECONDS[promql_range[-1]]

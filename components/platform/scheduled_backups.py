@@ -28,7 +28,6 @@ bucket and no volume belongs to this component, so none is touched.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -38,6 +37,7 @@ from pydantic import InstanceOf, model_validator
 
 from components.catalog import versions
 from components.catalog.services import STORES, SecretEnv, Store
+from components.config.phases import range_seconds
 from components.config.schema import EVERY_HOURS
 from components.core.errors import ConfigError
 from components.core.model import Args
@@ -72,8 +72,6 @@ STEP_IMAGE: Final[dict[Store, str]] = {
     "redis": versions.REDIS_IMAGE,
     "qdrant": versions.RESTORE_FETCH_IMAGE,
 }
-_DURATION = re.compile(r"^([1-9][0-9]*)([smhd])$")
-_UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def cron_schedule(every_hours: int) -> str:
@@ -91,14 +89,6 @@ def cron_schedule(every_hours: int) -> str:
     return f"{MINUTE} {FIRST_HOUR % every_hours}-23/{every_hours} * * *"
 
 
-def duration_seconds(value: str) -> int:
-    """A Prometheus range with one unit ("26h", "90m") in seconds."""
-    match = _DURATION.fullmatch(value)
-    if match is None:
-        raise ConfigError(f"{value!r} is not a duration like 26h or 90m")
-    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-
-
 def _hours(seconds: int) -> str:
     hours, rest = divmod(seconds, 3600)
     return f"{hours}h{rest // 60:02d}m" if rest else f"{hours}h"
@@ -112,7 +102,7 @@ def check_schedule(every_hours: int, job_deadline_minutes: int, max_backup_age: 
     alerts.maxBackupAge, or the alert fires on a healthy schedule.
     """
     worst = every_hours * 3600 + STARTING_DEADLINE_SECONDS + job_deadline_minutes * 60
-    allowed = duration_seconds(max_backup_age)
+    allowed = range_seconds(max_backup_age)
     if worst >= allowed:
         raise ConfigError(
             f"gpu-platform:backups.everyHours={every_hours} plus backups.jobDeadlineMinutes={job_deadline_minutes} "
