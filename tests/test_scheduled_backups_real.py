@@ -123,6 +123,13 @@ class Pod:
             entry = pwd.getpwnam(UNPRIVILEGED)
             self.user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
         self.hooks.mkdir()
+        # The scripts as the pod mounts them (the backup-scripts ConfigMap): a copy the unprivileged
+        # user can read wherever the clone is (a clone under a 0700 `mktemp -d` is not).
+        self.scripts = self.root / "scripts"
+        self.scripts.mkdir()
+        for script in SCRIPTS.glob("backup-*.sh"):
+            shutil.copy(script, self.scripts / script.name)
+            (self.scripts / script.name).chmod(0o444)
         self.argv_log.touch()
         self.argv_log.chmod(0o666)
         self.extra: dict[str, str] = {}
@@ -163,7 +170,7 @@ class Pod:
 
     def step(self, name: str, script: str, **env: str) -> Step:
         result = subprocess.run(
-            ["/bin/sh", str(SCRIPTS / script)], env=self.env(**env), capture_output=True, text=True,
+            ["/bin/sh", str(self.scripts / script)], env=self.env(**env), capture_output=True, text=True,
             timeout=120, check=False, start_new_session=True, **self.user,
         )  # fmt: skip
         return Step(name, result.returncode, result.stdout + result.stderr)
