@@ -148,11 +148,14 @@ def test_the_p3_checks_pass_with_the_local_server_up(brain_up: Brain) -> None:
     share = _check("router-local-share", outputs, traffic=6, url=brain_up.router_url, **SHARE_IN_A_WINDOW)
     assert share.ok, share.line
     assert share.detail.startswith("100% of 6 request(s) in the last 1s"), share.line
-    # p3's load (16 requests, 4 clients, 100 tokens) and tokens/s target; its time limits are for the
-    # 70B model on GPUs, so here they are what this shared 2-core CPU meets while the suite runs
-    # (a time to first token of 1.8 s at p95 was seen under load).
+    # p3's load (16 requests, 4 clients, 100 tokens); its time limits and its 40 tokens/s are for the
+    # 70B model on GPUs, so here they are what this shared 2-core CPU meets while the suite runs (a time
+    # to first token of 1.8 s at p95 was seen under load, and TinyLlama's decode fell from about 100 to
+    # 15.8 tokens/s per request at p50 in a clean-clone CI run).
     p3 = _p3_thresholds()["llama-bench-targets"]
-    on_cpu = p3.model_copy(update={"ttft_p95_seconds": 10.0, "latency_p95_seconds": 30.0})
+    on_cpu = p3.model_copy(
+        update={"ttft_p95_seconds": 10.0, "latency_p95_seconds": 30.0, "decode_tokens_per_second": 5.0}
+    )
     bench_check = _check("llama-bench-targets", outputs, **{"llama-bench-targets": on_cpu})
     assert bench_check.ok, bench_check.line
 
