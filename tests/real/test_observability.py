@@ -275,7 +275,10 @@ def observed(brain_up: Brain, tmp_path_factory: pytest.TempPathFactory) -> Itera
     ])  # fmt: skip
     proc, url = _start_prometheus(config, tmp)
     try:
-        _wait(url, "count(up == 1) == 6", "every target up")
+        # Every scrape above, counted from the config (a hand-written count went stale when two
+        # changes each added a target, and passed only while the targets came up one by one).
+        targets = config.count("- job_name:")
+        _wait(url, f"count(up == 1) == {targets}", "every target up")
         _wait(url, f"count(gpu_platform_backup_verified_size_bytes) == {len(backups)}", "every pushed backup")
         for _ in range(40):
             exporters.traefik.serve("app.example.test")
